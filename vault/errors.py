@@ -1,0 +1,105 @@
+"""The exceptions of credvault.
+
+Every error the library raises on purpose is a subclass of :class:`VaultError`, so a
+service can catch one type. Messages name what was wrong (an entry name, a key id, a
+path, a setting) and never contain a key, a passphrase or a credential value. Where the
+caller can do something about it, ``hint`` says what.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigurationError",
+    "DecryptionError",
+    "EntryExpiredError",
+    "EntryNotFoundError",
+    "FormatError",
+    "InsecureFileError",
+    "InvalidKeyError",
+    "KeySourceError",
+    "LockTimeoutError",
+    "RotationInProgressError",
+    "SerializationError",
+    "SourceUnavailableError",
+    "UnknownKeyError",
+    "VaultError",
+]
+
+
+class VaultError(Exception):
+    """Base class of every credvault error; never raised itself.
+
+    Attributes:
+        message: one line saying what went wrong.
+        hint: one line saying how to fix it, or ``None``.
+    """
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class EntryNotFoundError(VaultError, KeyError):
+    """No entry of that name exists (also a ``KeyError``)."""
+
+    def __str__(self) -> str:
+        # KeyError.__str__ would repr() the message; keep it a plain sentence.
+        return self.message
+
+
+class EntryExpiredError(VaultError):
+    """The entry authenticated but is outside its validity window (expired or future-dated)."""
+
+
+class DecryptionError(VaultError):
+    """Authentication failed: tampered, corrupted, moved, renamed or re-dated (no reason given)."""
+
+
+class UnknownKeyError(VaultError):
+    """The entry names a key id that the key ring does not hold (retired or never known)."""
+
+    def __init__(self, key_id: str, *, hint: str | None = None) -> None:
+        super().__init__(f"entry is sealed under key {key_id}, which the key ring does not hold",
+                         hint=hint or "add that key to the ring as decrypt-only, "
+                                      "or restore it from backup if it was retired too early")
+        self.key_id = key_id
+
+
+class FormatError(VaultError):
+    """Not a vault file, an unsupported version, or malformed fields or lengths."""
+
+
+class InsecureFileError(VaultError):
+    """A symlink, a hard link, group/world access or a foreign owner; ``hint`` says how to fix."""
+
+
+class SerializationError(VaultError, TypeError):
+    """A value the codec cannot hold, nested too deeply or too large (also a ``TypeError``)."""
+
+
+class InvalidKeyError(VaultError, ValueError):
+    """Malformed key material or key text, or duplicate ids in a ring (also a ``ValueError``)."""
+
+
+class KeySourceError(VaultError):
+    """A key source failed: no keyring backend, locked keyring, bad keys, wrong passphrase."""
+
+
+class ConfigurationError(VaultError, ValueError):
+    """A setting (``VAULT_*`` variable or argument) has a value that cannot be used."""
+
+
+class LockTimeoutError(VaultError):
+    """An entry lock was not obtained in time because another writer held it."""
+
+
+class RotationInProgressError(VaultError):
+    """Another rotation holds the rotation lock; the message names it (pid, host, since)."""
+
+
+class SourceUnavailableError(VaultError):
+    """The primary source failed and no valid cached copy exists; chains the driver's error."""
