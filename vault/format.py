@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import struct
 import unicodedata
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from vault.errors import FormatError
 
@@ -42,8 +42,7 @@ _FIELD_SIZES = (KEY_ID_SIZE, SALT_SIZE, NONCE_SIZE, COMMITMENT_SIZE)
 assert FIXED_HEADER_SIZE == 112  # docs/format.md section 2
 
 
-@dataclass(frozen=True, slots=True)
-class Header:
+class Header(NamedTuple):
     """The header fields of one envelope (unverified when they come from :func:`parse`)."""
 
     kind: int
@@ -175,5 +174,5 @@ def parse(data: bytes) -> tuple[Header, bytes, bytes]:
     """
     data = bytes(data)
     header = parse_header(data, len(data))
-    end_of_header = header_size(header)
+    end_of_header = len(data) - header.payload_length  # parse_header checked the sum
     return header, data[:end_of_header], data[end_of_header:]
