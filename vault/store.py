@@ -7,6 +7,7 @@ has been authenticated.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -409,7 +410,9 @@ class Vault:
         stale: dict[str, list[str]] = {}
         with os.scandir(self._dir) as listing:
             for item in listing:
-                if match := _TEMP_FILE.fullmatch(item.name):
+                # Only files and symlinks we may have made; anything else is left alone.
+                if ((match := _TEMP_FILE.fullmatch(item.name))
+                        and (item.is_symlink() or item.is_file(follow_symlinks=False))):
                     stale.setdefault(match.group(1), []).append(item.path)
         for stem, temps in stale.items():
             lock = files.FileLock(f"{self._locks}/{stem}.lock", timeout=self.lock_timeout,
@@ -421,7 +424,8 @@ class Vault:
                 continue
             try:
                 for temp in temps:
-                    files.unlink_durably(temp)
+                    with contextlib.suppress(OSError):  # cleanup must never block opening
+                        files.unlink_durably(temp)
             finally:
                 lock.release()
 

@@ -1,6 +1,6 @@
 """A child process that writes entries in a loop and reports each completed write.
 
-Usage: python -m tests.helpers.writer DIRECTORY NAMES ROUNDS [--rotate]
+Usage: python -m tests.helpers.writer DIRECTORY NAMES ROUNDS
 The key ring comes from the VAULT_KEYS environment variable (never from argv). After each
 put returns, prints "<name> <counter>" and flushes, so the parent knows what was durable.
 """
@@ -19,9 +19,10 @@ def main() -> None:
     ring = vault.KeyRing.from_text(os.environ["VAULT_KEYS"])
     v = vault.Vault(directory, keys=ring, ttl=3600)
     tag = os.environ.get("WRITER_TAG", "w")
+    prefix = os.environ.get("WRITER_PREFIX", "entry")
     for counter in range(1, rounds + 1):
         for i in range(names):
-            name = f"entry-{i}"
+            name = f"{prefix}-{i}"
             v.put(name, {"writer": tag, "counter": counter, "blob": os.urandom(64)})
             print(name, counter, flush=True)
 
