@@ -4,4 +4,4 @@ Fixtures for real components (PostgreSQL, Secret Service) live in ``tests/realpa
 factory fixtures (key rings, vaults) in ``tests/fixtures.py``.
 """
 
-pytest_plugins = ["tests.realparts", "tests.fixtures"]
+pytest_plugins = ["tests.hygiene", "tests.realparts", "tests.fixtures"]
