@@ -1,35 +1,418 @@
-"""Tests of the installed ``credvault`` command, run as a user would run it."""
+"""Tests of the installed ``credvault`` command, run as a user would run it.
+
+Every run goes through the :class:`Cli` fixture, which keeps its stdout and stderr and, at the
+end of each test, scans them for every secret the test knows (key material as raw bytes, hex,
+base64 and base64url; passphrases; plaintext values). The only secret allowed in any output is
+the ``VAULT_KEYS=...`` line that ``credvault init`` prints on purpose for the env source.
+"""
 
 from __future__ import annotations
 
+import base64
+import json
+import os
+import re
 import subprocess
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 import vault
+from tests.hygiene import record, secret
+from tests.realparts import SecretService
+from vault.keysources import KeyringKeySource, PassphraseKeySource
 
 BIN = Path(sys.executable).parent / "credvault"
+PASSPHRASE = "cli test passphrase 0c5d7e"
+NEW_PASSPHRASE = "cli new passphrase 8f21aa"
+PLAINTEXT = "cli-canary-plaintext-3e9b51"
+SECRET_LOOKING = "cv1:0123456789abcdef:NOT-A-KEY-but-looks-secret-4f7a2d"
+KEY_LINE = re.compile(r"VAULT_KEYS=(cv1:[0-9a-f]{16}:[A-Za-z0-9_-]{43})")
+for _phrase, _what in ((PASSPHRASE, "cli passphrase"), (NEW_PASSPHRASE, "cli new passphrase"),
+                       (PLAINTEXT, "cli plaintext"), (SECRET_LOOKING, "secret-looking value")):
+    secret(_phrase, _what)
 
 
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    """Run the installed credvault with ``args``."""
-    return subprocess.run([str(BIN), *args], capture_output=True, text=True, timeout=60)
+def _material(key: vault.Key) -> bytes:
+    return base64.urlsafe_b64decode(key.to_text().split(":")[2] + "=")
 
 
-def test_version() -> None:
+@dataclass
+class Cli:
+    """Runs ``credvault`` with a clean environment in a temp directory; remembers outputs."""
+
+    home: Path
+    base_env: dict[str, str]
+    outputs: list[tuple[str, str]] = field(default_factory=list)
+    needles: dict[str, str] = field(default_factory=dict)
+    allowed: list[str] = field(default_factory=list)
+
+    @property
+    def dir(self) -> Path:
+        """The vault directory (VAULT_DIR)."""
+        return self.home / "vault"
+
+    def run(self, *args: str, input: str | None = None, env: dict[str, str] | None = None,
+            **variables: str) -> subprocess.CompletedProcess[str]:
+        """Run ``credvault *args`` with VAULT_<NAME>=value for each keyword; stdin ``input``."""
+        environ = {**(env or self.base_env), "VAULT_DIR": str(self.dir)}
+        environ.update({f"VAULT_{name.upper()}": value for name, value in variables.items()})
+        result = subprocess.run([str(BIN), *args], input=input if input is not None else "",
+                                capture_output=True, text=True, env=environ, cwd=self.home,
+                                timeout=60)
+        where = f"credvault {' '.join(args)}"
+        self.outputs += [(result.stdout, f"stdout of {where}"), (result.stderr,
+                                                                  f"stderr of {where}")]
+        return result
+
+    def init_env(self) -> str:
+        """``credvault init`` with the env source; returns the printed (allowed) key text."""
+        result = self.run("init", key_source="env")
+        assert result.returncode == 0, result.stderr
+        match = KEY_LINE.fullmatch(result.stdout.strip())
+        assert match is not None
+        self.allowed.append(match.group(1))
+        self.add_key(vault.Key.from_text(match.group(1)))
+        return match.group(1)
+
+    def add_key(self, key: vault.Key) -> None:
+        """Remember a key whose material must not appear in any output."""
+        raw = _material(key)
+        forms = {"hex": raw.hex(), "HEX": raw.hex().upper(),
+                 "base64": base64.b64encode(raw).decode().rstrip("="),
+                 "base64url": base64.urlsafe_b64encode(raw).decode().rstrip("="),
+                 "raw": repr(raw)[2:-1]}
+        for form, text in forms.items():
+            self.needles[text] = f"key {key.id} ({form})"
+            self.needles[text[:24]] = f"key {key.id} ({form}, first 24 characters)"
+
+    def add_ring(self, ring: vault.KeyRing) -> None:
+        """Remember every key of a ring."""
+        for key in ring:
+            self.add_key(key)
+
+    def leaks(self) -> list[str]:
+        """Every secret found in any output (after cutting out the allowed key texts)."""
+        needles = {PASSPHRASE: "passphrase", NEW_PASSPHRASE: "new passphrase",
+                   PLAINTEXT: "plaintext", SECRET_LOOKING: "secret-looking value", **self.needles}
+        found = []
+        for text, where in self.outputs:
+            for allowed in self.allowed:
+                text = text.replace(allowed, "<allowed>")
+            found += [f"{what} in {where}" for needle, what in needles.items() if needle in text]
+        return found
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Iterator[Cli]:
+    """A :class:`Cli` in an empty temp directory with no VAULT_* variables; at teardown, no
+    secret it knows may appear in any output of the test."""
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("VAULT_")}
+    env["VAULT_KDF_PROFILE"] = "test"  # the cheap Argon2id profile: these tests are about the CLI
+    runner = Cli(tmp_path, env)
+    yield runner
+    for text, where in runner.outputs:  # for the suite-wide scan too, once allowed is complete
+        record(text, where, allowed=runner.allowed)
+    assert runner.leaks() == []
+
+
+def fill(directory: Path, ring: vault.KeyRing | vault.keysources.KeySource, *names: str) -> None:
+    """Put an entry holding PLAINTEXT under each name, as a service would."""
+    v = vault.Vault(directory, keys=ring)
+    for name in names:
+        v.put(name, {"password": PLAINTEXT, "name": name})
+
+
+# ---- help and usage ---------------------------------------------------------------------------
+
+def test_version(cli: Cli) -> None:
     """--version prints the package version and exits 0."""
-    result = run("--version")
+    result = cli.run("--version")
     assert result.returncode == 0 and result.stdout.strip() == f"credvault {vault.__version__}"
 
 
-def test_help() -> None:
-    """--help describes the tool and exits 0."""
-    result = run("--help")
+def test_help_documents_commands_and_exit_codes(cli: Cli) -> None:
+    """--help lists the commands, examples and the exit codes."""
+    result = cli.run("--help")
     assert result.returncode == 0 and "usage: credvault" in result.stdout
+    for text in ("init", "status", "inspect", "verify", "diagnose", "passwd", "examples:",
+                 "exit codes:", "3 key source error"):
+        assert text in result.stdout
 
 
-def test_python_dash_m() -> None:
+@pytest.mark.parametrize("command", ["init", "status", "inspect", "verify", "diagnose",
+                                     "passwd"])
+def test_every_command_help_has_examples(cli: Cli, command: str) -> None:
+    """Each command's --help has usage examples; read commands offer --json."""
+    result = cli.run(command, "--help")
+    assert result.returncode == 0 and "examples:" in result.stdout
+    assert ("--json" in result.stdout) == (command in {"status", "inspect", "verify",
+                                                       "diagnose"})
+
+
+def test_no_command_is_a_usage_error(cli: Cli) -> None:
+    """Without a command: the help on stderr, exit code 2."""
+    result = cli.run()
+    assert result.returncode == 2 and "usage: credvault" in result.stderr
+
+
+def test_python_dash_m(cli: Cli) -> None:
     """python -m vault is the same command."""
     result = subprocess.run([sys.executable, "-m", "vault", "--version"], capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 0 and vault.__version__ in result.stdout
+
+
+# ---- environment source -----------------------------------------------------------------------
+
+def test_env_init_prints_one_key_line_and_warns(cli: Cli) -> None:
+    """init with env: exactly one VAULT_KEYS line on stdout, a warning on stderr, a 0700 dir."""
+    result = cli.run("init", key_source="env")
+    assert result.returncode == 0
+    assert len(result.stdout.splitlines()) == 1 and KEY_LINE.fullmatch(result.stdout.strip())
+    assert "credvault: warning:" in result.stderr and "secret manager" in result.stderr
+    assert cli.dir.is_dir() and (cli.dir.stat().st_mode & 0o777) == 0o700
+    cli.allowed.append(KEY_LINE.fullmatch(result.stdout.strip()).group(1))  # type: ignore[union-attr]
+
+
+def test_env_init_refuses_when_keys_are_set(cli: Cli) -> None:
+    """init with VAULT_KEYS already set is a configuration error (exit 2)."""
+    keys = cli.init_env()
+    result = cli.run("init", key_source="env", keys=keys)
+    assert result.returncode == 2 and "VAULT_KEYS is already set" in result.stderr
+
+
+def test_env_every_command_and_no_secret_anywhere(cli: Cli) -> None:
+    """init, status, inspect, verify, diagnose (text and --json) on a filled vault: right
+    exit codes and contents, and no key material, plaintext or passphrase in any output."""
+    keys = cli.init_env()
+    ring = vault.KeyRing.from_text(keys)
+    fill(cli.dir, ring, "db/password", "api/token")
+    env = {"key_source": "env", "keys": keys}
+    status = cli.run("status", **env)
+    assert status.returncode == 0, status.stderr
+    assert f"key         {ring.primary.id}  active" in status.stdout
+    assert "entries 2" in status.stdout
+    data = json.loads(cli.run("status", "--json", **env).stdout)
+    assert data["entries"] == 2 and data["ok"] is True and data["expired_unverified"] == 0
+    assert data["keys"] == [{"id": ring.primary.id, "state": "active", "created_at": None,
+                             "retired_at": None, "entries": 2}]
+    inspect = cli.run("inspect", "db/password", **env)
+    assert inspect.returncode == 0 and ring.primary.id in inspect.stdout
+    assert "unverified" in inspect.stdout
+    info = json.loads(cli.run("inspect", "db/password", "--json", **env).stdout)
+    assert info["name"] == "db/password" and info["key_id"] == ring.primary.id
+    assert info["size"] > 0 and info["expired_unverified"] is False
+    verify = cli.run("verify", **env)
+    assert verify.returncode == 0 and "ok       api/token" in verify.stdout
+    assert "2 entries: 2 ok, 0 expired, 0 failed" in verify.stdout
+    report = json.loads(cli.run("verify", "--json", **env).stdout)
+    assert report["summary"] == {"ok": 2, "expired": 0, "failed": 0}
+    diagnose = cli.run("diagnose", **env)
+    assert diagnose.returncode == 0 and "ok       settings: valid" in diagnose.stdout
+    assert json.loads(cli.run("diagnose", "--json", **env).stdout)["ok"] is True
+    assert len(cli.outputs) == 18 and cli.leaks() == []
+    assert sum(keys in text for text, _ in cli.outputs) == 1  # only init's own line
+
+
+def test_verify_reports_ok_expired_failed(cli: Cli) -> None:
+    """verify: one line per entry; a tampered entry fails (exit 1), an expired one does not."""
+    keys = cli.init_env()
+    ring = vault.KeyRing.from_text(keys)
+    fill(cli.dir, ring, "good", "bad")
+    old = vault.Vault(cli.dir, keys=ring)
+    old._put_at_time("old", PLAINTEXT, vault.store._now_ms() - 3 * 86400 * 1000)
+    bad = cli.dir / (vault.store.name_stem("bad") + ".cve")
+    data = bytearray(bad.read_bytes())
+    data[-1] ^= 1
+    bad.write_bytes(bytes(data))
+    result = cli.run("verify", key_source="env", keys=keys)
+    assert result.returncode == 1
+    assert "ok       good" in result.stdout and "expired  old" in result.stdout
+    assert "failed   bad: DecryptionError" in result.stdout
+    status = json.loads(cli.run("status", "--json", key_source="env", keys=keys).stdout)
+    assert status["expired_unverified"] == 1 and status["entries"] == 3
+
+
+def test_status_reports_orphaned_entries_and_permissions(cli: Cli) -> None:
+    """status: entries under a key the source lacks, and a world-readable file, are problems
+    (exit 1); nothing is decrypted."""
+    keys = cli.init_env()
+    stranger = vault.KeyRing([vault.Key.generate()])
+    cli.add_ring(stranger)
+    fill(cli.dir, stranger, "orphan")
+    fill(cli.dir, vault.KeyRing.from_text(keys), "loose")
+    os.chmod(cli.dir / (vault.store.name_stem("loose") + ".cve"), 0o644)
+    result = cli.run("status", key_source="env", keys=keys)
+    assert result.returncode == 1
+    assert f"{stranger.primary.id}  unknown to the key source" in result.stdout
+    assert "1 entries use key" in result.stdout and "group or others" in result.stdout
+
+
+def test_bad_settings_are_named_never_echoed(cli: Cli) -> None:
+    """A bad VAULT_TTL or VAULT_KEY_SOURCE: exit 2, one error line, value not shown."""
+    for variables in ({"ttl": SECRET_LOOKING}, {"key_source": SECRET_LOOKING}):
+        result = cli.run("status", **variables)
+        name = f"VAULT_{next(iter(variables)).upper()}"
+        assert result.returncode == 2 and result.stdout == ""
+        assert result.stderr.startswith(f"credvault: error: invalid setting {name}: expected")
+        assert "credvault: hint:" in result.stderr and "Traceback" not in result.stderr
+        debug = cli.run("--debug", "status", **variables)
+        assert "Traceback" in debug.stderr
+
+
+def test_bad_vault_keys(cli: Cli) -> None:
+    """A malformed VAULT_KEYS: verify exits 3 naming the problem, not the text."""
+    cli.init_env()
+    result = cli.run("verify", key_source="env", keys=SECRET_LOOKING)
+    assert result.returncode == 3 and "VAULT_KEYS is invalid" in result.stderr
+
+
+def test_missing_settings_and_vault(cli: Cli) -> None:
+    """No VAULT_KEY_SOURCE: exit 2; no vault directory: exit 4 with the init hint."""
+    result = cli.run("verify")
+    assert result.returncode == 2 and "VAULT_KEY_SOURCE is not set" in result.stderr
+    result = cli.run("status", key_source="env")
+    assert result.returncode == 4 and "does not exist" in result.stderr
+    assert "credvault init" in result.stderr
+
+
+def test_inspect_missing_entry(cli: Cli) -> None:
+    """inspect of an unknown name exits 4 with a one-line error."""
+    cli.init_env()
+    result = cli.run("inspect", "nope")
+    assert result.returncode == 4 and result.stderr.strip() == \
+        "credvault: error: no entry named 'nope'"
+
+
+def test_dir_option_overrides_vault_dir(cli: Cli) -> None:
+    """--dir, before or after the command, wins over VAULT_DIR."""
+    keys = cli.init_env()
+    fill(cli.dir, vault.KeyRing.from_text(keys), "x")
+    for args in (("--dir", str(cli.dir), "status"), ("status", "--dir", str(cli.dir))):
+        result = cli.run(*args, key_source="env", keys=keys, dir="/nonexistent")
+        assert result.returncode == 0 and f"vault       {cli.dir}" in result.stdout
+    assert cli.run("status", key_source="env", keys=keys, dir="/nonexistent").returncode == 4
+
+
+def test_diagnose_warns_about_typos_and_a_readable_dotenv(cli: Cli) -> None:
+    """diagnose: an unknown VAULT_* name and a group-readable .env are warnings, not errors."""
+    cli.init_env()
+    dotenv = cli.home / ".env"
+    dotenv.write_text("VAULT_KEY_SOURCE=env\n")
+    dotenv.chmod(0o644)
+    result = cli.run("diagnose", tll="30")
+    assert "warning  settings: VAULT_TLL is not a credvault setting" in result.stdout
+    assert ".env is readable by group or others (mode 644)" in result.stdout
+    assert "hint: chmod 600 .env" in result.stdout
+    assert "error    keys: VAULT_KEY_SOURCE=env but VAULT_KEYS is not set" in result.stdout
+    assert result.returncode == 1
+
+
+def test_passwd_needs_the_passphrase_source(cli: Cli) -> None:
+    """passwd with the env source is a configuration error (exit 2)."""
+    keys = cli.init_env()
+    result = cli.run("passwd", key_source="env", keys=keys)
+    assert result.returncode == 2 and "VAULT_KEY_SOURCE=passphrase only" in result.stderr
+
+
+# ---- passphrase source ------------------------------------------------------------------------
+
+def test_passphrase_lifecycle(cli: Cli) -> None:
+    """init (stdin), status (no passphrase), verify (env, stdin, wrong, none), passwd."""
+    init = cli.run("init", key_source="passphrase", input=PASSPHRASE + "\n")
+    assert init.returncode == 0 and "key source" in init.stdout and "VAULT_KEYS" not in init.stdout
+    assert ((cli.dir / "keyfile.json").stat().st_mode & 0o777) == 0o600
+    source = PassphraseKeySource(cli.dir, PASSPHRASE)
+    cli.add_ring(source.load())
+    fill(cli.dir, source, "db/password")
+    status = cli.run("status", key_source="passphrase")
+    assert status.returncode == 0 and "unverified" in status.stdout and "kdf         test" in \
+        status.stdout
+    ok = cli.run("verify", key_source="passphrase", passphrase=PASSPHRASE)
+    assert ok.returncode == 0 and "1 ok" in ok.stdout
+    assert cli.run("verify", key_source="passphrase", input=PASSPHRASE + "\n").returncode == 0
+    wrong = cli.run("verify", key_source="passphrase", input="not it\n")
+    assert wrong.returncode == 3
+    assert "credvault: error: wrong passphrase (or the keyfile was modified)" in wrong.stderr
+    missing = cli.run("verify", key_source="passphrase")
+    assert missing.returncode == 3 and "VAULT_PASSPHRASE is not set" in missing.stderr
+    passwd = cli.run("passwd", key_source="passphrase",
+                     input=f"{PASSPHRASE}\n{NEW_PASSPHRASE}\n")
+    assert passwd.returncode == 0 and "update VAULT_PASSPHRASE" in passwd.stderr
+    assert cli.run("verify", key_source="passphrase", passphrase=PASSPHRASE).returncode == 3
+    assert cli.run("verify", key_source="passphrase", passphrase=NEW_PASSPHRASE).returncode == 0
+    diagnose = cli.run("diagnose", key_source="passphrase")
+    assert diagnose.returncode == 0 and "KDF profile 'test' is for tests only" in diagnose.stdout
+
+
+def test_passphrase_init_twice(cli: Cli) -> None:
+    """A second init on the same vault is refused (exit 3); the keyfile is kept."""
+    cli.run("init", key_source="passphrase", passphrase=PASSPHRASE)
+    before = (cli.dir / "keyfile.json").read_bytes()
+    again = cli.run("init", key_source="passphrase", passphrase=PASSPHRASE)
+    assert again.returncode == 3 and "already exists" in again.stderr
+    assert (cli.dir / "keyfile.json").read_bytes() == before
+
+
+# ---- OS keyring source (real Secret Service) --------------------------------------------------
+
+def test_keyring_lifecycle(cli: Cli, use_secret_service: SecretService) -> None:
+    """init stores the key (prints only its id); status, verify, diagnose use the keyring."""
+    env = use_secret_service.subprocess_env()
+    env = {k: v for k, v in env.items() if not k.upper().startswith("VAULT_")}
+    env["VAULT_KEY_SOURCE"] = "keyring"
+    env["VAULT_KEYRING_SERVICE"] = "credvault-cli-test"
+    init = cli.run("init", env=env)
+    assert init.returncode == 0, init.stderr
+    source = KeyringKeySource("credvault-cli-test")
+    ring = source.load()
+    cli.add_ring(ring)
+    assert ring.primary.id in init.stdout and "VAULT_KEYS" not in init.stdout
+    fill(cli.dir, source, "db/password")
+    status = cli.run("status", env=env)
+    assert status.returncode == 0 and f"{ring.primary.id}  active" in status.stdout
+    assert "keyring (service 'credvault-cli-test')" in status.stdout
+    verify = cli.run("verify", env=env)
+    assert verify.returncode == 0 and "ok       db/password" in verify.stdout
+    diagnose = cli.run("diagnose", "--json", env=env)
+    checks = {c["name"]: c for c in json.loads(diagnose.stdout)["checks"]}
+    assert diagnose.returncode == 0
+    assert "keyring.backends.SecretService.Keyring" in checks["keyring backend"]["detail"]
+    use_secret_service.lock()
+    locked = cli.run("verify", env=env)
+    assert locked.returncode == 3 and "the OS keyring is locked" in locked.stderr
+    assert "unlock the login keyring" in locked.stderr
+    assert cli.run("status", env=env).returncode == 1
+
+
+def test_keyring_headless(cli: Cli, env_without_bus: dict[str, str]) -> None:
+    """No session bus: init exits 3 with the three ways out; diagnose says no backend."""
+    env = {k: v for k, v in env_without_bus.items() if not k.upper().startswith("VAULT_")}
+    env["VAULT_KEY_SOURCE"] = "keyring"
+    init = cli.run("init", env=env)
+    assert init.returncode == 3 and "no OS keyring backend is available" in init.stderr
+    for fix in ("VAULT_KEY_SOURCE=env", "VAULT_KEY_SOURCE=passphrase", "Secret Service"):
+        assert fix in init.stderr
+    diagnose = cli.run("diagnose", env=env)
+    assert diagnose.returncode == 1 and "none found (keyring.backends.fail.Keyring)" in \
+        diagnose.stdout
+
+
+def test_leak_scanner_finds_every_form(tmp_path: Path) -> None:
+    """The scanner behind every CLI test finds a key in each encoding and the plaintext, and
+    ignores only the allowed init line."""
+    key = vault.Key.generate()
+    raw = _material(key)
+    scanner = Cli(tmp_path, {})
+    scanner.add_key(key)
+    for text in (raw.hex(), base64.b64encode(raw).decode(), key.to_text().split(":")[2],
+                 repr(raw), raw.hex().upper()[:30], PLAINTEXT, PASSPHRASE):
+        scanner.outputs = [(f"before {text} after", "sample")]
+        assert scanner.leaks(), text
+    scanner.allowed.append(key.to_text())
+    scanner.outputs = [(f"VAULT_KEYS={key.to_text()}\n", "init")]
+    assert scanner.leaks() == []

@@ -20,8 +20,8 @@ from vault.errors import (
     UnknownKeyError,
     VaultError,
 )
-from vault.keys import Key, KeyRing
-from vault.keysources import KeySource
+from vault.keys import Key, KeyRing, KeyState
+from vault.keysources import KeySource, ManagedKeySource
 from vault.store import Entry, EntryInfo, RotationReport, Scan, Vault
 
 __version__ = "0.1.0"
@@ -40,7 +40,9 @@ __all__ = [
     "KeyRing",
     "KeySource",
     "KeySourceError",
+    "KeyState",
     "LockTimeoutError",
+    "ManagedKeySource",
     "RotationInProgressError",
     "RotationReport",
     "Scan",

@@ -29,7 +29,8 @@ TEMP_SUFFIX = ".tmp"
 # Paths are plain str: pathlib costs more than the system calls on the write path.
 
 
-def _check_mode(st: os.stat_result, path: str, what: str) -> None:
+def check_mode(st: os.stat_result, path: str, what: str) -> None:
+    """Raise ``InsecureFileError`` unless ``st`` is owned by this user with no group/world bits."""
     if st.st_uid != os.geteuid():
         raise InsecureFileError(f"{what} {path} is owned by uid {st.st_uid}, not by this user",
                                 hint=f"chown it to uid {os.geteuid()}, or run as its owner")
@@ -72,7 +73,7 @@ def check_private_dir(path: str, st: os.stat_result | None = None) -> None:
                                 hint="configure the real path of the directory instead")
     if not stat.S_ISDIR(st.st_mode):
         raise InsecureFileError(f"{path} is not a directory", hint="move the file away")
-    _check_mode(st, path, "directory")
+    check_mode(st, path, "directory")
 
 
 def _open_private(path: str) -> tuple[int, os.stat_result]:
@@ -90,7 +91,7 @@ def _open_private(path: str) -> tuple[int, os.stat_result]:
         if st.st_nlink != 1:
             raise InsecureFileError(f"{path} has {st.st_nlink} hard links",
                                     hint="remove the other links: a vault file has exactly one")
-        _check_mode(st, path, "file")
+        check_mode(st, path, "file")
     except BaseException:
         os.close(fd)
         raise
@@ -238,11 +239,17 @@ class FileLock:
             raise
         try:
             st = os.fstat(fd)
-            _check_mode(st, self.path, "lock file")
+            check_mode(st, self.path, "lock file")
         except BaseException:
             os.close(fd)
             raise
         return fd, st.st_ino
+
+    def fileno(self) -> int:
+        """The descriptor of the held lock file (its content is the holder's to use)."""
+        if self._fd is None:
+            raise RuntimeError("the lock is not held")
+        return self._fd
 
     def remove(self) -> None:
         """Unlink the lock file while holding it (waiters will retry on a new one)."""

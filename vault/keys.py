@@ -16,17 +16,45 @@ import binascii
 import hmac
 import re
 from collections.abc import Iterable, Iterator
-from typing import NoReturn
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, NoReturn
 
 from vault import aead
 from vault import format as fmt
 from vault.errors import DecryptionError, InvalidKeyError, UnknownKeyError
 
-__all__ = ["Key", "KeyRing"]
+__all__ = ["ACTIVE", "DECRYPT_ONLY", "KEY_STATES", "RETIRED", "Key", "KeyRing", "KeyState", "State"]
 
 TEXT_PREFIX = "cv1"
 _ID_TEXT = re.compile(r"[0-9a-f]{16}")
 _MATERIAL_TEXT = re.compile(r"[A-Za-z0-9_-]{43}")
+
+
+State = Literal["active", "decrypt-only", "retired"]
+ACTIVE: State = "active"
+DECRYPT_ONLY: State = "decrypt-only"
+RETIRED: State = "retired"
+KEY_STATES: tuple[State, ...] = (ACTIVE, DECRYPT_ONLY, RETIRED)
+
+
+@dataclass(frozen=True)
+class KeyState:
+    """What a key source records about one key; public, holds no material.
+
+    Attributes:
+        id: the key id (16 hex digits).
+        state: ``"active"`` (the primary: seals and opens), ``"decrypt-only"`` (opens), or
+            ``"retired"`` (material dropped: opens nothing; kept for the record).
+        created_at: when the key was created (UTC), or ``None`` where the source keeps no
+            dates (the environment source).
+        retired_at: when it was retired (UTC), for retired keys only.
+    """
+
+    id: str
+    state: State
+    created_at: datetime | None
+    retired_at: datetime | None = None
 
 
 def _no_pickle(obj: object) -> NoReturn:
@@ -274,3 +302,20 @@ class KeyRing:
             raise DecryptionError("entry failed authentication")
         key = self.get(header.key_id.hex())
         return aead.open_payload(key._material, header, header_bytes, payload)
+
+
+# Key-wrapping for the passphrase keyfile (vault/keyfile.py): material stays in this module.
+
+def _wrap_key(key: Key, kek: bytes, aad: bytes) -> bytes:
+    """Return ``key``'s material encrypted under ``kek`` with ``aad`` (``aead.wrap``)."""
+    return aead.wrap(kek, key._material, aad)
+
+
+def _unwrap_key(blob: bytes, kek: bytes, aad: bytes) -> Key:
+    """Reverse :func:`_wrap_key`.
+
+    Raises:
+        DecryptionError: wrong ``kek``, or the blob or ``aad`` changed.
+        InvalidKeyError: the unwrapped material is not 32 bytes.
+    """
+    return Key.from_bytes(aead.unwrap(kek, blob, aad))

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vault import codec, files
 from vault import format as fmt
@@ -33,6 +33,9 @@ from vault.errors import (
 )
 from vault.keys import KeyRing
 from vault.keysources import KeySource
+
+if TYPE_CHECKING:
+    from vault.settings import VaultSettings
 
 __all__ = ["DEFAULT_TTL", "Entry", "EntryInfo", "RotationReport", "Scan", "Vault"]
 
@@ -157,6 +160,14 @@ class Vault:
         files.ensure_private_dir(self._locks)
         self._remove_stale_temps()
 
+    @classmethod
+    def from_settings(cls, settings: VaultSettings | None = None, *,
+                      passphrase: bytes | str | None = None) -> Vault:
+        """Build the vault that ``VAULT_*`` settings describe (``vault.settings.open_vault``)."""
+        from vault.settings import open_vault  # lazy: settings imports this module
+
+        return open_vault(settings, passphrase=passphrase)
+
     def __repr__(self) -> str:
         return f"Vault({str(self.directory)!r}, ttl={self.ttl:g})"
 
@@ -253,7 +264,8 @@ class Vault:
             except FileNotFoundError:
                 raise EntryNotFoundError(f"no entry named {name!r}") from None
 
-    def rotate(self, *, progress: Callable[[int, int], None] | None = None) -> RotationReport:
+    def rotate(self, *, ring: KeyRing | None = None,
+               progress: Callable[[int, int], None] | None = None) -> RotationReport:
         """Rewrap every entry not sealed under the primary key; keeps names and timestamps.
 
         Each entry is re-read under its lock (so a concurrent ``put`` is never overwritten by
@@ -262,10 +274,12 @@ class Vault:
         point leaves every entry readable under a key the ring holds; running it again resumes.
 
         Args:
+            ring: rewrap under this ring's primary (default: the vault's ring, refreshed).
             progress: called with (done, total) after each entry.
         """
-        self._maybe_refresh(force=True)
-        ring = self.keys
+        if ring is None:
+            self._maybe_refresh(force=True)
+            ring = self.keys
         names = self.names()
         counts = {"rotated": 0, "current": 0, "failed": 0, "skipped": 0}
         by_key: dict[str, int] = {}

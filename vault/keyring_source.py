@@ -1,0 +1,189 @@
+"""The OS keyring key source: Secret Service, macOS Keychain, Windows Credential Locker.
+
+Errors of ``keyring`` become :class:`~vault.errors.KeySourceError` with a hint:
+``NoKeyringError`` (a headless machine: no backend) says how to choose another source or
+start a Secret Service; ``KeyringLocked`` says to unlock the login keyring. ``keyring`` is
+imported on first use, so the other key sources never pay for it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from vault.errors import ConfigurationError, InvalidKeyError, KeySourceError
+from vault.keys import ACTIVE, RETIRED, Key, KeyRing, KeyState
+from vault.keystates import (
+    check_states,
+    exact_keys,
+    invalid,
+    loads_strict,
+    now,
+    parse_state,
+    ring_from,
+    state_to_json,
+    trimmed,
+    with_added,
+    with_promoted,
+    with_retired,
+)
+
+if TYPE_CHECKING:
+    from keyring.backend import KeyringBackend
+
+__all__ = ["MAX_INDEX_CHARS", "NO_KEYRING_HINT", "KeyringKeySource"]
+
+NO_KEYRING_HINT = ("set VAULT_KEY_SOURCE=env with VAULT_KEYS (`credvault init` prints them), "
+                   "or VAULT_KEY_SOURCE=passphrase, or start a Secret Service in a D-Bus "
+                   "session (dbus-run-session, then gnome-keyring-daemon --unlock "
+                   "--components=secrets)")
+MAX_INDEX_CHARS = 1024  # Windows Credential Locker: 2,560 bytes of UTF-16 per item
+
+
+class KeyringKeySource:
+    """Keys in the OS keyring (Secret Service, macOS Keychain, Windows Credential Locker).
+
+    One small item per key (user ``key:<id>``, the key text) plus an index item (user
+    ``index``): JSON ``{"version": 1, "keys": [{"id", "state", "created_at"[, "retired_at"]}]}``
+    kept under ``MAX_INDEX_CHARS`` by dropping the oldest retired records. Mutations are
+    read-modify-write of the index: run one administrative command at a time.
+
+    Args:
+        service: the keyring service name (``VAULT_KEYRING_SERVICE``).
+        backend: a ``keyring`` backend; default: ``keyring.get_keyring()`` at each call.
+    """
+
+    kind = "keyring"
+    INDEX_USER = "index"
+    INDEX_VERSION = 1
+
+    def __init__(self, service: str = "credvault", *,
+                 backend: KeyringBackend | None = None) -> None:
+        if not isinstance(service, str) or not service.strip():
+            raise ConfigurationError("the keyring service name must be a non-empty string")
+        self.service = service
+        self._backend = backend
+        self._index_text: str | None = None
+
+    def __repr__(self) -> str:
+        return f"KeyringKeySource(service={self.service!r})"
+
+    def _call(self, what: str, method: str, *args: str) -> Any:
+        import keyring
+        from keyring import errors
+
+        backend = self._backend or keyring.get_keyring()
+        try:
+            return getattr(backend, method)(self.service, *args)
+        except errors.NoKeyringError as exc:
+            raise KeySourceError("no OS keyring backend is available (no Secret Service, "
+                                 "Keychain or Credential Locker was found)",
+                                 hint=NO_KEYRING_HINT) from exc
+        except errors.KeyringLocked as exc:
+            raise KeySourceError("the OS keyring is locked",
+                                 hint="unlock the login keyring (log in to the desktop, or "
+                                      "`gnome-keyring-daemon --unlock` on a server), then "
+                                      "retry") from exc
+        except errors.KeyringError as exc:
+            raise KeySourceError(f"the OS keyring failed to {what} ({type(exc).__name__})",
+                                 hint="run `credvault diagnose`; check that the Secret "
+                                      "Service (or Keychain) is running and unlocked") from exc
+
+    def _read_index(self) -> tuple[str | None, tuple[KeyState, ...]]:
+        text = self._call("read the key index", "get_password", self.INDEX_USER)
+        if text is None:
+            return None, ()
+        where = f"keyring item {self.service}/{self.INDEX_USER}"
+        doc = exact_keys(loads_strict(text.encode("utf-8"), where, 4 * MAX_INDEX_CHARS),
+                             {"version", "keys"}, where, "document")
+        if type(doc["version"]) is not int or doc["version"] != self.INDEX_VERSION:
+            invalid(where, "version", f"unsupported: this release reads {self.INDEX_VERSION}")
+        if not isinstance(doc["keys"], list) or not doc["keys"]:
+            invalid(where, "keys", "must be a non-empty list")
+        states = tuple(parse_state(obj, where, f"keys[{i}]", material_field=None)[0]
+                       for i, obj in enumerate(doc["keys"]))
+        check_states(states, where)
+        return text, states
+
+    def _index(self) -> tuple[str, tuple[KeyState, ...]]:
+        text, states = self._read_index()
+        if text is None:
+            raise KeySourceError(f"the OS keyring holds no credvault keys for service "
+                                 f"{self.service!r}",
+                                 hint="run `credvault init` with VAULT_KEY_SOURCE=keyring, or "
+                                      "check VAULT_KEYRING_SERVICE")
+        return text, states
+
+    def _dump_index(self, states: tuple[KeyState, ...]) -> str:
+        return json.dumps({"version": self.INDEX_VERSION,
+                           "keys": [state_to_json(s) for s in states]},
+                          separators=(",", ":"))
+
+    def _write_index(self, states: tuple[KeyState, ...]) -> None:
+        states = trimmed(states, lambda s: len(self._dump_index(s)) <= MAX_INDEX_CHARS)
+        self._call("write the key index", "set_password", self.INDEX_USER,
+                   self._dump_index(states))
+
+    def _ring_for(self, text: str, states: tuple[KeyState, ...]) -> KeyRing:
+        keys = {}
+        for state in states:
+            if state.state == RETIRED:
+                continue
+            item = self._call("read a key", "get_password", f"key:{state.id}")
+            if item is None:
+                raise KeySourceError(f"the OS keyring item of key {state.id} is missing",
+                                     hint="restore it from backup, or retire the key if no "
+                                          "entry uses it")
+            try:
+                key = Key.from_text(item)
+            except InvalidKeyError:
+                key = None
+            if key is None or key.id != state.id:
+                raise KeySourceError(f"the OS keyring item of key {state.id} does not hold "
+                                     "that key", hint="restore it from backup")
+            keys[state.id] = key
+        self._index_text = text
+        return ring_from(states, keys)
+
+    def load(self) -> KeyRing:
+        """Read the index and every live key item."""
+        return self._ring_for(*self._index())
+
+    def refresh(self) -> KeyRing | None:
+        """Re-read the index item; reload the keys only if it changed."""
+        text, states = self._index()
+        return None if text == self._index_text else self._ring_for(text, states)
+
+    def states(self) -> list[KeyState]:
+        """The records of the index item (no key item is read)."""
+        return list(self._index()[1])
+
+    def create(self, first_key: Key) -> None:
+        """Store ``first_key`` as the active key; refused if the index item exists."""
+        if self._read_index()[0] is not None:
+            raise KeySourceError(f"the OS keyring already holds credvault keys for service "
+                                 f"{self.service!r}",
+                                 hint="use another VAULT_KEYRING_SERVICE, or rotate instead")
+        self._call("store a key", "set_password", f"key:{first_key.id}", first_key.to_text())
+        self._write_index((KeyState(first_key.id, ACTIVE, now()),))
+
+    def add(self, key: Key) -> None:
+        """Store ``key``'s item, then record it as decrypt-only in the index."""
+        states = with_added(self._index()[1], key)
+        self._call("store a key", "set_password", f"key:{key.id}", key.to_text())
+        self._write_index(states)
+
+    def promote(self, key_id: str) -> None:
+        """Make ``key_id`` active in the index."""
+        self._write_index(with_promoted(self._index()[1], key_id))
+
+    def retire(self, key_id: str) -> None:
+        """Mark ``key_id`` retired in the index, then delete its key item."""
+        from keyring.errors import PasswordDeleteError
+
+        self._write_index(with_retired(self._index()[1], key_id))
+        try:
+            self._call("delete a key", "delete_password", f"key:{key_id}")
+        except KeySourceError as exc:
+            if not isinstance(exc.__cause__, PasswordDeleteError):
+                raise  # a missing item is fine: retiring twice, or a crash in between
