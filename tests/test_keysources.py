@@ -83,7 +83,8 @@ def test_env_source_loads_primary_first() -> None:
     new, old = vault.Key.generate(), vault.Key.generate()
     source = EnvKeySource(f"{new.to_text()},{old.to_text()}")
     assert isinstance(source, ManagedKeySource) and isinstance(source, KeySource)
-    assert source.kind == "env" and source.load().primary == new and source.refresh() is None
+    assert source.kind == "env" and source.load().primary == new
+    assert source.refresh(source.load()) is None
     assert [(s.id, s.state, s.created_at) for s in source.states()] == [
         (new.id, ACTIVE, None), (old.id, DECRYPT_ONLY, None)]
     assert new.to_text() not in repr(source) and new.id in repr(source)
@@ -277,7 +278,7 @@ def test_refresh_sees_rotation_by_another_source(make_keyfile: Callable[..., Any
         service.put(f"entry-{i}", i)
         assert service.get(f"entry-{i}") == i
     assert len(derivations) == 1  # once per source, not per entry
-    assert service._source is not None and service._source.refresh() is None
+    assert service._source is not None and service._source.refresh(service.keys) is None
     admin_source = PassphraseKeySource(tmp_path / "v", PASSPHRASE)
     new = vault.Key.generate()
     admin_source.add(new)
@@ -290,7 +291,7 @@ def test_refresh_sees_rotation_by_another_source(make_keyfile: Callable[..., Any
     assert len(derivations) == 2  # one per source object: the service's and the admin's
     admin_source.change_passphrase(NEW_PASSPHRASE)
     with pytest.raises(KeySourceError, match="wrong passphrase"):
-        service._source.refresh()
+        service._source.refresh(service.keys)
     # passwd derived under a new salt; the service had to derive again, and failed.
     assert len(derivations) == 4 and derivations[2] == derivations[3] != derivations[0]
 
@@ -334,14 +335,18 @@ def test_keyring_rotation_and_refresh(make_keyring: Callable[..., KeyringKeySour
     admin = make_keyring()
     admin.create(first)
     service = make_keyring()
-    assert service.load().ids == (first.id,) and service.refresh() is None
+    current = service.load()
+    assert current.ids == (first.id,) and service.refresh(current) is None
     admin.add(second)
-    refreshed = service.refresh()
+    refreshed = service.refresh(current)
     assert refreshed is not None and refreshed.ids == (first.id, second.id)
     admin.promote(second.id)
-    assert service.refresh().ids == (second.id, first.id)  # type: ignore[union-attr]
+    promoted = service.refresh(refreshed)
+    assert promoted is not None and promoted.ids == (second.id, first.id)
+    assert service.refresh(promoted) is None
     admin.retire(first.id)
-    assert service.refresh().ids == (second.id,)  # type: ignore[union-attr]
+    retired = service.refresh(promoted)
+    assert retired is not None and retired.ids == (second.id,)
     assert keyring.get_password("credvault-test", f"key:{first.id}") is None
     states = {s.id: s for s in service.states()}
     assert states[first.id].state == RETIRED and states[first.id].retired_at is not None

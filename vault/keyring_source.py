@@ -64,6 +64,7 @@ class KeyringKeySource:
         self.service = service
         self._backend = backend
         self._index_text: str | None = None
+        self._ring: KeyRing | None = None
 
     def __repr__(self) -> str:
         return f"KeyringKeySource(service={self.service!r})"
@@ -147,12 +148,16 @@ class KeyringKeySource:
 
     def load(self) -> KeyRing:
         """Read the index and every live key item."""
-        return self._ring_for(*self._index())
+        self._ring = self._ring_for(*self._index())
+        return self._ring
 
-    def refresh(self) -> KeyRing | None:
-        """Re-read the index item; reload the keys only if it changed."""
+    def refresh(self, current: KeyRing) -> KeyRing | None:
+        """The stored ring if it differs from ``current``: re-reads the index item, and the
+        key items only when the index changed since this object last read them."""
         text, states = self._index()
-        return None if text == self._index_text else self._ring_for(text, states)
+        if self._ring is None or text != self._index_text:
+            self._ring = self._ring_for(text, states)
+        return self._ring if self._ring.ids != current.ids else None
 
     def states(self) -> list[KeyState]:
         """The records of the index item (no key item is read)."""

@@ -40,8 +40,13 @@ class KeySource(Protocol):
         """
         ...
 
-    def refresh(self) -> KeyRing | None:
-        """Return a new ring if the stored one changed since the last load, else ``None``."""
+    def refresh(self, current: KeyRing) -> KeyRing | None:
+        """Return the stored ring if it differs from ``current`` (the ring the caller holds),
+        else ``None``; cheap when nothing changed.
+
+        Comparing with the caller's ring, not with this object's last load, keeps it right
+        when several vaults, or a vault and a rotation, share one source object.
+        """
         ...
 
 
@@ -100,9 +105,10 @@ class EnvKeySource:
         """Return the parsed ring."""
         return self._ring
 
-    def refresh(self) -> KeyRing | None:
-        """Return ``None``: a process's environment does not change."""
-        return None
+    def refresh(self, current: KeyRing) -> KeyRing | None:
+        """The parsed ring if ``current`` differs from it (a process's environment does not
+        change), else ``None``."""
+        return self._ring if self._ring.ids != current.ids else None
 
     def states(self) -> list[KeyState]:
         """The first key active, the others decrypt-only; no dates (``created_at`` is None)."""

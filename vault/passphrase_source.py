@@ -49,6 +49,7 @@ class PassphraseKeySource:
         self._passphrase = None if passphrase is None else kdf.encode_passphrase(passphrase)
         self._new_params = kdf.profile(profile)
         self._kek: tuple[kdf.KdfParams, bytes, bytes] | None = None
+        self._ring: KeyRing | None = None
         self._signature: tuple[int, int, int] | None = None
 
     def __repr__(self) -> str:
@@ -92,16 +93,20 @@ class PassphraseKeySource:
                 passphrase. InsecureFileError: the keyfile is not private.
         """
         keyfile, keys, _ = self._open()
-        return ring_from(keyfile.states, keys)
+        self._ring = ring_from(keyfile.states, keys)
+        return self._ring
 
-    def refresh(self) -> KeyRing | None:
-        """Reload if the keyfile's (inode, mtime, size) changed since the last load."""
+    def refresh(self, current: KeyRing) -> KeyRing | None:
+        """The keyfile's ring if it differs from ``current``; the keyfile is read again only
+        when its (inode, mtime, size) changed since this object last read it."""
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
             return self.load()  # raises the "no keyfile" error
-        changed = (st.st_ino, st.st_mtime_ns, st.st_size) != self._signature
-        return self.load() if changed else None
+        if self._ring is None or (st.st_ino, st.st_mtime_ns, st.st_size) != self._signature:
+            self.load()
+        assert self._ring is not None
+        return self._ring if self._ring.ids != current.ids else None
 
     def states(self) -> list[KeyState]:
         """The keyfile's records, authenticated (needs the passphrase)."""

@@ -321,7 +321,8 @@ class Vault:
         now = time.monotonic()
         if force or now - self._refreshed_at >= self.refresh_interval:
             self._refreshed_at = now
-            ring = self._source.refresh()
+            assert self._ring is not None  # loaded in __init__
+            ring = self._source.refresh(self._ring)
             if ring is not None:
                 self._ring = ring
 
