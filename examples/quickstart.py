@@ -1,52 +1,90 @@
-"""credvault in one minute: store a WhatsApp-style credential, look at the file, rotate the key.
+"""credvault in one minute: a service keeps its credentials through a database outage.
 
-Run it with ./scripts/quickstart. Everything happens in a temporary directory.
+Run it with ./scripts/quickstart. The database is the embedded SQLite default; everything
+happens in a temporary directory. Each "service start" is a new process (this file run with
+``--service``), which gets the key through its environment, never its command line.
+
+1. The service saves a WhatsApp-style credential to SQLite (and, encrypted, to the vault).
+2. The database goes away; the service restarts and is served from the encrypted cache, with a
+   warning, and saves an update, which waits in the encrypted journal.
+3. The database is back; the service restarts, the update is replayed into SQLite first.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import sqlite3
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import vault
+from vault.cache import FallbackCache
+from vault.sources.sqlite import SQLiteSource
+
+NAME = "company-42"
+
+
+def service(workdir: Path, phase: str) -> None:
+    """One start of the service: open the vault and the database, then do ``phase``."""
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
+                        format="     log: %(levelname)s %(name)s: %(message)s")
+    ring = vault.KeyRing.from_text(os.environ["VAULT_KEYS"])
+    v = vault.Vault(workdir / "vault", keys=ring, ttl=3600)
+    with SQLiteSource(workdir / "app.db") as source:
+        cache = FallbackCache(source, v)
+        if phase == "first":
+            creds = {"noiseKey": {"private": os.urandom(32), "public": os.urandom(32)},
+                     "registrationId": 4711, "me": {"id": "4915100000000:7@s.whatsapp.net"}}
+            cache.save(NAME, creds)
+        got = cache.fetch(NAME)
+        print(f"   [pid {os.getpid()}] {NAME!r} from the {got.origin}: registrationId="
+              f"{got.value['registrationId']}, age {got.age_seconds:.1f} s, "
+              f"degraded={cache.degraded}")
+        if phase == "outage":
+            result = cache.save(NAME, {**got.value, "registrationId": 4712})
+            print(f"   [pid {os.getpid()}] saved registrationId=4712 during the outage: "
+                  f"journaled={result.journaled}")
+
+
+def start_service(workdir: Path, phase: str, env: dict[str, str]) -> None:
+    """Start the service as a new process and wait for it."""
+    subprocess.run([sys.executable, __file__, "--service", phase, str(workdir)], env=env,
+                   check=True)
 
 
 def main() -> None:
-    """Put and get a Baileys-like credential, show the ciphertext, rotate to a new key."""
+    """Tell the story: healthy start, outage and restart, recovery and replay."""
     workdir = Path(tempfile.mkdtemp(prefix="credvault-quickstart-"))
-    key = vault.Key.generate()
-    v = vault.Vault(workdir / "vault", keys=vault.KeyRing([key]), ttl=3600)
+    db, away = workdir / "app.db", workdir / "app.db.offline"
+    with SQLiteSource(db) as source:
+        source.create_schema()
+    env = {**os.environ, "VAULT_KEYS": vault.KeyRing([vault.Key.generate()]).to_text()}
 
-    creds = {
-        "noiseKey": {"private": os.urandom(32), "public": os.urandom(32)},
-        "signedIdentityKey": {"private": os.urandom(32), "public": os.urandom(33)},
-        "registrationId": 4711,
-        "advSecretKey": "hCt4KQ0DbJTs2eX7Qv0uAc9o7Ah4Ndr0Jx0bqDBwWzA=",
-        "me": {"id": "4915100000000:7@s.whatsapp.net", "name": "Example Shop"},
-    }
-    v.put("company-42", creds)
-    back = v.get("company-42")
-    print(f"1. stored and read back 'company-42': equal={back == creds}, "
-          f"noiseKey.private is {type(back['noiseKey']['private']).__name__}")
-
-    path = next((workdir / "vault").glob("*.cve"))
-    data = path.read_bytes()
-    print(f"2. the file {path.name[:16]}... is {len(data)} bytes, starts with {data[:4]!r}; "
-          f"contains the shop name in clear: {b'Example Shop' in data}")
-    info = v.info("company-42")
-    print(f"   visible without a key: name={info.name!r} key={info.key_id} "
-          f"created={info.created_at:%Y-%m-%d %H:%M:%S} UTC")
-
-    new_key = vault.Key.generate()
-    rotated = vault.Vault(workdir / "vault", keys=vault.KeyRing([new_key, key]), ttl=3600)
-    report = rotated.rotate()
-    print(f"3. rotated from {key.id} to {new_key.id}: rewrapped={report.rotated} "
-          f"failed={report.failed}")
-    only_new = vault.Vault(workdir / "vault", keys=vault.KeyRing([new_key]), ttl=3600)
-    print(f"   the new key alone opens it: {only_new.get('company-42') == creds}")
+    print("1. The service starts and saves its credentials; the database is up.")
+    start_service(workdir, "first", env)
+    print("2. The database goes away (app.db moved aside) and the service restarts.")
+    db.rename(away)
+    start_service(workdir, "outage", env)
+    print("3. The database is back and the service restarts: the journal is replayed first.")
+    away.rename(db)
+    start_service(workdir, "recovered", env)
+    conn = sqlite3.connect(db)
+    try:
+        (text,) = conn.execute("SELECT value FROM credentials WHERE name = ?",
+                               (NAME,)).fetchone()
+    finally:
+        conn.close()
+    journal = list((workdir / "vault" / "journal").glob("*.cvj"))
+    print(f"4. SQLite itself now holds registrationId={vault.codec.loads(text)['registrationId']}"
+          f"; pending journal records: {len(journal)}.")
     print(f"(files left in {workdir} for you to look at)")
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) == 4 and sys.argv[1] == "--service":
+        service(Path(sys.argv[3]), sys.argv[2])
+    else:
+        main()

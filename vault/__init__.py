@@ -4,6 +4,10 @@ The public API; see the README for the contract and the error table.
 """
 
 from vault import codec
+from vault.breaker import CircuitBreaker
+from vault.cache import FallbackCache
+from vault.cache_async import AsyncFallbackCache
+from vault.cachecore import Fetched, SaveResult
 from vault.errors import (
     ConfigurationError,
     DecryptionError,
@@ -20,19 +24,26 @@ from vault.errors import (
     UnknownKeyError,
     VaultError,
 )
+from vault.health import CacheEvent
 from vault.keys import Key, KeyRing, KeyState
 from vault.keysources import KeySource, ManagedKeySource
+from vault.sources.sqlite import SQLiteSource
 from vault.store import Entry, EntryInfo, RotationReport, Scan, Vault
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncFallbackCache",
+    "CacheEvent",
+    "CircuitBreaker",
     "ConfigurationError",
     "DecryptionError",
     "Entry",
     "EntryExpiredError",
     "EntryInfo",
     "EntryNotFoundError",
+    "FallbackCache",
+    "Fetched",
     "FormatError",
     "InsecureFileError",
     "InvalidKeyError",
@@ -45,6 +56,8 @@ __all__ = [
     "ManagedKeySource",
     "RotationInProgressError",
     "RotationReport",
+    "SQLiteSource",
+    "SaveResult",
     "Scan",
     "SerializationError",
     "SourceUnavailableError",

@@ -1,0 +1,173 @@
+"""Tests of vault.sources.sqlite: the embedded default source, on real SQLite files."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import stat
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from vault.errors import ConfigurationError, SerializationError
+from vault.sources import ThreadedAsyncSource, is_outage
+from vault.sources.sqlite import SQLiteSource
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    """The path of a database with the schema created."""
+    path = tmp_path / "app.db"
+    with SQLiteSource(path) as source:
+        source.create_schema()
+    return path
+
+
+@pytest.fixture
+def source(db: Path) -> Iterator[SQLiteSource]:
+    """A source on ``db``, closed afterwards."""
+    with SQLiteSource(db) as source:
+        yield source
+
+
+def test_create_schema_makes_a_private_wal_database(tmp_path: Path) -> None:
+    """create_schema creates the file 0600 in WAL mode, and is idempotent."""
+    path = tmp_path / "new.db"
+    with SQLiteSource(path) as source:
+        source.create_schema()
+        source.create_schema()
+        source.save("a", 1)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    conn.close()
+
+
+def test_values_are_stored_as_tagged_json_text(source: SQLiteSource, db: Path) -> None:
+    """The column holds the codec's tagged JSON, readable with the sqlite3 shell."""
+    source.save("company-1", {"key": b"\x01\x02", "n": 7})
+    conn = sqlite3.connect(db)
+    try:
+        (text,) = conn.execute("SELECT value FROM credentials WHERE name = 'company-1'").fetchone()
+    finally:
+        conn.close()
+    assert text == '{"key":{"$b":"AQI="},"n":7}'
+
+
+def test_missing_file_is_an_outage_and_is_not_created(tmp_path: Path) -> None:
+    """Opening a database that does not exist fails as an outage instead of creating it."""
+    path = tmp_path / "absent.db"
+    with SQLiteSource(path) as source, pytest.raises(sqlite3.OperationalError) as info:
+        source.load("a")
+    assert is_outage(info.value) and not path.exists()
+
+
+def test_moved_file_is_an_outage_at_the_next_call(source: SQLiteSource, db: Path) -> None:
+    """A database moved away while connected is not read through the open connection."""
+    source.save("a", "x")
+    db.rename(db.with_suffix(".away"))
+    with pytest.raises(sqlite3.OperationalError) as info:
+        source.load("a")
+    assert is_outage(info.value)
+    db.with_suffix(".away").rename(db)
+    assert source.load("a") == "x"
+
+
+def test_not_a_database_is_an_outage(tmp_path: Path) -> None:
+    """A file that is not a database is an outage (not an empty store)."""
+    path = tmp_path / "junk.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with SQLiteSource(path) as source, pytest.raises(sqlite3.DatabaseError) as info:
+        source.load("a")
+    assert is_outage(info.value)
+
+
+def test_missing_table_is_a_programming_error(tmp_path: Path) -> None:
+    """An existing database without the table raises an error that is not an outage."""
+    path = tmp_path / "empty.db"
+    sqlite3.connect(path).close()
+    with SQLiteSource(path) as source, pytest.raises(sqlite3.OperationalError) as info:
+        source.load("a")
+    assert not is_outage(info.value)
+
+
+def test_locked_database_is_an_outage(source: SQLiteSource, db: Path) -> None:
+    """A writer holding the database longer than the busy timeout is an outage."""
+    blocker = sqlite3.connect(db, isolation_level=None)
+    try:
+        blocker.execute("BEGIN EXCLUSIVE")
+        with SQLiteSource(db, timeout=0.05) as impatient, \
+                pytest.raises(sqlite3.OperationalError) as info:
+            impatient.save("a", 1)
+        assert is_outage(info.value)
+        blocker.execute("ROLLBACK")
+    finally:
+        blocker.close()
+
+
+def test_none_is_refused(source: SQLiteSource) -> None:
+    """None cannot be saved: load returns None for a missing name."""
+    with pytest.raises(SerializationError):
+        source.save("a", None)
+
+
+@pytest.mark.parametrize("table", ["", "Credentials", "1x", "a;drop", "a.b.c", 'x"y', "a" * 64])
+def test_bad_table_names_are_refused(tmp_path: Path, table: str) -> None:
+    """Only lowercase identifiers (optionally schema-qualified) are accepted as table names."""
+    with pytest.raises(ConfigurationError):
+        SQLiteSource(tmp_path / "x.db", table=table)
+
+
+def test_custom_table(tmp_path: Path) -> None:
+    """A custom table name is used for the schema and the queries."""
+    path = tmp_path / "custom.db"
+    with SQLiteSource(path, table="my_creds") as source:
+        source.create_schema()
+        source.save("a", [1])
+        assert source.load("a") == [1]
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("SELECT count(*) FROM my_creds").fetchone() == (1,)
+    finally:
+        conn.close()
+
+
+def test_threads_share_one_source(source: SQLiteSource) -> None:
+    """Eight threads saving and loading at once see consistent values."""
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            for round_ in range(30):
+                source.save(f"t{i}", {"round": round_})
+                assert source.load(f"t{i}") == {"round": round_}
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors and all(source.load(f"t{i}") == {"round": 29} for i in range(8))
+
+
+def test_close_then_use_reopens(source: SQLiteSource) -> None:
+    """A closed source opens the file again on the next call."""
+    source.save("a", 1)
+    source.close()
+    assert source.load("a") == 1
+
+
+def test_threaded_async_wrapper(source: SQLiteSource) -> None:
+    """ThreadedAsyncSource runs the SQLite source from asyncio."""
+    async def main() -> object:
+        wrapped = ThreadedAsyncSource(source)
+        await wrapped.save("a", {"b": b"1"})
+        value = await wrapped.load("a")
+        await wrapped.delete("a")
+        return value, await wrapped.load("a")
+
+    assert asyncio.run(main()) == ({"b": b"1"}, None)

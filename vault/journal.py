@@ -1,0 +1,346 @@
+"""The encrypted, durable, append-only journal of writes the primary source has not seen yet.
+
+The fallback cache appends a record when a ``save`` or ``delete`` cannot reach the source, and
+replays the records, in order, once the source answers again. A record is deleted only after
+the source confirmed it, so a crash at any point loses nothing: at worst a record is applied
+twice (saves and deletes are idempotent). Records are never expired by the TTL.
+
+Layout, in ``<vault directory>/journal/`` (0700, files 0600)::
+
+    <id>.cvj              one record: a KIND_JOURNAL envelope (docs/format.md) named <id>
+    .<id>.<random>.tmp    an append in progress (removed by a later replay if stale)
+    .locks/append.lock    serializes appends (and so the sequence) across processes
+    .locks/replay.lock    one replayer at a time, across processes and threads
+    .locks/<id>.lock      a record being discarded or rewrapped
+
+**Record id** ``<seq>-<pid>-<random>``: ``seq`` is 20 decimal digits, ``max(time_ns(), highest
+pending seq + 1)`` taken under the append lock, so ids sort in append order across every
+process that shares the directory, even if the wall clock steps back; ``pid`` and 8 random hex
+digits keep ids unique. The id is the envelope's authenticated name, so a renamed (reordered)
+or swapped record fails to open.
+
+**Plaintext**: the codec's tagged JSON of ``{"v": 1, "op": "save"|"delete", "name": <entry
+name>, "seq": <id>, "at": <ms since epoch>}``, a newline (compact JSON never contains one),
+then for a save the value's codec tagged JSON, exactly as the vault stores it. The header's
+``CREATED_AT`` is ``at``; ``EXPIRES_AT`` is ``MAX_TIMESTAMP`` (never).
+
+**Order semantics**: records replay in id order, which is the order in which appends took the
+append lock. Between processes that is the order of their appends, not of the callers' intents:
+two processes writing the same name during one outage both have their writes replayed, and the
+later append wins. A write made directly to the source by a healthy process in the meantime is
+overwritten by a replayed older one (see docs/operations.md, "What nothing lost means").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from vault import codec, files
+from vault import format as fmt
+from vault.errors import DecryptionError, FormatError, UnknownKeyError, VaultError
+from vault.keys import KeyRing
+from vault.store import RotationReport, Vault
+
+__all__ = ["JOURNAL_DIR", "RECORD_SUFFIX", "Journal", "Record"]
+
+JOURNAL_DIR = "journal"
+RECORD_SUFFIX = ".cvj"
+_RECORD_FILE = re.compile(r"((\d{20})-\d{1,10}-[0-9a-f]{8})\.cvj")
+_TEMP_FILE = re.compile(r"\.(\d{20}-\d{1,10}-[0-9a-f]{8})\.[0-9a-f]{16}\.tmp")
+_OPS = ("save", "delete")
+
+
+@dataclass(frozen=True)
+class Record:
+    """One authenticated journal record. The value is not in ``repr``."""
+
+    id: str
+    op: str
+    name: str
+    value: Any = field(repr=False)
+    at: datetime
+
+
+class Journal:
+    """The journal of the vault ``vault``, sealed with the vault's key ring.
+
+    Thread- and process-safe: appends serialize on a file lock, replays on another, and a
+    record is only deleted or rewrapped under its own lock. The directory is created on the
+    first append.
+    """
+
+    def __init__(self, vault: Vault) -> None:
+        self._vault = vault
+        self.directory = vault.directory / JOURNAL_DIR
+        self._dir = str(self.directory)
+        self._locks = os.path.join(self._dir, ".locks")
+        self._last_seq = 0
+
+    def __repr__(self) -> str:
+        return f"Journal({self._dir!r})"
+
+    # ---- appending
+
+    def append_save(self, name: str, value: Any) -> str:
+        """Durably record that ``name`` must be set to ``value``; returns the record id.
+
+        Raises:
+            SerializationError: ``value`` cannot be stored (codec, or over the entry limit).
+            FormatError: a bad entry name. OSError, LockTimeoutError: the write failed.
+        """
+        return self._append("save", name, self._vault._serialize(value))
+
+    def append_delete(self, name: str) -> str:
+        """Durably record that ``name`` must be deleted; returns the record id."""
+        return self._append("delete", name, b"")
+
+    def _append(self, op: str, name: str, value_bytes: bytes) -> str:
+        fmt.check_name(name)
+        files.ensure_private_dir(self._dir)
+        files.ensure_private_dir(self._locks)
+        self._vault._maybe_refresh()
+        ring = self._vault.keys
+        with self._lock("append", "the journal (append)"):
+            last = max((_seq(rid) for rid in self.ids()), default=0)
+            seq = max(time.time_ns(), last + 1, self._last_seq + 1)
+            self._last_seq = seq
+            rid = f"{seq:020d}-{os.getpid()}-{secrets.token_hex(4)}"
+            at = time.time_ns() // 1_000_000
+            meta = codec.dumps({"v": 1, "op": op, "name": name, "seq": rid, "at": at})
+            envelope = ring.seal(kind=fmt.KIND_JOURNAL, name=rid, plaintext=meta + b"\n"
+                                 + value_bytes, created_at=at, expires_at=fmt.MAX_TIMESTAMP)
+            files.write_atomic(self._path(rid), envelope, rid)
+        return rid
+
+    # ---- reading
+
+    def ids(self) -> list[str]:
+        """The ids of the pending records, oldest first (an empty list if no journal)."""
+        try:
+            files.check_private_dir(self._dir)
+        except VaultError:
+            if not os.path.lexists(self._dir):
+                return []
+            raise
+        with os.scandir(self._dir) as listing:
+            found = [m.group(1) for item in listing if (m := _RECORD_FILE.fullmatch(item.name))]
+        return sorted(found)
+
+    def has_pending(self) -> bool:
+        """Whether any record waits for replay (one directory listing)."""
+        try:
+            with os.scandir(self._dir) as listing:
+                return any(_RECORD_FILE.fullmatch(item.name) for item in listing)
+        except FileNotFoundError:
+            return False
+
+    def __len__(self) -> int:
+        return len(self.ids())
+
+    def read(self, record_id: str) -> Record:
+        """Open and authenticate record ``record_id``.
+
+        Raises:
+            FileNotFoundError: it is gone (replayed). DecryptionError, FormatError: corrupt,
+            tampered or renamed (quarantine it). UnknownKeyError: sealed under a key the ring
+            lacks (do not skip it: later records could overtake it).
+        """
+        data = files.read_private(self._path(record_id), fmt.MAX_ENVELOPE_SIZE)
+        header, plaintext = self._vault._open(data, kind=fmt.KIND_JOURNAL, name=record_id)
+        meta_bytes, _, value_bytes = plaintext.partition(b"\n")
+        meta = codec.loads(meta_bytes)
+        if (not isinstance(meta, dict) or meta.get("v") != 1 or meta.get("op") not in _OPS
+                or meta.get("seq") != record_id or not isinstance(meta.get("name"), str)):
+            raise FormatError(f"journal record {record_id} has an unknown layout")
+        value = codec.loads(value_bytes) if meta["op"] == "save" else None
+        return Record(id=record_id, op=str(meta["op"]), name=str(meta["name"]), value=value,
+                      at=datetime.fromtimestamp(header.created_at / 1000, UTC))
+
+    def records(self) -> Iterator[Record]:
+        """Open every pending record, oldest first (for inspection; raises as :meth:`read`)."""
+        for rid in self.ids():
+            with contextlib.suppress(FileNotFoundError):
+                yield self.read(rid)
+
+    def latest(self, name: str) -> Record | None:
+        """The newest pending record for entry ``name``, or None. Opens records newest first;
+        unreadable ones are skipped. (For reads during an outage: a write journaled by this
+        or a previous process.)"""
+        for rid in reversed(self.ids()):
+            try:
+                record = self.read(rid)
+            except (FileNotFoundError, VaultError):
+                continue
+            if record.name == name:
+                return record
+        return None
+
+    def key_ids(self) -> Counter[str]:
+        """Count pending records per key id, from **unverified** headers (no key needed).
+
+        A key must not be retired while it still seals records; unparseable files are not
+        counted (no key could open them anyway).
+        """
+        counts: Counter[str] = Counter()
+        for rid in self.ids():
+            with contextlib.suppress(FileNotFoundError, VaultError):
+                prefix, size = files.read_private_prefix(self._path(rid), fmt.FIXED_HEADER_SIZE
+                                                         + fmt.MAX_NAME_LENGTH)
+                counts[fmt.parse_header(prefix, size).key_id.hex()] += 1
+        return counts
+
+    # ---- replaying
+
+    def replay_lock(self) -> files.FileLock:
+        """The journal-wide replay lock (a context manager; waits up to the lock timeout)."""
+        files.ensure_private_dir(self._dir)
+        files.ensure_private_dir(self._locks)
+        return self._lock("replay", "the journal (replay)")
+
+    def discard(self, record_id: str) -> None:
+        """Delete a record the source has confirmed (under the record's lock)."""
+        with self._lock(record_id, f"journal record {record_id}") as lock:
+            files.unlink_durably(self._path(record_id))
+            lock.remove()
+
+    def quarantine(self, record_id: str) -> Path:
+        """Move an unreadable record to the vault's ``quarantine/``; returns the new path."""
+        with self._lock(record_id, f"journal record {record_id}") as lock:
+            target_dir = os.path.join(str(self._vault.directory), "quarantine")
+            files.ensure_private_dir(target_dir)
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+            target = os.path.join(target_dir, f"{stamp}-{record_id}{RECORD_SUFFIX}")
+            os.rename(self._path(record_id), target)
+            files.fsync_dir(self._dir)
+            files.fsync_dir(target_dir)
+            lock.remove()
+        return Path(target)
+
+    def replay(self, apply: Callable[[Record], None], *,
+               on_quarantine: Callable[[str, VaultError, Path], None] | None = None) -> int:
+        """Apply every pending record in order, deleting each once ``apply`` returned.
+
+        Holds the replay lock throughout; records appended meanwhile are replayed too.
+        Corrupt records are quarantined (``on_quarantine(id, error, path)``) and skipped.
+
+        Returns:
+            the number of records applied.
+
+        Raises:
+            whatever ``apply`` raises (the record stays, and so do the later ones);
+            UnknownKeyError: a record needs a key the ring lacks (the replay stops there);
+            LockTimeoutError: another replayer held the lock too long.
+        """
+        applied = 0
+        with self.replay_lock():
+            while ids := self.ids():
+                for rid in ids:
+                    try:
+                        record = self.read(rid)
+                    except FileNotFoundError:
+                        continue
+                    except (DecryptionError, FormatError) as exc:
+                        path = self.quarantine(rid)
+                        if on_quarantine is not None:
+                            on_quarantine(rid, exc, path)
+                        continue
+                    apply(record)
+                    self.discard(rid)
+                    applied += 1
+            self.remove_stale_temps()
+        return applied
+
+    def remove_stale_temps(self) -> None:
+        """Remove temp files of crashed appends and rewraps (only when no writer is active)."""
+        append = self._lock("append", "the journal (append)")
+        with contextlib.suppress(FileNotFoundError, VaultError):
+            if not append.acquire(blocking=False):
+                return
+            try:
+                with os.scandir(self._dir) as listing:
+                    temps = [(m.group(1), item.path) for item in listing
+                             if (m := _TEMP_FILE.fullmatch(item.name))]
+                for rid, path in temps:
+                    record_lock = self._lock(rid, "temp file")
+                    if record_lock.acquire(blocking=False):
+                        try:
+                            files.unlink_durably(path)
+                            if not os.path.exists(self._path(rid)):
+                                record_lock.remove()
+                        finally:
+                            record_lock.release()
+            finally:
+                append.release()
+
+    # ---- key rotation
+
+    def rewrap(self, ring: KeyRing | None = None) -> RotationReport:
+        """Reseal every record not under ``ring.primary`` (default: the vault's ring).
+
+        Like ``Vault.rotate``: each record is re-read under its lock (a replayed one is
+        skipped), opened, sealed with the same timestamps, opened again and compared, then
+        swapped in atomically.
+        """
+        if ring is None:
+            self._vault._maybe_refresh(force=True)
+            ring = self._vault.keys
+        counts = {"rotated": 0, "current": 0, "failed": 0, "skipped": 0}
+        by_key: Counter[str] = Counter()
+        failures: list[tuple[str, str]] = []
+        for rid in self.ids():
+            try:
+                outcome, old_id = self._rewrap_one(rid, ring)
+            except VaultError as exc:
+                outcome, old_id = "failed", None
+                failures.append((rid, f"{type(exc).__name__}: {exc.message}"))
+            counts[outcome] += 1
+            if old_id is not None:
+                by_key[old_id] += 1
+        return RotationReport(**counts, by_key=dict(by_key), failures=tuple(failures))
+
+    def _rewrap_one(self, rid: str, ring: KeyRing) -> tuple[str, str | None]:
+        """Rewrap one record; returns (outcome, old key id or None) as ``Vault._rewrap``."""
+        path = self._path(rid)
+        with self._lock(rid, f"journal record {rid}"):
+            try:
+                data = files.read_private(path, fmt.MAX_ENVELOPE_SIZE)
+            except FileNotFoundError:
+                return "skipped", None
+            header, header_bytes, payload = fmt.parse(data)
+            old_id = header.key_id.hex()
+            if old_id == ring.primary.id:
+                return "current", None
+            if old_id not in ring:
+                raise UnknownKeyError(old_id)
+            plaintext = ring.open_parsed(header, header_bytes, payload, kind=fmt.KIND_JOURNAL,
+                                         name=rid)
+            sealed = ring.seal(kind=fmt.KIND_JOURNAL, name=rid, plaintext=plaintext,
+                               created_at=header.created_at, expires_at=header.expires_at)
+            # Open what was written before it replaces anything (Tink's rewrap rule).
+            if ring.open(sealed, kind=fmt.KIND_JOURNAL, name=rid)[1] != plaintext:
+                raise VaultError("rewrapped record did not open to the same plaintext")
+            files.write_atomic(path, sealed, rid)
+            return "rotated", old_id
+
+    # ---- internals
+
+    def _path(self, rid: str) -> str:
+        return f"{self._dir}/{rid}{RECORD_SUFFIX}"
+
+    def _lock(self, lock_name: str, what: str) -> files.FileLock:
+        return files.FileLock(f"{self._locks}/{lock_name}.lock",
+                              timeout=self._vault.lock_timeout, what=what)
+
+
+def _seq(record_id: str) -> int:
+    return int(record_id.partition("-")[0])

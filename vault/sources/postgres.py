@@ -1,0 +1,349 @@
+"""``PostgresSource`` and ``AsyncPostgresSource``: a PostgreSQL table as the primary source.
+
+On psycopg 3. Give a DSN (the source keeps one connection, reconnecting when it breaks) or a
+``psycopg_pool.ConnectionPool`` / ``AsyncConnectionPool`` (``psycopg-pool`` is optional and
+imported by nobody here: pass the pool you built). The table (:meth:`create_schema`)::
+
+    CREATE TABLE credvault_credentials (
+        name       text PRIMARY KEY,
+        value      bytea NOT NULL,       -- vault.codec tagged JSON, UTF-8
+        updated_at timestamptz NOT NULL DEFAULT now()
+    )
+
+**Why bytea of codec JSON, not jsonb:** jsonb re-orders keys, drops ``-0.0`` to ``0``,
+refuses ``\\u0000`` in strings, and a ``text``/``json`` column depends on the server encoding
+(``SQL_ASCII`` or ``LATIN1`` databases mangle or refuse non-ASCII). Bytes of the codec's
+tagged JSON round-trip every value exactly, ``bytes`` included, whatever the server. To look
+at a value in SQL: ``convert_from(value, 'UTF8')::jsonb``.
+
+**Timeouts, always** (without them an outage blocks a caller for about 130 s):
+
+- ``connect_timeout`` (default :data:`DEFAULT_CONNECT_TIMEOUT` = 5 s, or the DSN's own value;
+  whole seconds, libpq never waits less than 2 s); with a pool, the wait for a connection.
+- ``statement_timeout`` (default :data:`DEFAULT_STATEMENT_TIMEOUT` = 5 s), enforced by the
+  server: sent as a startup option (``options=-c statement_timeout=...``) on our own
+  connections, and with ``SET LOCAL`` in each transaction on a pool's.
+- On our own connections, unless the DSN sets them: ``tcp_user_timeout`` (statement timeout +
+  5 s) and TCP keepalives (5 s idle, 2 s interval, 3 probes), the client-side bounds for a
+  server that vanishes mid-query, where the server-side timeout cannot help.
+
+A query that fails on a connection that turns out to be broken (a restarted server, a
+terminated backend) is retried on a fresh connection (once; with a pool, up to ``max_size``
+times, since every idle connection may be broken); saves and deletes are idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import threading
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import psycopg
+import psycopg.errors
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from vault import codec
+from vault.errors import ConfigurationError
+from vault.sources import check_storable, check_table_name
+
+if TYPE_CHECKING:
+    from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+__all__ = ["DEFAULT_CONNECT_TIMEOUT", "DEFAULT_STATEMENT_TIMEOUT", "DEFAULT_TABLE",
+           "AsyncPostgresSource", "PostgresSource"]
+
+DEFAULT_TABLE = "credvault_credentials"
+DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_STATEMENT_TIMEOUT = 5.0
+T = TypeVar("T")
+Conn = psycopg.Connection[Any]
+AConn = psycopg.AsyncConnection[Any]
+
+
+class _Common:
+    """Settings, SQL and conninfo shared by the sync and async sources."""
+
+    def __init__(self, dsn_or_pool: object, table: str, connect_timeout: float | None,
+                 statement_timeout: float) -> None:
+        parts = check_table_name(table)
+        self.table = ".".join(parts)
+        if not (isinstance(statement_timeout, int | float) and statement_timeout > 0):
+            raise ConfigurationError("statement_timeout must be a positive number of seconds")
+        self.statement_timeout = float(statement_timeout)
+        ident = sql.Identifier(*parts)
+        self._create = sql.SQL("CREATE TABLE IF NOT EXISTS {} (name text PRIMARY KEY, "
+                               "value bytea NOT NULL, updated_at timestamptz NOT NULL "
+                               "DEFAULT now())").format(ident)
+        self._select = sql.SQL("SELECT value FROM {} WHERE name = %s").format(ident)
+        self._upsert = sql.SQL("INSERT INTO {} (name, value) VALUES (%s, %s) ON CONFLICT (name) "
+                               "DO UPDATE SET value = EXCLUDED.value, updated_at = now()"
+                               ).format(ident)
+        self._delete = sql.SQL("DELETE FROM {} WHERE name = %s").format(ident)
+        self._set_timeout = sql.SQL("SET LOCAL statement_timeout = {}").format(
+            sql.Literal(self._statement_ms))
+        self._conninfo: str | None = None
+        if isinstance(dsn_or_pool, str):
+            self._conninfo = self._build_conninfo(dsn_or_pool, connect_timeout)
+        else:
+            self.connect_timeout = _positive(connect_timeout, DEFAULT_CONNECT_TIMEOUT)
+
+    @property
+    def _statement_ms(self) -> int:
+        return max(1, round(self.statement_timeout * 1000))
+
+    def _build_conninfo(self, dsn: str, connect_timeout: float | None) -> str:
+        try:
+            params = conninfo_to_dict(dsn)
+        except psycopg.ProgrammingError:
+            raise ConfigurationError("the PostgreSQL DSN is malformed") from None  # no echo
+        if connect_timeout is None and params.get("connect_timeout") is not None:
+            try:
+                connect_timeout = float(str(params["connect_timeout"]))
+            except ValueError:
+                raise ConfigurationError("the DSN's connect_timeout is not a number") from None
+        self.connect_timeout = _positive(connect_timeout, DEFAULT_CONNECT_TIMEOUT)
+        options = str(params.get("options") or "")
+        extra: dict[str, Any] = {
+            "connect_timeout": max(1, math.ceil(self.connect_timeout)),
+            "options": f"{options} -c statement_timeout={self._statement_ms}".strip(),
+        }
+        defaults = {"tcp_user_timeout": self._statement_ms + 5000, "keepalives": 1,
+                    "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3}
+        for key, value in defaults.items():
+            if params.get(key) is None:
+                extra[key] = value
+        return make_conninfo(dsn, **extra)
+
+    def _describe(self, pooled: bool) -> str:
+        where = "pool" if pooled else "dsn"
+        return (f"{type(self).__name__}({where}, table={self.table!r}, "
+                f"connect_timeout={self.connect_timeout:g}, "
+                f"statement_timeout={self.statement_timeout:g})")
+
+
+def _positive(value: float | None, default: float) -> float:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ConfigurationError("connect_timeout must be a positive number of seconds "
+                                 "(0 would mean waiting forever)")
+    return float(value)
+
+
+def _decode(row: tuple[Any, ...] | None) -> Any:
+    return None if row is None else codec.loads(bytes(row[0]))
+
+
+class PostgresSource(_Common):
+    """A :class:`~vault.sources.Source` in a PostgreSQL table.
+
+    Args:
+        dsn_or_pool: a libpq connection string or URI, or a ``psycopg_pool.ConnectionPool``.
+        table: table name, a lowercase identifier, optionally ``schema.table``.
+        connect_timeout: seconds; default: the DSN's ``connect_timeout``, else 5.
+        statement_timeout: seconds, enforced by the server on every query; default 5.
+
+    Thread safety: with a DSN, one connection used under a lock (calls are serialized); give
+    a pool for parallel calls. The source never logs or shows the DSN (it may hold a password).
+
+    Raises:
+        ConfigurationError: a bad table name, timeout or DSN.
+    """
+
+    def __init__(self, dsn_or_pool: str | ConnectionPool[Any], *, table: str = DEFAULT_TABLE,
+                 connect_timeout: float | None = None,
+                 statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT) -> None:
+        super().__init__(dsn_or_pool, table, connect_timeout, statement_timeout)
+        self._pool = None if isinstance(dsn_or_pool, str) else dsn_or_pool
+        self._lock = threading.Lock()
+        self._conn: Conn | None = None
+
+    def __repr__(self) -> str:
+        return self._describe(self._pool is not None)
+
+    def __enter__(self) -> PostgresSource:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def create_schema(self) -> None:
+        """Create the table if it does not exist (idempotent)."""
+        def create(conn: Conn) -> None:
+            # A concurrent CREATE TABLE IF NOT EXISTS may win the race: that is fine.
+            with contextlib.suppress(psycopg.errors.UniqueViolation):
+                conn.execute(self._create)
+
+        self._run(create)
+
+    def load(self, name: str) -> Any:
+        """Return the value stored under ``name``, or ``None``.
+
+        Raises:
+            psycopg.OperationalError: an outage (refused, DNS, timeout, shutdown, auth).
+            psycopg.ProgrammingError: e.g. the table does not exist.
+            SerializationError: the stored bytes are not codec JSON.
+        """
+        return self._run(lambda conn: _decode(conn.execute(self._select, (name,)).fetchone()))
+
+    def save(self, name: str, value: Any) -> None:
+        """Store ``value`` under ``name`` (an upsert). Raises as :meth:`load`, and
+        ``SerializationError`` for ``None`` or a value the codec cannot hold."""
+        check_storable(value)
+        data = codec.dumps(value)
+        self._run(lambda conn: conn.execute(self._upsert, (name, data)))
+
+    def delete(self, name: str) -> None:
+        """Remove ``name`` (a missing name is not an error). Raises as :meth:`load`."""
+        self._run(lambda conn: conn.execute(self._delete, (name,)))
+
+    def close(self) -> None:
+        """Close the source's own connection (a pool is the caller's to close)."""
+        with self._lock:
+            self._drop()
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _run(self, fn: Callable[[Conn], T]) -> T:
+        if self._pool is not None:
+            return self._run_pooled(self._pool, fn)
+        with self._lock:
+            reused = self._conn is not None and not self._conn.closed
+            while True:
+                if self._conn is None or self._conn.closed:
+                    self._drop()
+                    assert self._conninfo is not None
+                    self._conn = psycopg.Connection.connect(self._conninfo, autocommit=True)
+                conn = self._conn
+                try:
+                    return fn(conn)
+                except (psycopg.OperationalError, psycopg.InterfaceError):
+                    if not conn.closed:
+                        raise  # e.g. a statement timeout: the connection is still fine
+                    self._drop()
+                    if not reused:
+                        raise
+                    reused = False  # broken while idle: one more try on a new connection
+
+    def _run_pooled(self, pool: ConnectionPool[Any], fn: Callable[[Conn], T]) -> T:
+        # Every idle connection of the pool may be broken (a restarted server): try each.
+        for attempt in range(pool.max_size + 1, 0, -1):
+            with pool.connection(timeout=self.connect_timeout) as conn:
+                try:
+                    with conn.transaction():
+                        conn.execute(self._set_timeout)
+                        return fn(conn)
+                except (psycopg.OperationalError, psycopg.InterfaceError):
+                    if not conn.closed or attempt == 1:
+                        raise
+        raise AssertionError("unreachable")
+
+
+class AsyncPostgresSource(_Common):
+    """The asyncio twin of :class:`PostgresSource` (``psycopg.AsyncConnection`` or an
+    ``AsyncConnectionPool``); same arguments, tables, timeouts and errors.
+
+    Use it from one event loop: its connection and lock belong to the loop that first used
+    them. Close it with ``await source.aclose()`` (or ``async with``).
+    """
+
+    def __init__(self, dsn_or_pool: str | AsyncConnectionPool[Any], *,
+                 table: str = DEFAULT_TABLE, connect_timeout: float | None = None,
+                 statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT) -> None:
+        super().__init__(dsn_or_pool, table, connect_timeout, statement_timeout)
+        self._pool = None if isinstance(dsn_or_pool, str) else dsn_or_pool
+        self._lock = asyncio.Lock()
+        self._conn: AConn | None = None
+
+    def __repr__(self) -> str:
+        return self._describe(self._pool is not None)
+
+    async def __aenter__(self) -> AsyncPostgresSource:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def create_schema(self) -> None:
+        """Create the table if it does not exist (idempotent)."""
+        async def create(conn: AConn) -> None:
+            with contextlib.suppress(psycopg.errors.UniqueViolation):
+                await conn.execute(self._create)
+
+        await self._run(create)
+
+    async def load(self, name: str) -> Any:
+        """Return the value stored under ``name``, or ``None``; raises as the sync source."""
+        async def select(conn: AConn) -> Any:
+            return _decode(await (await conn.execute(self._select, (name,))).fetchone())
+
+        return await self._run(select)
+
+    async def save(self, name: str, value: Any) -> None:
+        """Store ``value`` under ``name`` (an upsert); raises as the sync source."""
+        check_storable(value)
+        data = codec.dumps(value)
+
+        async def upsert(conn: AConn) -> None:
+            await conn.execute(self._upsert, (name, data))
+
+        await self._run(upsert)
+
+    async def delete(self, name: str) -> None:
+        """Remove ``name`` (a missing name is not an error)."""
+        async def delete(conn: AConn) -> None:
+            await conn.execute(self._delete, (name,))
+
+        await self._run(delete)
+
+    async def aclose(self) -> None:
+        """Close the source's own connection (a pool is the caller's to close)."""
+        async with self._lock:
+            await self._drop()
+
+    async def _drop(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+    async def _run(self, fn: Callable[[AConn], Awaitable[T]]) -> T:
+        if self._pool is not None:
+            return await self._run_pooled(self._pool, fn)
+        async with self._lock:
+            reused = self._conn is not None and not self._conn.closed
+            while True:
+                if self._conn is None or self._conn.closed:
+                    await self._drop()
+                    assert self._conninfo is not None
+                    self._conn = await psycopg.AsyncConnection.connect(self._conninfo,
+                                                                       autocommit=True)
+                conn = self._conn
+                try:
+                    return await fn(conn)
+                except (psycopg.OperationalError, psycopg.InterfaceError):
+                    if not conn.closed:
+                        raise
+                    await self._drop()
+                    if not reused:
+                        raise
+                    reused = False
+
+    async def _run_pooled(self, pool: AsyncConnectionPool[Any],
+                          fn: Callable[[AConn], Awaitable[T]]) -> T:
+        for attempt in range(pool.max_size + 1, 0, -1):
+            async with pool.connection(timeout=self.connect_timeout) as conn:
+                try:
+                    async with conn.transaction():
+                        await conn.execute(self._set_timeout)
+                        return await fn(conn)
+                except (psycopg.OperationalError, psycopg.InterfaceError):
+                    if not conn.closed or attempt == 1:
+                        raise
+        raise AssertionError("unreachable")

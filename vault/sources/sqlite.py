@@ -1,0 +1,170 @@
+"""``SQLiteSource``: the embedded default primary source, on the standard library's sqlite3.
+
+The database file is the service's primary store, like a PostgreSQL server would be: it holds
+the credentials **in clear** (protect it like your database; ``create_schema`` creates it
+0600). One table::
+
+    CREATE TABLE credentials (
+        name       TEXT PRIMARY KEY,
+        value      TEXT NOT NULL,      -- vault.codec tagged JSON (bytes stay bytes)
+        updated_at REAL NOT NULL       -- Unix time of the last save
+    )
+
+Values are stored as the codec's tagged JSON text, so they round-trip exactly and stay
+readable with the ``sqlite3`` shell.
+
+An existing database is opened with the URI ``mode=rw``: a missing, moved or unreadable file
+raises ``sqlite3.OperationalError`` (an outage for the cache) instead of silently creating an
+empty database, which would make every credential look deleted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from vault import codec
+from vault.sources import check_storable, check_table_name
+
+__all__ = ["DEFAULT_TABLE", "SQLiteSource"]
+
+DEFAULT_TABLE = "credentials"
+T = TypeVar("T")
+
+
+class SQLiteSource:
+    """A :class:`~vault.sources.Source` in one SQLite database file (WAL mode).
+
+    Args:
+        path: the database file. It must exist (see :meth:`create_schema`).
+        table: table name, a lowercase identifier.
+        timeout: how long to wait for another writer's lock, in seconds (SQLite's busy
+            timeout); after that the call fails with "database is locked", an outage.
+
+    Thread safety: one connection, used under a lock, so calls from several threads are
+    serialized (each takes microseconds). Before each call the file is checked with ``stat``:
+    if it was moved, removed or replaced, the connection is dropped and the file opened again,
+    so a database that went away is an outage at the next call, not a ghost still readable
+    through an open descriptor.
+
+    Raises:
+        ConfigurationError: a bad table name.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, table: str = DEFAULT_TABLE,
+                 timeout: float = 5.0) -> None:
+        self.path = Path(path)
+        self.table = ".".join(check_table_name(table))
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._identity: tuple[int, int] | None = None
+        quoted = ".".join(f'"{part}"' for part in check_table_name(table))
+        self._select = f"SELECT value FROM {quoted} WHERE name = ?"  # noqa: S608 (checked name)
+        self._upsert = (f"INSERT INTO {quoted} (name, value, updated_at) VALUES (?, ?, ?) "  # noqa: S608
+                        "ON CONFLICT (name) DO UPDATE SET value = excluded.value, "
+                        "updated_at = excluded.updated_at")
+        self._delete = f"DELETE FROM {quoted} WHERE name = ?"  # noqa: S608
+        self._create = (f"CREATE TABLE IF NOT EXISTS {quoted} (name TEXT PRIMARY KEY, "
+                        "value TEXT NOT NULL, updated_at REAL NOT NULL)")
+
+    def __repr__(self) -> str:
+        return f"SQLiteSource({str(self.path)!r}, table={self.table!r})"
+
+    def __enter__(self) -> SQLiteSource:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def create_schema(self) -> None:
+        """Create the database file (0600) if missing, switch it to WAL, create the table.
+
+        Idempotent.
+
+        Raises:
+            sqlite3.Error, OSError: the file cannot be created or written.
+        """
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                             0o600))
+
+        def create(conn: sqlite3.Connection) -> None:
+            # WAL: readers never block the writer, and the mode is stored in the file.
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(self._create)
+
+        self._run(create)
+
+    def load(self, name: str) -> Any:
+        """Return the value stored under ``name``, or ``None``.
+
+        Raises:
+            sqlite3.OperationalError: the file is missing, unreadable or locked (an outage),
+                or the table does not exist (a programming error).
+            SerializationError: the stored text is not codec JSON.
+        """
+        row = self._run(lambda conn: conn.execute(self._select, (name,)).fetchone())
+        return None if row is None else codec.loads(row[0])
+
+    def save(self, name: str, value: Any) -> None:
+        """Store ``value`` under ``name`` (durably: WAL with ``synchronous = FULL``).
+
+        Raises:
+            SerializationError: ``value`` is ``None`` or not a codec value.
+            sqlite3.Error: as :meth:`load`.
+        """
+        check_storable(value)
+        text = codec.dumps(value).decode("utf-8")
+
+        def upsert(conn: sqlite3.Connection) -> None:
+            conn.execute(self._upsert, (name, text, time.time()))
+
+        self._run(upsert)
+
+    def delete(self, name: str) -> None:
+        """Remove ``name`` (a missing name is not an error). Raises as :meth:`load`."""
+        self._run(lambda conn: conn.execute(self._delete, (name,)))
+
+    def close(self) -> None:
+        """Close the connection; the next call opens the file again."""
+        with self._lock:
+            self._drop()
+
+    # ---- internals
+
+    def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        with self._lock:
+            return fn(self._connection())
+
+    def _connection(self) -> sqlite3.Connection:
+        try:
+            st = os.stat(self.path)
+            identity: tuple[int, int] | None = (st.st_dev, st.st_ino)
+        except OSError:
+            identity = None
+        if self._conn is not None and identity == self._identity:
+            return self._conn
+        self._drop()
+        uri = "file:" + urllib.parse.quote(str(self.path.absolute())) + "?mode=rw"
+        conn = sqlite3.connect(uri, uri=True, timeout=self.timeout, isolation_level=None,
+                               check_same_thread=False)
+        try:
+            conn.execute("PRAGMA synchronous = FULL")  # a saved credential survives power loss
+        except BaseException:
+            conn.close()
+            raise
+        self._conn, self._identity = conn, identity
+        return conn
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = self._identity = None
