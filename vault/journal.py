@@ -216,15 +216,10 @@ class Journal:
     def quarantine(self, record_id: str) -> Path:
         """Move an unreadable record to the vault's ``quarantine/``; returns the new path."""
         with self._lock(record_id, f"journal record {record_id}") as lock:
-            target_dir = os.path.join(str(self._vault.directory), "quarantine")
-            files.ensure_private_dir(target_dir)
-            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-            target = os.path.join(target_dir, f"{stamp}-{record_id}{RECORD_SUFFIX}")
-            os.rename(self._path(record_id), target)
-            files.fsync_dir(self._dir)
-            files.fsync_dir(target_dir)
+            target = self._vault._quarantine_path(self._path(record_id), record_id,
+                                                  RECORD_SUFFIX)
             lock.remove()
-        return Path(target)
+        return target
 
     def replay(self, apply: Callable[[Record], None], *,
                on_quarantine: Callable[[str, VaultError, Path], None] | None = None) -> int:

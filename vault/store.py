@@ -410,13 +410,14 @@ class Vault:
             files.write_atomic(self._entry_path(stem), sealed, stem)
             return "rotated", old_id
 
-    def _quarantine_path(self, path: str, stem: str) -> Path:
+    def _quarantine_path(self, path: str, label: str, suffix: str = ENTRY_SUFFIX) -> Path:
+        """Move ``path`` to ``quarantine/<UTC time>-<label><suffix>`` durably (caller locks)."""
         target_dir = os.path.join(self._dir, "quarantine")
         files.ensure_private_dir(target_dir)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-        target = os.path.join(target_dir, f"{stamp}-{stem}{ENTRY_SUFFIX}")
+        target = os.path.join(target_dir, f"{stamp}-{label}{suffix}")
         os.rename(path, target)
-        files.fsync_dir(self._dir)
+        files.fsync_dir(os.path.dirname(path))
         files.fsync_dir(target_dir)
         return Path(target)
 

@@ -26,10 +26,10 @@ from typing import Any
 import pytest
 
 from vault import codec
+from vault.kdf import TEST_PARAMS as cheap_kdf_profile
 from vault.sources import AsyncSource, Source, check_storable
 
-#: The cheap Argon2id profile (named "test" in vault.kdf): for tests only, never for real keys.
-from vault.kdf import TEST_PARAMS as cheap_kdf_profile  # noqa: E402
+#: ``cheap_kdf_profile``: the Argon2id profile named "test" in vault.kdf. Tests only, never keys.
 
 __all__ = ["AsyncMemorySource", "AsyncSourceContract", "MemorySource", "SourceContract",
            "cheap_kdf_profile"]
