@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import vault
+from tests.helpers.clirunner import Cli, cli_runner
 
 
 @pytest.fixture
@@ -24,3 +26,10 @@ def make_vault(tmp_path: Path, ring: vault.KeyRing) -> Callable[..., vault.Vault
         kwargs.setdefault("keys", ring)
         return vault.Vault(tmp_path / directory_name, **kwargs)
     return make
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Iterator[Cli]:
+    """A credvault runner in this test's temp directory, with no VAULT_* variables; at
+    teardown no secret it knows may appear in any output (tests/helpers/clirunner.py)."""
+    yield from cli_runner(tmp_path, dict(os.environ))

@@ -13,6 +13,8 @@ Exit codes:
     3    key source error (no keyring backend, locked keyring, missing or wrong passphrase,
          bad VAULT_KEYS, damaged keyfile)
     4    vault error (no such entry, insecure or unreadable file or directory, I/O error)
+    5    nothing to do (rotate: the primary key is not due, or every entry is current)
+    75   another rotation is running (rotate: try again later)
     130  interrupted
 
 Adding a command is one function decorated with :func:`command`.
@@ -55,7 +57,8 @@ examples:
 
 exit codes:
   0 ok; 1 problems found (verify, status, diagnose) or internal error;
-  2 usage or configuration error; 3 key source error; 4 vault error; 130 interrupted
+  2 usage or configuration error; 3 key source error; 4 vault error;
+  5 nothing to do (rotate); 75 another rotation is running; 130 interrupted
 """
 
 Runner = Callable[[argparse.Namespace, "Console"], int]
@@ -300,6 +303,9 @@ def cmd_passwd(args: argparse.Namespace, con: Console) -> int:
     con.note("update VAULT_PASSPHRASE wherever services read it, then restart them")
     return EXIT_OK
 
+
+# The maintenance commands (rotate, retire, prune, migrate, export) register themselves too.
+from vault import cli_maintenance  # noqa: E402, F401
 
 # ---- parser and main ------------------------------------------------------------------------
 

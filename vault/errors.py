@@ -18,6 +18,7 @@ __all__ = [
     "InvalidKeyError",
     "KeySourceError",
     "LockTimeoutError",
+    "MigrationError",
     "RotationInProgressError",
     "SerializationError",
     "SourceUnavailableError",
@@ -95,6 +96,10 @@ class ConfigurationError(VaultError, ValueError):
 
 class LockTimeoutError(VaultError):
     """An entry lock was not obtained in time because another writer held it."""
+
+
+class MigrationError(VaultError):
+    """A migration or export refused or failed; the message says why, never a value."""
 
 
 class RotationInProgressError(VaultError):

@@ -179,6 +179,23 @@ def unlink_durably(path: str) -> bool:
     return True
 
 
+def overwrite_and_unlink(path: str) -> None:
+    """Overwrite ``path`` in place with random bytes, fsync, then unlink it durably.
+
+    **Limits**: SSDs, copy-on-write file systems, snapshots and backups may keep the old
+    content; this removes the copy the file system shows, nothing more.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        remaining = os.fstat(fd).st_size
+        while remaining > 0:
+            remaining -= os.write(fd, os.urandom(min(remaining, 1 << 20)))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    unlink_durably(path)
+
+
 class FileLock:
     """An exclusive ``flock`` on a lock file, as a context manager.
 
