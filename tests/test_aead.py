@@ -93,3 +93,23 @@ def test_wrap_unwrap() -> None:
                                        (kek, b"aad", blob[:-1]), (kek, b"aad", b"short")):
         with pytest.raises(DecryptionError):
             aead.unwrap(bad_kek, bad_blob, bad_aad)
+
+
+# RFC 5869, appendix A, test cases 1-3 (HKDF-SHA256): (ikm, salt, info, first 42 bytes of OKM).
+RFC5869 = [
+    ("0b" * 22, "000102030405060708090a0b0c", "f0f1f2f3f4f5f6f7f8f9",
+     "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865"),
+    (bytes(range(0x00, 0x50)).hex(), bytes(range(0x60, 0xb0)).hex(),
+     bytes(range(0xb0, 0x100)).hex(),
+     "b11e398dc80327a1c8e7f78c596a49344f012eda2d4efad8a050cc4c19afa97c59045a99cac7827271cb"),
+    ("0b" * 22, "", "",
+     "8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d9d201395faa4b61a96c8"),
+]
+
+
+@pytest.mark.parametrize("ikm, salt, info, okm", RFC5869)
+def test_hkdf_matches_rfc5869(ikm: str, salt: str, info: str, okm: str) -> None:
+    """The HKDF-SHA256 used for entry keys gives RFC 5869's test-vector output."""
+    got = aead._hkdf_sha256_64(bytes.fromhex(ikm), bytes.fromhex(salt), bytes.fromhex(info))
+    assert got[:42].hex() == okm
+

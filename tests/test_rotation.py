@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -13,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import vault
+from tests.helpers.locks import held_rotation_lock
 from tests.hygiene import CANARY_PASSPHRASE
 from tests.realparts import SecretService
 from vault.audit import AuditLog
@@ -152,18 +151,9 @@ def test_journal_records_are_rewrapped(passphrase_setup: Setup) -> None:
 def test_second_rotation_is_refused_naming_the_holder(passphrase_setup: Setup) -> None:
     """While another process holds the rotation lock, rotate raises naming pid and host."""
     source, v = passphrase_setup()
-    holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys; from vault.rotation import RotationLock\n"
-         "lock = RotationLock(sys.argv[1]); lock.acquire(); lock.record(phase='rewrapping')\n"
-         "print('held', flush=True); sys.stdin.read()", str(v.directory)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
-        with pytest.raises(RotationInProgressError, match=f"pid {holder.pid} on host"):
-            rotate(v, source)
-    finally:
-        holder.communicate("", timeout=30)
+    with held_rotation_lock(v.directory) as pid, \
+            pytest.raises(RotationInProgressError, match=f"pid {pid} on host"):
+        rotate(v, source)
     assert rotate(v, source).outcome == "rotated"
 
 

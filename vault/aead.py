@@ -39,10 +39,15 @@ def key_id(material: bytes) -> bytes:
     return hmac.digest(material, KEY_ID_INFO, hashlib.sha256)[: fmt.KEY_ID_SIZE]
 
 
+def _hkdf_sha256_64(ikm: bytes, salt: bytes, info: bytes) -> bytes:
+    """HKDF-SHA256 (RFC 5869) with L = 64 (tests check it against RFC 5869's vectors)."""
+    return HKDF(algorithm=_SHA256, length=64, salt=salt, info=info).derive(ikm)
+
+
 def _derive(material: bytes, salt: bytes) -> tuple[bytes, bytes]:
     """Return (entry_key, commitment) for one envelope (spec section 4)."""
     # One derived key per seal: lifts GCM's 2^32 random-nonce bound (spec section 4).
-    okm = HKDF(algorithm=_SHA256, length=64, salt=salt, info=HKDF_INFO).derive(material)
+    okm = _hkdf_sha256_64(material, salt, HKDF_INFO)
     return okm[:32], okm[32:]
 
 
@@ -61,9 +66,10 @@ def seal(material: bytes, material_id: bytes, *, kind: int, name: str, plaintext
     Raises:
         FormatError: a field breaks the spec's rules (name, timestamps, size).
     """
+    fresh = os.urandom(fmt.SALT_SIZE + fmt.NONCE_SIZE)  # one call: both fresh, independent
     return _seal_from_parts(material, material_id, kind=kind, name=name, plaintext=plaintext,
                             created_at=created_at, expires_at=expires_at,
-                            salt=os.urandom(fmt.SALT_SIZE), nonce=os.urandom(fmt.NONCE_SIZE))
+                            salt=fresh[:fmt.SALT_SIZE], nonce=fresh[fmt.SALT_SIZE:])
 
 
 def _seal_from_parts(material: bytes, material_id: bytes, *, kind: int, name: str, plaintext: bytes,

@@ -9,7 +9,6 @@ fields that may carry secrets are refused outright.
 
 from __future__ import annotations
 
-import errno
 import getpass
 import json
 import os
@@ -19,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from vault import files
-from vault.errors import ConfigurationError, InsecureFileError
+from vault.errors import ConfigurationError
 
 __all__ = ["AUDIT_FILE", "AuditLog"]
 
@@ -83,16 +82,9 @@ class AuditLog:
                   "user": _user(), "host": socket.gethostname(), "pid": os.getpid(),
                   "action": action, **fields}
         line = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd, _ = files.open_nofollow(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT,
+                                    "audit log")
         try:
-            fd = os.open(self.path, flags, 0o600)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise InsecureFileError(f"audit log {self.path} is a symlink",
-                                        hint="remove it: a vault never creates symlinks") from None
-            raise
-        try:
-            files.check_mode(os.fstat(fd), self.path, "audit log")
             os.write(fd, line)  # one write of one line: O_APPEND keeps concurrent lines whole
             os.fsync(fd)
         finally:

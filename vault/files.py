@@ -23,7 +23,7 @@ from types import TracebackType
 
 from vault.errors import FormatError, InsecureFileError, LockTimeoutError
 
-_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK  # NONBLOCK: a planted FIFO must not hang a reader
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 TEMP_SUFFIX = ".tmp"
 # Paths are plain str: pathlib costs more than the system calls on the write path.
@@ -76,22 +76,37 @@ def check_private_dir(path: str, st: os.stat_result | None = None) -> None:
     check_mode(st, path, "directory")
 
 
-def _open_private(path: str) -> tuple[int, os.stat_result]:
+def open_nofollow(path: str, flags: int, what: str) -> tuple[int, os.stat_result]:
+    """Open ``path`` without following a symlink (created 0600 with ``O_CREAT``) and check
+    that it is this user's, with no group/world access; returns (fd, its stat).
+
+    Raises:
+        InsecureFileError: a symlink, another owner, or group/world access (the fd is closed).
+    """
     try:
-        fd = os.open(path, _READ_FLAGS)
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise InsecureFileError(f"{path} is a symlink",
+            raise InsecureFileError(f"{what} {path} is a symlink",
                                     hint="remove it: a vault never creates symlinks") from None
         raise
     try:
         st = os.fstat(fd)
+        check_mode(st, path, what)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, st
+
+
+def _open_private(path: str) -> tuple[int, os.stat_result]:
+    fd, st = open_nofollow(path, _READ_FLAGS, "file")
+    try:
         if not stat.S_ISREG(st.st_mode):
             raise InsecureFileError(f"{path} is not a regular file", hint="remove it")
         if st.st_nlink != 1:
             raise InsecureFileError(f"{path} has {st.st_nlink} hard links",
                                     hint="remove the other links: a vault file has exactly one")
-        check_mode(st, path, "file")
     except BaseException:
         os.close(fd)
         raise
@@ -247,19 +262,7 @@ class FileLock:
             os.close(fd)  # the holder removed the lock file while we waited: use the new one
 
     def _open(self) -> tuple[int, int]:
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise InsecureFileError(f"lock file {self.path} is a symlink",
-                                        hint="remove it: a vault never creates symlinks") from None
-            raise
-        try:
-            st = os.fstat(fd)
-            check_mode(st, self.path, "lock file")
-        except BaseException:
-            os.close(fd)
-            raise
+        fd, st = open_nofollow(self.path, os.O_RDWR | os.O_CREAT, "lock file")
         return fd, st.st_ino
 
     def fileno(self) -> int:

@@ -149,16 +149,17 @@ def parse_header(prefix: bytes, file_size: int) -> Header:
                           f"{end_of_header + payload_length} (truncated or extended)")
     if len(prefix) < end_of_header:
         raise FormatError("header truncated")
-    raw_name = bytes(prefix[FIXED_HEADER_SIZE:end_of_header])
     try:
-        name = raw_name.decode("utf-8", errors="strict")
+        name = str(prefix[FIXED_HEADER_SIZE:end_of_header], "utf-8", "strict")
     except UnicodeDecodeError:
         raise FormatError("entry name is not valid UTF-8") from None
-    _check_name_bytes(raw_name, name)
-    check_timestamps(created_at, expires_at)
-    return Header(kind=kind, key_id=key_id, salt=salt, nonce=nonce, commitment=commitment,
-                  created_at=created_at, expires_at=expires_at,
-                  payload_length=payload_length, name=name, version=version)
+    if not name.isprintable() and any(unicodedata.category(c) == "Cc" for c in name):
+        raise FormatError("entry name contains a control character")
+    if not created_at <= expires_at <= MAX_TIMESTAMP:
+        check_timestamps(created_at, expires_at)  # raises, with the message
+    # Positional: this runs on every read, and keyword construction costs more than the rest.
+    return Header(kind, key_id, salt, nonce, commitment, created_at, expires_at,
+                  payload_length, name, version)
 
 
 def header_size(header: Header) -> int:

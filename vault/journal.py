@@ -47,9 +47,9 @@ from typing import Any
 
 from vault import codec, files
 from vault import format as fmt
-from vault.errors import DecryptionError, FormatError, UnknownKeyError, VaultError
+from vault.errors import DecryptionError, FormatError, VaultError
 from vault.keys import KeyRing
-from vault.store import RotationReport, Vault
+from vault.store import RotationReport, Vault, rewrap_all, rewrap_file
 
 __all__ = ["JOURNAL_DIR", "RECORD_SUFFIX", "Journal", "Record"]
 
@@ -289,43 +289,9 @@ class Journal:
         if ring is None:
             self._vault._maybe_refresh(force=True)
             ring = self._vault.keys
-        counts = {"rotated": 0, "current": 0, "failed": 0, "skipped": 0}
-        by_key: Counter[str] = Counter()
-        failures: list[tuple[str, str]] = []
-        for rid in self.ids():
-            try:
-                outcome, old_id = self._rewrap_one(rid, ring)
-            except VaultError as exc:
-                outcome, old_id = "failed", None
-                failures.append((rid, f"{type(exc).__name__}: {exc.message}"))
-            counts[outcome] += 1
-            if old_id is not None:
-                by_key[old_id] += 1
-        return RotationReport(**counts, by_key=dict(by_key), failures=tuple(failures))
-
-    def _rewrap_one(self, rid: str, ring: KeyRing) -> tuple[str, str | None]:
-        """Rewrap one record; returns (outcome, old key id or None) as ``Vault._rewrap``."""
-        path = self._path(rid)
-        with self._lock(rid, f"journal record {rid}"):
-            try:
-                data = files.read_private(path, fmt.MAX_ENVELOPE_SIZE)
-            except FileNotFoundError:
-                return "skipped", None
-            header, header_bytes, payload = fmt.parse(data)
-            old_id = header.key_id.hex()
-            if old_id == ring.primary.id:
-                return "current", None
-            if old_id not in ring:
-                raise UnknownKeyError(old_id)
-            plaintext = ring.open_parsed(header, header_bytes, payload, kind=fmt.KIND_JOURNAL,
-                                         name=rid)
-            sealed = ring.seal(kind=fmt.KIND_JOURNAL, name=rid, plaintext=plaintext,
-                               created_at=header.created_at, expires_at=header.expires_at)
-            # Open what was written before it replaces anything (Tink's rewrap rule).
-            if ring.open(sealed, kind=fmt.KIND_JOURNAL, name=rid)[1] != plaintext:
-                raise VaultError("rewrapped record did not open to the same plaintext")
-            files.write_atomic(path, sealed, rid)
-            return "rotated", old_id
+        return rewrap_all(self.ids(), lambda rid: rewrap_file(
+            self._path(rid), rid, self._lock(rid, f"journal record {rid}"), ring,
+            kind=fmt.KIND_JOURNAL, name=rid))
 
     # ---- internals
 

@@ -181,7 +181,7 @@ class KeyRing:
         InvalidKeyError: an empty ring, a non-Key item, or two keys with the same id.
     """
 
-    __slots__ = ("_by_id", "_keys")
+    __slots__ = ("_by_id", "_by_raw_id", "_keys")
 
     def __init__(self, keys: Iterable[Key]) -> None:
         ring = tuple(keys)
@@ -197,6 +197,7 @@ class KeyRing:
             by_id[key.id] = key
         self._keys = ring
         self._by_id = by_id
+        self._by_raw_id = {key._id_bytes: key for key in ring}
 
     @classmethod
     def from_text(cls, text: str) -> KeyRing:
@@ -300,7 +301,9 @@ class KeyRing:
         """Steps 7-10 of :meth:`open` on an already parsed envelope; returns the plaintext."""
         if header.kind != kind or header.name != name:
             raise DecryptionError("entry failed authentication")
-        key = self.get(header.key_id.hex())
+        key = self._by_raw_id.get(header.key_id)
+        if key is None:
+            raise UnknownKeyError(header.key_id.hex())
         return aead.open_payload(key._material, header, header_bytes, payload)
 
 

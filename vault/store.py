@@ -13,6 +13,7 @@ import os
 import re
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -265,7 +266,8 @@ class Vault:
                 raise EntryNotFoundError(f"no entry named {name!r}") from None
 
     def rotate(self, *, ring: KeyRing | None = None,
-               progress: Callable[[int, int], None] | None = None) -> RotationReport:
+               progress: Callable[[int, int], None] | None = None,
+               workers: int = 4) -> RotationReport:
         """Rewrap every entry not sealed under the primary key; keeps names and timestamps.
 
         Each entry is re-read under its lock (so a concurrent ``put`` is never overwritten by
@@ -275,27 +277,14 @@ class Vault:
 
         Args:
             ring: rewrap under this ring's primary (default: the vault's ring, refreshed).
-            progress: called with (done, total) after each entry.
+            progress: called with (done, total) after each entry, from this thread.
+            workers: entries rewrapped at once (threads); 1 for strictly one at a time.
         """
         if ring is None:
             self._maybe_refresh(force=True)
             ring = self.keys
         names = self.names()
-        counts = {"rotated": 0, "current": 0, "failed": 0, "skipped": 0}
-        by_key: dict[str, int] = {}
-        failures: list[tuple[str, str]] = []
-        for done, name in enumerate(names, 1):
-            try:
-                outcome, old_id = self._rewrap(name, ring)
-            except VaultError as exc:
-                outcome, old_id = "failed", None
-                failures.append((name, f"{type(exc).__name__}: {exc.message}"))
-            counts[outcome] += 1
-            if old_id is not None:
-                by_key[old_id] = by_key.get(old_id, 0) + 1
-            if progress is not None:
-                progress(done, len(names))
-        return RotationReport(**counts, by_key=by_key, failures=tuple(failures))
+        return rewrap_all(names, lambda name: self._rewrap(name, ring), progress, workers)
 
     # ---- internals shared with the cache, the journal and the CLI --------------------------
 
@@ -389,26 +378,8 @@ class Vault:
     def _rewrap(self, name: str, ring: KeyRing) -> tuple[str, str | None]:
         """Rewrap one entry under ``ring.primary``; returns (outcome, old key id or None)."""
         stem = name_stem(name)
-        with self._lock(stem, name):
-            try:
-                data = files.read_private(self._entry_path(stem), fmt.MAX_ENVELOPE_SIZE)
-            except FileNotFoundError:
-                return "skipped", None
-            header, header_bytes, payload = fmt.parse(data)
-            old_id = header.key_id.hex()
-            if old_id == ring.primary.id:
-                return "current", None
-            if old_id not in ring:
-                raise UnknownKeyError(old_id)
-            plaintext = ring.open_parsed(header, header_bytes, payload, kind=fmt.KIND_ENTRY,
-                                         name=name)
-            sealed = ring.seal(kind=fmt.KIND_ENTRY, name=name, plaintext=plaintext,
-                               created_at=header.created_at, expires_at=header.expires_at)
-            # Open what was written before it replaces anything (Tink's rewrap rule).
-            if ring.open(sealed, kind=fmt.KIND_ENTRY, name=name)[1] != plaintext:
-                raise VaultError("rewrapped entry did not open to the same plaintext")
-            files.write_atomic(self._entry_path(stem), sealed, stem)
-            return "rotated", old_id
+        return rewrap_file(self._entry_path(stem), stem, self._lock(stem, name), ring,
+                           kind=fmt.KIND_ENTRY, name=name)
 
     def _quarantine_path(self, path: str, label: str, suffix: str = ENTRY_SUFFIX) -> Path:
         """Move ``path`` to ``quarantine/<UTC time>-<label><suffix>`` durably (caller locks)."""
@@ -444,6 +415,71 @@ class Vault:
                         files.unlink_durably(temp)
             finally:
                 lock.release()
+
+
+def rewrap_file(path: str, stem: str, lock: files.FileLock, ring: KeyRing, *, kind: int,
+                name: str) -> tuple[str, str | None]:
+    """Rewrap the envelope at ``path`` under ``ring.primary``, keeping name and timestamps.
+
+    Under ``lock`` (the one writers take): re-read the file, open it, seal the plaintext again,
+    open what was sealed and compare, then replace the file atomically (temp files named after
+    ``stem``). Returns (outcome, old key id): ("rotated", id), ("current", None) or
+    ("skipped", None) for a file that is gone.
+
+    Raises:
+        VaultError: it does not open (UnknownKeyError, DecryptionError, FormatError, ...).
+    """
+    with lock:
+        try:
+            data = files.read_private(path, fmt.MAX_ENVELOPE_SIZE)
+        except FileNotFoundError:
+            return "skipped", None
+        header, header_bytes, payload = fmt.parse(data)
+        old_id = header.key_id.hex()
+        if old_id == ring.primary.id:
+            return "current", None
+        if old_id not in ring:
+            raise UnknownKeyError(old_id)
+        plaintext = ring.open_parsed(header, header_bytes, payload, kind=kind, name=name)
+        sealed = ring.seal(kind=kind, name=name, plaintext=plaintext,
+                           created_at=header.created_at, expires_at=header.expires_at)
+        # Open what was written before it replaces anything (Tink's rewrap rule).
+        if ring.open(sealed, kind=kind, name=name)[1] != plaintext:
+            raise VaultError(f"rewrapped {name!r} did not open to the same plaintext")
+        files.write_atomic(path, sealed, stem)
+        return "rotated", old_id
+
+
+def rewrap_all(items: list[str], rewrap_one: Callable[[str], tuple[str, str | None]],
+               progress: Callable[[int, int], None] | None = None,
+               workers: int = 1) -> RotationReport:
+    """Run ``rewrap_one`` on every item and count the outcomes; a failure is recorded with
+    its error type and message (never a value), and the others go on.
+
+    With ``workers`` > 1, items are rewrapped by that many threads: each item has its own lock
+    and its own files, and one item's fsync waits while another's cryptography runs.
+    """
+    def one(item: str) -> tuple[str, str | None, str | None]:
+        try:
+            return (*rewrap_one(item), None)
+        except VaultError as exc:
+            return "failed", None, f"{type(exc).__name__}: {exc.message}"
+
+    counts = {"rotated": 0, "current": 0, "failed": 0, "skipped": 0}
+    by_key: dict[str, int] = {}
+    failures: list[tuple[str, str]] = []
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        results = pool.map(one, items) if workers > 1 else map(one, items)
+        for done, (item, (outcome, old_id, why)) in enumerate(zip(items, results,
+                                                                  strict=True), 1):
+            if why is not None:
+                failures.append((item, why))
+            counts[outcome] += 1
+            if old_id is not None:
+                by_key[old_id] = by_key.get(old_id, 0) + 1
+            if progress is not None:
+                progress(done, len(items))
+    return RotationReport(**counts, by_key=by_key, failures=tuple(failures))
 
 
 def _now_ms() -> int:
