@@ -9,6 +9,7 @@ nothing. Run: ``.venv/bin/python -m bench.bench_cache``.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import socket
@@ -49,8 +50,11 @@ def start_server() -> PostgresServer:
     return server
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     """Measure and print."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="500 rounds instead of 3,000")
+    rounds = 500 if parser.parse_args(argv).quick else ROUNDS
     logging.getLogger("vault.cache").setLevel(logging.ERROR)  # the degraded warnings
     server = start_server()
     workdir = Path(tempfile.mkdtemp(prefix="credvault-bench-"))
@@ -79,7 +83,7 @@ def main() -> None:
         results = interleave({"healthy PostgreSQL": lambda: healthy.get("company-42"),
                               "healthy SQLite": lambda: sqlite_cache.get("company-42"),
                               "down, breaker open": lambda: open_breaker.get("company-42")},
-                             ROUNDS)
+                             rounds)
         no_breaker = FallbackCache(down, v, breaker=CircuitBreaker(10**9, 1))
         slow = []
         for _ in range(3):
@@ -88,7 +92,7 @@ def main() -> None:
             slow.append(time.perf_counter() - start)
 
         print(f"FallbackCache.get of a {len(vault.codec.dumps(CRED))}-byte credential, "
-              f"{ROUNDS} interleaved rounds")
+              f"{rounds} interleaved rounds")
         for timing in results.values():
             print("  " + line(timing))
         print("  " + line(Timing("down, no breaker (3 calls)", tuple(slow))))

@@ -1,0 +1,35 @@
+"""Every benchmark of credvault, in one run: python -m bench.run [--quick]
+
+Each figure is a ratio measured side by side against its anchor (a plain durable write, the
+original single-file design, Fernet, Tink's AES-GCM AEAD, json.loads, a raw-key ring, a healthy
+PostgreSQL), with its goal beside it. Nothing is asserted: the machine is shared and noisy, so
+read the medians and minima together. bench/README.md explains each line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from bench import bench_cache, bench_core, bench_kdf, bench_rotation
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the core, KDF, cache and rotation benchmarks in order."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer rounds and 1,000 instead of 10,000 entries")
+    args = parser.parse_args(argv)
+    quick = ["--quick"] if args.quick else []
+    for title, run in (("vault core (issue 2)", bench_core.main),
+                       ("passphrase key derivation (issue 3)", bench_kdf.main),
+                       ("fallback cache during an outage (issue 4)", bench_cache.main),
+                       ("key rotation (issue 5)", bench_rotation.main)):
+        print(f"== {title}", flush=True)
+        started = time.monotonic()
+        run(quick)
+        print(f"   ({time.monotonic() - started:.0f} s)\n", flush=True)
+
+
+if __name__ == "__main__":
+    main()

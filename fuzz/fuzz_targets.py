@@ -1,0 +1,61 @@
+"""atheris harness for credvault's parsers (see fuzz/README.md); not run in CI.
+
+Usage: python fuzz/fuzz_targets.py {envelope|keyfile|codec} [libFuzzer options]
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+
+import atheris  # type: ignore[import-not-found]
+
+with atheris.instrument_imports():
+    import vault
+    from vault import codec
+    from vault import keyfile as kf
+    from vault.errors import VaultError
+    from vault.store import name_stem
+
+_DIR = tempfile.mkdtemp(prefix="credvault-fuzz-")
+_VAULT = vault.Vault(os.path.join(_DIR, "v"), keys=vault.KeyRing([vault.Key.generate()]))
+_VAULT.put("x", {"seed": b"\x00" * 32})
+_ENTRY = os.path.join(_DIR, "v", name_stem("x") + ".cve")
+
+
+def envelope(data: bytes) -> None:
+    """Plant ``data`` as entry 'x' and read it through the whole open path."""
+    fd = os.open(_ENTRY + ".new", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.write(fd, data)
+    os.close(fd)
+    os.replace(_ENTRY + ".new", _ENTRY)
+    try:
+        _VAULT.get("x")
+    except VaultError:
+        pass
+
+
+def keyfile(data: bytes) -> None:
+    """Parse ``data`` as a keyfile."""
+    try:
+        kf.parse(data, "keyfile")
+    except VaultError:
+        pass
+
+
+def codec_loads(data: bytes) -> None:
+    """Decode ``data`` in both dialects."""
+    for dialect in ("tagged", "node"):
+        try:
+            codec.loads(data, dialect, max_size=1 << 20)
+        except VaultError:
+            pass
+
+
+TARGETS = {"envelope": envelope, "keyfile": keyfile, "codec": codec_loads}
+
+if __name__ == "__main__":
+    target = TARGETS[sys.argv.pop(1)]
+    atheris.Setup(sys.argv, target)
+    atheris.Fuzz()
