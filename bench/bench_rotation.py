@@ -22,7 +22,8 @@ import vault
 from bench.creds import baileys_like
 from vault import files
 from vault import format as fmt
-from vault.store import name_stem, rewrap_all
+from vault.rewrap import rewrap_all
+from vault.store import name_stem
 
 
 def _floor_one(directory: str) -> Callable[[str], tuple[str, str | None]]:

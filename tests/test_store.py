@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import vault
+from tests.realparts import require
 from vault.errors import (
     ConfigurationError,
     DecryptionError,
@@ -446,7 +447,7 @@ def test_symlinked_directory_is_refused(tmp_path: Path, ring: vault.KeyRing) -> 
 def test_foreign_owner_is_refused(make_vault: Callable[..., vault.Vault]) -> None:
     """A file owned by another user is refused (needs root to set up)."""
     if os.geteuid() != 0:
-        pytest.skip("changing a file's owner needs root")
+        require("root", "changing a file's owner needs root (run the suite as root)")
     v = make_vault()
     v.put("x", 1)
     os.chown(entry_file(v, "x"), 12345, 12345)

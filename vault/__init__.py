@@ -27,8 +27,9 @@ from vault.errors import (
 from vault.health import CacheEvent
 from vault.keys import Key, KeyRing, KeyState
 from vault.keysources import KeySource, ManagedKeySource
+from vault.rewrap import RotationReport
 from vault.sources.sqlite import SQLiteSource
-from vault.store import Entry, EntryInfo, RotationReport, Scan, Vault
+from vault.store import Entry, EntryInfo, Scan, Vault
 
 __version__ = "0.1.0"
 

@@ -49,7 +49,8 @@ from vault import codec, files
 from vault import format as fmt
 from vault.errors import DecryptionError, FormatError, VaultError
 from vault.keys import KeyRing
-from vault.store import RotationReport, Vault, rewrap_all, rewrap_file
+from vault.rewrap import RotationReport, rewrap_all, rewrap_file
+from vault.store import Vault
 
 __all__ = ["JOURNAL_DIR", "RECORD_SUFFIX", "Journal", "Record"]
 

@@ -26,7 +26,8 @@ from vault.audit import AuditLog
 from vault.errors import KeySourceError, RotationInProgressError, VaultError
 from vault.keys import RETIRED, Key, KeyRing
 from vault.keysources import KeySource, ManagedKeySource
-from vault.store import RotationReport, Vault
+from vault.rewrap import RotationReport
+from vault.store import Vault
 
 __all__ = ["KeyInUseError", "RotationLock", "RotationResult", "check_unused", "retire", "rotate"]
 
