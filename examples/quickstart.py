@@ -65,6 +65,11 @@ def main() -> None:
 
     print("1. The service starts and saves its credentials; the database is up.")
     start_service(workdir, "first", env)
+    cached = next((workdir / "vault").glob("*.cve"))
+    info = vault.Vault(workdir / "vault").info(NAME)  # the header, read without any key
+    print(f"   the encrypted copy {cached.name[:12]}... is {cached.stat().st_size} bytes of "
+          f"AES-256-GCM; 'registrationId' in clear: {b'registrationId' in cached.read_bytes()}; "
+          f"visible without a key: name {info.name!r}, key {info.key_id}")
     print("2. The database goes away (app.db moved aside) and the service restarts.")
     db.rename(away)
     start_service(workdir, "outage", env)

@@ -31,6 +31,7 @@ def test_quickstart_tells_the_outage_story() -> None:
     update and shows it replayed into SQLite."""
     out = run_example("quickstart.py")
     assert "'company-42' from the cache: registrationId=4711" in out
+    assert "'registrationId' in clear: False" in out  # the cached copy is ciphertext
     assert "WARNING vault.cache: credential source unavailable" in out
     assert "journaled=True" in out and "replayed 1 journaled write" in out
     assert "SQLite itself now holds registrationId=4712; pending journal records: 0." in out
