@@ -271,14 +271,21 @@ class CacheCore:
             self._memo[name] = _Memo(digest, refresh_at, signature)
         return True
 
+    def _claim(self, name: str, generation: int | None) -> bool:
+        """Start a local write of ``name``: False if a save/delete overtook ``generation``
+        (the write must be skipped), else bump the generation and forget the memo."""
+        with self._lock:
+            if generation is not None and self._gen.get(name, 0) != generation:
+                return False
+            self._gen[name] = self._gen.get(name, 0) + 1
+            self._memo.pop(name, None)
+            return True
+
     def _store_local(self, name: str, plaintext: bytes, *, generation: int | None = None) -> None:
         """Write the vault copy (``generation``: skip if a save/delete overtook this get)."""
         with self._vault_lock:
-            with self._lock:
-                if generation is not None and self._gen.get(name, 0) != generation:
-                    return
-                self._gen[name] = self._gen.get(name, 0) + 1
-                self._memo.pop(name, None)
+            if not self._claim(name, generation):
+                return
             now, ttl_ms = _now_ms(), round(self.vault.ttl * 1000)
             self.vault._put_plaintext(name, plaintext, now, now + ttl_ms)
             signature = _signature(self.vault._entry_path(name_stem(name)))
@@ -289,11 +296,8 @@ class CacheCore:
 
     def _drop_local(self, name: str, *, generation: int | None = None) -> None:
         with self._vault_lock:
-            with self._lock:
-                if generation is not None and self._gen.get(name, 0) != generation:
-                    return
-                self._gen[name] = self._gen.get(name, 0) + 1
-                self._memo.pop(name, None)
+            if not self._claim(name, generation):
+                return
             self.vault.delete(name)
 
     def _local_write_logged(self, fn: Callable[[], None], name: str) -> None:
