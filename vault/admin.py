@@ -197,7 +197,11 @@ def status(settings: VaultSettings, *, now: datetime | None = None) -> StatusRep
 
 @dataclass(frozen=True)
 class InspectReport(Report):
-    """One entry's header fields, **unverified** (read without a key); never the value."""
+    """One entry's header fields, **unverified** (read without a key); never the value.
+
+    The fields of ``store.EntryInfo``, flat (it is the JSON of ``credvault inspect``), plus
+    the validity computed for this reader's TTL.
+    """
 
     name: str
     file: Path
@@ -218,9 +222,7 @@ def inspect_entry(settings: VaultSettings, name: str, *,
     """
     info = Vault(existing_dir(settings)).info(name)
     ttl = timedelta(seconds=settings.ttl) if settings.ttl else DEFAULT_TTL
-    return InspectReport(name=info.name, file=info.file, key_id=info.key_id,
-                         created_at=info.created_at, expires_at=info.expires_at, size=info.size,
-                         valid_until=min(info.expires_at, info.created_at + ttl),
+    return InspectReport(**asdict(info), valid_until=min(info.expires_at, info.created_at + ttl),
                          expired_unverified=_expired(info, now or datetime.now(UTC), ttl))
 
 
