@@ -8,7 +8,7 @@ import os
 from typing import Any
 
 
-def baileys_like(pre_keys: int = 65) -> dict[str, Any]:
+def baileys_like(pre_keys: int = 66) -> dict[str, Any]:
     """Return a WhatsApp/Baileys-style session: creds plus a key store, bytes throughout."""
     r = os.urandom
     return {

@@ -5,6 +5,7 @@ Usage: python fuzz/fuzz_targets.py {envelope|keyfile|codec} [libFuzzer options]
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import tempfile
@@ -30,27 +31,21 @@ def envelope(data: bytes) -> None:
     os.write(fd, data)
     os.close(fd)
     os.replace(_ENTRY + ".new", _ENTRY)
-    try:
+    with contextlib.suppress(VaultError):
         _VAULT.get("x")
-    except VaultError:
-        pass
 
 
 def keyfile(data: bytes) -> None:
     """Parse ``data`` as a keyfile."""
-    try:
+    with contextlib.suppress(VaultError):
         kf.parse(data, "keyfile")
-    except VaultError:
-        pass
 
 
 def codec_loads(data: bytes) -> None:
     """Decode ``data`` in both dialects."""
     for dialect in ("tagged", "node"):
-        try:
+        with contextlib.suppress(VaultError):
             codec.loads(data, dialect, max_size=1 << 20)
-        except VaultError:
-            pass
 
 
 TARGETS = {"envelope": envelope, "keyfile": keyfile, "codec": codec_loads}

@@ -155,6 +155,43 @@ def test_tagged_round_trip_deep(depth: int, as_str: bool, leaf: Any) -> None:
     assert same(codec.loads(data.decode() if as_str else data), value)
 
 
+def reference_tree(value: Any, tagged: bool) -> Any:
+    """The tree that codec.dumps writes, built the slow obvious way (for the oracle below)."""
+    if isinstance(value, bytes | bytearray):
+        text = b64(bytes(value))
+        return {"$b": text} if tagged else {"type": "Buffer", "data": text}
+    if isinstance(value, dict):
+        return {("$" + k if tagged and k.startswith("$") else k): reference_tree(v, tagged)
+                for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [reference_tree(v, tagged) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**2048:
+        if not tagged:
+            raise OverflowError("the node dialect refuses it")
+        return {"$i": hex(value)}
+    return value
+
+
+@settings(max_examples=400, deadline=None)
+@given(tagged_values, st.sampled_from(codec.DIALECTS))
+def test_dumps_writes_what_the_standard_encoder_writes(value: Any, dialect: str) -> None:
+    """dumps writes JSON text directly; it is byte for byte json.dumps of the tagged tree."""
+    try:
+        tree = reference_tree(value, dialect == "tagged")
+    except OverflowError:
+        with pytest.raises(SerializationError, match="Infinity"):
+            codec.dumps(value, dialect)
+        return
+    try:
+        expected = json.dumps(tree, ensure_ascii=False, allow_nan=False,
+                              separators=(",", ":")).encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: both refuse it
+        with pytest.raises(SerializationError, match="lone surrogate"):
+            codec.dumps(value, dialect)
+        return
+    assert codec.dumps(value, dialect) == expected
+
+
 def test_tagged_format_is_as_documented() -> None:
     """Bytes, huge ints and '$' keys are written exactly as the module docstring says."""
     value = {"k": b"\x00\x01", "$b": "x", "$$": [2**2048], "f": -0.0, "t": True, "é": None}

@@ -40,6 +40,7 @@ import json
 import math
 import re
 from collections.abc import Callable
+from json.encoder import encode_basestring as _escape
 from typing import Any, TypeAlias
 
 from vault.errors import SerializationError
@@ -58,8 +59,6 @@ _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 # Node's Buffer.from(s, "base64") also takes the url-safe alphabet and skips whitespace
 # (nodejs/node doc/api/buffer.md, "'base64'"); padding is optional.
 _NODE_B64 = str.maketrans("-_", "+/", " \t\n\r\f\v")
-_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, check_circular=False,
-                            separators=(",", ":"))
 
 
 class _Fail(Exception):
@@ -95,77 +94,107 @@ _BASES: tuple[tuple[Any, Callable[[Any], object]], ...] = (
     (str, str.__str__), (int, int.__int__), (float, float.__float__), (dict, dict),
     (list | tuple, list), (bytes | bytearray, bytes))
 
+_Writer: TypeAlias = Callable[[Any, int, list[str], dict[str, str]], None]
 
-def _make_walker(tagged: bool) -> Callable[[Any, int], object]:
-    """The dumps walk: check, normalise and tag ``x``, which has ``depth`` containers above it."""
 
-    def walk(x: Any, depth: int) -> object:
+def _escape_checked(s: str) -> str:
+    """``_escape`` that first refuses a lone surrogate (the slow pass that finds its path)."""
+    if _SURROGATE.search(s):
+        raise _Fail("a string holds a lone surrogate, which UTF-8 cannot encode")
+    return _escape(s)
+
+
+def _make_writer(tagged: bool, escape: Callable[[str], str]) -> _Writer:
+    """The dumps writer: check and tag ``x`` and append its JSON text to ``out``.
+
+    ``depth`` counts the containers above ``x``; ``keys`` caches escaped keys for one call.
+    It writes text directly, as ``json.JSONEncoder`` with ``separators=(",", ":")`` and
+    ``ensure_ascii=False`` would write the tagged tree (a test checks this byte for byte),
+    without building that tree first: a credential is mostly small dicts of bytes.
+    """
+    bytes_open = '{"$b":"' if tagged else '{"type":"Buffer","data":"'
+
+    def write(x: Any, depth: int, out: list[str], keys: dict[str, str]) -> None:
         t = type(x)
         if t is dict:
             if depth >= MAX_DEPTH:
                 raise _Fail(_TOO_DEEP)
-            out: dict[str, object] = {}
+            sep = "{"
             for k, v in x.items():
-                if type(k) is not str:
-                    if not isinstance(k, str):
-                        raise _Fail(f"dict key of type {type(k).__qualname__}; keys must be str")
+                if type(k) is str and (key := keys.get(k)) is not None:
+                    pass
+                elif isinstance(k, str):
                     k = str.__str__(k)
+                    key = escape("$" + k if tagged and k[:1] == "$" else k) + ":"
+                    if type(k) is str and len(keys) < 256:
+                        keys[k] = key
+                else:
+                    raise _Fail(f"dict key of type {type(k).__qualname__}; keys must be str")
                 tv = type(v)
-                # The common leaves inline: a call per leaf would double the cost of a walk.
-                if tv is bytes:
-                    text = _b2a(v, newline=False).decode("ascii")
-                    v = {"$b": text} if tagged else {"type": "Buffer", "data": text}
-                elif not (tv is str or tv is bool or v is None
-                          or (tv is int and -_BIG_INT < v < _BIG_INT)):
-                    try:
-                        v = walk(v, depth + 1)
-                    except _Fail as e:
-                        e.parts.append(k)
-                        raise
-                out["$" + k if tagged and k[:1] == "$" else k] = v
-            return out
-        if t is bytes or t is bytearray or t is memoryview:
-            data = binascii.b2a_base64(x.tobytes() if t is memoryview else x, newline=False)
-            text = data.decode("ascii")
-            return {"$b": text} if tagged else {"type": "Buffer", "data": text}
-        if t is str or t is bool or x is None:
-            return x
-        if t is int:
+                # The common leaves inline: a call per leaf would double the cost.
+                try:
+                    if tv is bytes:
+                        out.append(f'{sep}{key}{bytes_open}{_b2a(v, newline=False).decode()}"}}')
+                    elif tv is str:
+                        out.append(f"{sep}{key}{escape(v)}")
+                    elif tv is int and -_BIG_INT < v < _BIG_INT:
+                        out.append(f"{sep}{key}{int.__repr__(v)}")
+                    else:
+                        out.append(sep + key)
+                        write(v, depth + 1, out, keys)
+                except _Fail as e:
+                    e.parts.append(k)
+                    raise
+                sep = ","
+            out.append("}" if sep == "," else "{}")
+        elif t is bytes or t is bytearray or t is memoryview:
+            data = _b2a(x.tobytes() if t is memoryview else x, newline=False).decode()
+            out.append(f'{bytes_open}{data}"}}')
+        elif t is str:
+            out.append(escape(x))
+        elif x is None:
+            out.append("null")
+        elif t is bool:
+            out.append("true" if x else "false")
+        elif t is int:
             if -_BIG_INT < x < _BIG_INT:
-                return x
-            if tagged:
-                return {"$i": hex(x)}
-            raise _Fail("int of magnitude 2**2048 or more (JavaScript reads it as Infinity)")
-        if t is list or t is tuple:
+                out.append(int.__repr__(x))
+            elif tagged:
+                out.append(f'{{"$i":"{hex(x)}"}}')
+            else:
+                raise _Fail("int of magnitude 2**2048 or more (JavaScript reads it as Infinity)")
+        elif t is list or t is tuple:
             if depth >= MAX_DEPTH:
                 raise _Fail(_TOO_DEEP)
-            items: list[object] = []
+            sep = "["
             for i, v in enumerate(x):
                 try:
-                    items.append(v if type(v) is str else walk(v, depth + 1))
+                    if type(v) is str:
+                        out.append(sep + escape(v))
+                    else:
+                        out.append(sep)
+                        write(v, depth + 1, out, keys)
                 except _Fail as e:
                     e.parts.append(i)
                     raise
-            return items
-        if t is float:
-            if math.isfinite(x):
-                return x
-            raise _Fail("float is NaN or infinite")
-        for base, copy in _BASES:
-            if isinstance(x, base):
-                return walk(copy(x), depth)
-        raise _Fail(f"unsupported type {type(x).__qualname__}")
+                sep = ","
+            out.append("]" if sep == "," else "[]")
+        elif t is float:
+            if not math.isfinite(x):
+                raise _Fail("float is NaN or infinite")
+            out.append(float.__repr__(x))
+        else:
+            for base, copy in _BASES:
+                if isinstance(x, base):
+                    return write(copy(x), depth, out, keys)
+            raise _Fail(f"unsupported type {type(x).__qualname__}")
 
-    return walk
+    return write
 
 
-_WALKERS = {"tagged": _make_walker(True), "node": _make_walker(False)}
-
-
-def _no_surrogate(x: Any) -> object:
-    if any(type(s) is str and _SURROGATE.search(s) for s in (x if type(x) is dict else (x,))):
-        raise _Fail("a string holds a lone surrogate, which UTF-8 cannot encode")
-    return x
+_WRITERS = {(dialect, checked): _make_writer(dialect == "tagged",
+                                             _escape_checked if checked else _escape)
+            for dialect in DIALECTS for checked in (False, True)}
 
 
 def _check_dialect(dialect: object) -> None:
@@ -184,17 +213,18 @@ def dumps(value: object, dialect: str = "tagged", *, max_size: int | None = None
     ``max_size`` or an unknown dialect, naming the JSON path, never the value.
     """
     _check_dialect(dialect)
+    out: list[str] = []
     try:
-        tree = _WALKERS[dialect](value, 0)
-        data = _ENCODER.encode(tree).encode("utf-8")
+        _WRITERS[dialect, False](value, 0, out, {})
+        data = "".join(out).encode("utf-8")
     except _Fail as e:
         fail = e
     except RecursionError:
         fail = _Fail(f"{_TOO_DEEP} for the interpreter's recursion limit")
-    except UnicodeEncodeError:  # a lone surrogate: find where (keys as written)
+    except UnicodeEncodeError:  # a lone surrogate: write again, checking each string, to find it
         try:
             fail = _Fail("a string holds a lone surrogate")
-            _revisit(tree, _no_surrogate)
+            _WRITERS[dialect, True](value, 0, [], {})
         except _Fail as located:
             fail = located
     else:
