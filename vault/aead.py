@@ -24,6 +24,7 @@ HKDF_INFO = b"credvault v1 envelope"
 KEY_ID_INFO = b"credvault v1 key id"
 WRAP_NONCE_SIZE = 12
 _SHA256 = SHA256()
+_FRESH_SIZE = fmt.SALT_SIZE + fmt.NONCE_SIZE
 
 __all__ = ["KEY_SIZE", "key_id", "open_payload", "random_key", "seal", "unwrap", "wrap"]
 
@@ -66,23 +67,24 @@ def seal(material: bytes, material_id: bytes, *, kind: int, name: str, plaintext
     Raises:
         FormatError: a field breaks the spec's rules (name, timestamps, size).
     """
-    fresh = os.urandom(fmt.SALT_SIZE + fmt.NONCE_SIZE)  # one call: both fresh, independent
-    return _seal_from_parts(material, material_id, kind=kind, name=name, plaintext=plaintext,
-                            created_at=created_at, expires_at=expires_at,
-                            salt=fresh[:fmt.SALT_SIZE], nonce=fresh[fmt.SALT_SIZE:])
+    fresh = os.urandom(_FRESH_SIZE)  # one call: both fresh, independent
+    return _seal_from_parts(material, material_id, kind, name, plaintext, created_at,
+                            expires_at, fresh[:fmt.SALT_SIZE], fresh[fmt.SALT_SIZE:])
 
 
-def _seal_from_parts(material: bytes, material_id: bytes, *, kind: int, name: str, plaintext: bytes,
-                     created_at: int, expires_at: int, salt: bytes, nonce: bytes) -> bytes:
+def _seal_from_parts(material: bytes, material_id: bytes, kind: int, name: str,
+                     plaintext: bytes, created_at: int, expires_at: int, salt: bytes,
+                     nonce: bytes) -> bytes:
     """Seal with a given salt and nonce. **Only for frozen test vectors: never reuse either.**"""
     if len(plaintext) > fmt.MAX_PLAINTEXT_LENGTH:
         raise FormatError(f"plaintext of {len(plaintext)} bytes exceeds the format limit of "
                           f"{fmt.MAX_PLAINTEXT_LENGTH}")
-    entry_key, commitment = _derive(material, salt)
+    # _derive inlined: this is the hot path of every put.
+    okm = HKDF(algorithm=_SHA256, length=64, salt=salt, info=HKDF_INFO).derive(material)
     header = fmt.pack(kind=kind, key_id=material_id, salt=salt, nonce=nonce,
-                      commitment=commitment, created_at=created_at, expires_at=expires_at,
+                      commitment=okm[32:], created_at=created_at, expires_at=expires_at,
                       payload_length=len(plaintext) + fmt.TAG_SIZE, name=name)
-    return header + AESGCM(entry_key).encrypt(nonce, plaintext, header)
+    return header + AESGCM(okm[:32]).encrypt(nonce, plaintext, header)
 
 
 def open_payload(material: bytes, header: fmt.Header, header_bytes: bytes,
@@ -95,12 +97,13 @@ def open_payload(material: bytes, header: fmt.Header, header_bytes: bytes,
     Raises:
         DecryptionError: the commitment or the tag does not verify (no reason is given).
     """
-    entry_key, commitment = _derive(material, header.salt)
+    # _derive inlined: this is the hot path of every get.
+    okm = HKDF(algorithm=_SHA256, length=64, salt=header.salt, info=HKDF_INFO).derive(material)
     # Checked first: GCM alone would let one ciphertext open under two keys.
-    if not hmac.compare_digest(commitment, header.commitment):
+    if not hmac.compare_digest(okm[32:], header.commitment):
         raise DecryptionError("entry failed authentication")
     try:
-        return AESGCM(entry_key).decrypt(header.nonce, payload, header_bytes)
+        return AESGCM(okm[:32]).decrypt(header.nonce, payload, header_bytes)
     except InvalidTag:
         raise DecryptionError("entry failed authentication") from None
 

@@ -57,6 +57,9 @@ class Header(NamedTuple):
     version: int = VERSION
 
 
+_new_header = tuple.__new__
+
+
 def check_name(name: str) -> bytes:
     """Return the UTF-8 bytes of an entry name, or raise ``FormatError`` (spec 5, step 1).
 
@@ -157,9 +160,9 @@ def parse_header(prefix: bytes, file_size: int) -> Header:
         raise FormatError("entry name contains a control character")
     if not created_at <= expires_at <= MAX_TIMESTAMP:
         check_timestamps(created_at, expires_at)  # raises, with the message
-    # Positional: this runs on every read, and keyword construction costs more than the rest.
-    return Header(kind, key_id, salt, nonce, commitment, created_at, expires_at,
-                  payload_length, name, version)
+    # tuple.__new__ skips NamedTuple's Python-level __new__: this runs on every read.
+    return _new_header(Header, (kind, key_id, salt, nonce, commitment, created_at, expires_at,
+                                payload_length, name, version))
 
 
 def header_size(header: Header) -> int:
