@@ -10,12 +10,12 @@ import pytest
 import vault
 from vault import format as fmt
 from vault.errors import DecryptionError
-from vault.rewrap import rewrap_all, rewrap_file
+from vault.rewrap import PendingWrite, rewrap_all, rewrap_file
 from vault.store import name_stem
 
 
-@pytest.mark.parametrize("workers", [1, 4])
-def test_rewrap_all_counts_in_order(workers: int) -> None:
+@pytest.mark.parametrize(("workers", "batch"), [(1, 1), (4, 1), (4, 2), (8, 64)])
+def test_rewrap_all_counts_in_order(workers: int, batch: int) -> None:
     """Outcomes are counted, progress is reported in order, failures carry their error type
     and never a value, whatever the number of workers."""
     outcomes = {"a": ("rotated", "k1"), "b": ("current", None), "c": ("skipped", None),
@@ -28,7 +28,7 @@ def test_rewrap_all_counts_in_order(workers: int) -> None:
         return outcomes[item]
 
     report = rewrap_all([*outcomes, "f"], one, lambda done, total: seen.append((done, total)),
-                        workers=workers)
+                        workers=workers, batch=batch)
     assert (report.rotated, report.current, report.skipped, report.failed) == (3, 1, 1, 1)
     assert report.by_key == {"k1": 2, "k2": 1}
     assert report.failures == (("f", "DecryptionError: entry failed authentication"),)
@@ -55,3 +55,87 @@ def test_rewrap_file_outcomes(make_vault: Callable[..., vault.Vault],
     v.delete("x")
     assert rewrap_file(path, stem, v._lock(stem, "x"), new_ring, kind=fmt.KIND_ENTRY,
                        name="x") == ("skipped", None)
+
+
+def _vault_with_entries(make_vault: Callable[..., vault.Vault], ring: vault.KeyRing,
+                        count: int) -> tuple[vault.Vault, list[str], vault.KeyRing]:
+    v = make_vault()
+    for i in range(count):
+        v.put(f"e{i}", {"i": i, "b": bytes([i]) * 40})
+    return v, v.names(), ring.with_primary(vault.Key.generate())
+
+
+def _lock_is_free(v: vault.Vault, name: str) -> bool:
+    lock = v._lock(name_stem(name), name)
+    if not lock.acquire(blocking=False):
+        return False
+    lock.release()
+    return True
+
+
+@pytest.mark.parametrize(("workers", "batch", "batch_bytes"),
+                         [(1, 1, 1 << 20), (4, 3, 1 << 20), (8, 64, 1 << 20), (4, 64, 1)])
+def test_batches_hold_locks_until_written_and_release_them(
+        make_vault: Callable[..., vault.Vault], ring: vault.KeyRing, workers: int, batch: int,
+        batch_bytes: int) -> None:
+    """A batch holds the locks of its prepared entries (at most ``batch`` of them, fewer once
+    its envelopes reach ``batch_bytes``) until each is written; afterwards every lock is free
+    and every entry opens under the new primary to its old value."""
+    v, names, new_ring = _vault_with_entries(make_vault, ring, 10)
+    before = {n: v.get(n) for n in names}
+    held: list[int] = []
+
+    def prepare(name: str) -> tuple[str, str | None] | PendingWrite:
+        held.append(sum(not _lock_is_free(v, n) for n in names))
+        return v._prepare_rewrap(name, new_ring)
+
+    report = rewrap_all(names, prepare, workers=workers, batch=batch, batch_bytes=batch_bytes)
+    assert report.rotated == len(names)
+    assert max(held) == min(batch, len(names), 1 if batch_bytes == 1 else batch) - 1
+    assert all(_lock_is_free(v, n) for n in names)
+    v2 = make_vault(keys=new_ring)
+    assert {n: v2.get(n) for n in names} == before
+    assert {v2.info(n).key_id for n in names} == {new_ring.primary.id}
+
+
+def test_an_error_while_preparing_releases_the_batch_and_writes_nothing_of_it(
+        make_vault: Callable[..., vault.Vault], ring: vault.KeyRing) -> None:
+    """An error other than VaultError while a batch is prepared stops the run; the entries
+    already prepared are left as they were and their locks are released."""
+    v, names, new_ring = _vault_with_entries(make_vault, ring, 6)
+
+    def prepare(name: str) -> tuple[str, str | None] | PendingWrite:
+        if name == names[3]:
+            raise OSError("disk gone")
+        return v._prepare_rewrap(name, new_ring)
+
+    with pytest.raises(OSError, match="disk gone"):
+        rewrap_all(names, prepare, workers=4, batch=64)
+    assert all(_lock_is_free(v, n) for n in names)
+    assert {v.info(n).key_id for n in names} == {ring.primary.id}
+
+
+@pytest.mark.parametrize("workers", [1, 4])
+def test_an_error_while_writing_stops_after_the_batch_with_every_lock_released(
+        make_vault: Callable[..., vault.Vault], ring: vault.KeyRing, workers: int) -> None:
+    """A write that fails with an OSError stops the run once the rest of its batch is
+    written; no lock stays held and every entry opens (old or new key)."""
+    v, names, new_ring = _vault_with_entries(make_vault, ring, 6)
+
+    def prepare(name: str) -> tuple[str, str | None] | PendingWrite:
+        ready = v._prepare_rewrap(name, new_ring)
+        if name == names[2]:
+            assert isinstance(ready, PendingWrite)
+            ready.abandon()
+            lock = v._lock(name_stem(name), name)
+            lock.acquire()
+            return PendingWrite(str(Path(v._dir) / "missing-dir" / "x.cve"), b"x", "x", lock,
+                                "k")
+        return ready
+
+    with pytest.raises(FileNotFoundError):
+        rewrap_all(names, prepare, workers=workers, batch=64)
+    assert all(_lock_is_free(v, n) for n in names)
+    v2 = make_vault(keys=new_ring)
+    assert all(v2.get(n)["i"] == int(n[1:]) for n in names)
+    assert v.info(names[2]).key_id == ring.primary.id

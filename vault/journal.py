@@ -49,7 +49,7 @@ from vault import codec, files
 from vault import format as fmt
 from vault.errors import DecryptionError, FormatError, VaultError
 from vault.keys import KeyRing
-from vault.rewrap import RotationReport, rewrap_all, rewrap_file
+from vault.rewrap import RotationReport, prepare_rewrap, rewrap_all
 from vault.store import Vault
 
 __all__ = ["JOURNAL_DIR", "RECORD_SUFFIX", "Journal", "Record"]
@@ -290,7 +290,7 @@ class Journal:
         if ring is None:
             self._vault._maybe_refresh(force=True)
             ring = self._vault.keys
-        return rewrap_all(self.ids(), lambda rid: rewrap_file(
+        return rewrap_all(self.ids(), lambda rid: prepare_rewrap(
             self._path(rid), rid, self._lock(rid, f"journal record {rid}"), ring,
             kind=fmt.KIND_JOURNAL, name=rid))
 

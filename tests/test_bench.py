@@ -1,0 +1,35 @@
+"""Smoke tests of the benchmarks: each runs on a tiny input and its side effects are right."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench import bench_core, bench_rotation
+from bench.creds import baileys_like, json_size
+
+
+def test_benchmark_credential_is_the_size_the_issue_names() -> None:
+    """The put benchmark's credential is about 11.6 KB as the original service wrote it."""
+    assert 11_500 <= json_size(baileys_like()) <= 11_700
+
+
+def test_core_benchmarks_run_and_print_their_goals(tmp_path: Path) -> None:
+    """Each core benchmark runs a few rounds and prints one line per figure with its goal."""
+    cred = baileys_like()
+    lines = (bench_core.bench_put(cred, 3, tmp_path)
+             + bench_core.bench_growth(cred, 3, tmp_path, 30)
+             + bench_core.bench_seal_open(cred, 3) + bench_core.bench_codec(cred, 3))
+    assert len(lines) == 6
+    assert all("goal" in line or "anchor" in line or "skipped" in line for line in lines)
+
+
+@pytest.mark.parametrize("count", [1, 45])
+def test_rotation_benchmark_rotates_every_entry(count: int) -> None:
+    """Both rotation comparisons rewrap every entry (they check it) and report rates."""
+    ours, floors = bench_rotation.compare_default(count, chunk=20)
+    assert ours > 0 and set(floors) == set(bench_rotation.FLOOR_POOLS)
+    assert all(rate > 0 for rate in floors.values())
+    ours1, floor1 = bench_rotation.compare_one_at_a_time(count)
+    assert ours1 > 0 and floor1 > 0
