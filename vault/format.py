@@ -33,6 +33,7 @@ MAX_TIMESTAMP = 2**63 - 1
 # magic, version, kind, key id, salt, nonce, commitment, created_at, expires_at,
 # payload length, name length
 _FIXED = struct.Struct(">4sBB8s32s12s32sQQIH")
+_unpack_fixed = _FIXED.unpack_from
 FIXED_HEADER_SIZE = _FIXED.size
 MIN_ENVELOPE_SIZE = FIXED_HEADER_SIZE + 1 + TAG_SIZE
 MAX_ENVELOPE_SIZE = FIXED_HEADER_SIZE + MAX_NAME_LENGTH + MAX_PAYLOAD_LENGTH
@@ -177,6 +178,25 @@ def parse(data: bytes) -> tuple[Header, bytes, bytes]:
         FormatError: as :func:`parse_header`.
     """
     data = bytes(data)
-    header = parse_header(data, len(data))
-    end_of_header = len(data) - header.payload_length  # parse_header checked the sum
+    size = len(data)
+    if size >= FIXED_HEADER_SIZE:
+        # The common case, every rule of parse_header in one test; anything unusual goes the
+        # long way below, which names the rule that was broken (or accepts an unusual name).
+        (magic, version, kind, key_id, salt, nonce, commitment, created_at, expires_at,
+         payload_length, name_length) = _unpack_fixed(data)
+        end = FIXED_HEADER_SIZE + name_length
+        if (magic == MAGIC and version == VERSION and kind in KINDS
+                and 1 <= name_length <= MAX_NAME_LENGTH
+                and TAG_SIZE <= payload_length <= MAX_PAYLOAD_LENGTH
+                and size == end + payload_length and created_at <= expires_at <= MAX_TIMESTAMP):
+            try:
+                name = str(data[FIXED_HEADER_SIZE:end], "utf-8", "strict")
+            except UnicodeDecodeError:
+                name = ""
+            if name.isprintable() and name:
+                return (_new_header(Header, (kind, key_id, salt, nonce, commitment, created_at,
+                                             expires_at, payload_length, name, version)),
+                        data[:end], data[end:])
+    header = parse_header(data, size)
+    end_of_header = size - header.payload_length  # parse_header checked the sum
     return header, data[:end_of_header], data[end_of_header:]
