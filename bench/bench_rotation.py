@@ -66,7 +66,7 @@ def compare_default(count: int, chunk: int = 500, workers: int = ROTATE_WORKERS,
             for start in range(0, len(names), chunk):
                 part = names[start:start + chunk]
                 began = time.perf_counter()
-                report = rewrap_all(part, lambda n: rotated._prepare_rewrap(n, new),
+                report = rewrap_all(part, lambda n, w: rotated._prepare_rewrap(n, new, w),
                                     workers=workers, batch=batch)
                 spent["rotate"] += time.perf_counter() - began
                 assert report.failed == 0 and report.rotated == len(part)

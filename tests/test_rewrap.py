@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,7 +12,7 @@ import pytest
 import vault
 from vault import format as fmt
 from vault.errors import DecryptionError
-from vault.rewrap import PendingWrite, rewrap_all, rewrap_file
+from vault.rewrap import PendingWrite, RotationReport, rewrap_all, rewrap_file
 from vault.store import name_stem
 
 
@@ -22,7 +24,7 @@ def test_rewrap_all_counts_in_order(workers: int, batch: int) -> None:
                 "d": ("rotated", "k1"), "e": ("rotated", "k2")}
     seen: list[tuple[int, int]] = []
 
-    def one(item: str) -> tuple[str, str | None]:
+    def one(item: str, wait: bool) -> tuple[str, str | None]:
         if item == "f":
             raise DecryptionError("entry failed authentication")
         return outcomes[item]
@@ -85,9 +87,9 @@ def test_batches_hold_locks_until_written_and_release_them(
     before = {n: v.get(n) for n in names}
     held: list[int] = []
 
-    def prepare(name: str) -> tuple[str, str | None] | PendingWrite:
+    def prepare(name: str, wait: bool) -> tuple[str, str | None] | PendingWrite | None:
         held.append(sum(not _lock_is_free(v, n) for n in names))
-        return v._prepare_rewrap(name, new_ring)
+        return v._prepare_rewrap(name, new_ring, wait)
 
     report = rewrap_all(names, prepare, workers=workers, batch=batch, batch_bytes=batch_bytes)
     assert report.rotated == len(names)
@@ -104,10 +106,10 @@ def test_an_error_while_preparing_releases_the_batch_and_writes_nothing_of_it(
     already prepared are left as they were and their locks are released."""
     v, names, new_ring = _vault_with_entries(make_vault, ring, 6)
 
-    def prepare(name: str) -> tuple[str, str | None] | PendingWrite:
+    def prepare(name: str, wait: bool) -> tuple[str, str | None] | PendingWrite | None:
         if name == names[3]:
             raise OSError("disk gone")
-        return v._prepare_rewrap(name, new_ring)
+        return v._prepare_rewrap(name, new_ring, wait)
 
     with pytest.raises(OSError, match="disk gone"):
         rewrap_all(names, prepare, workers=4, batch=64)
@@ -122,8 +124,8 @@ def test_an_error_while_writing_stops_after_the_batch_with_every_lock_released(
     written; no lock stays held and every entry opens (old or new key)."""
     v, names, new_ring = _vault_with_entries(make_vault, ring, 6)
 
-    def prepare(name: str) -> tuple[str, str | None] | PendingWrite:
-        ready = v._prepare_rewrap(name, new_ring)
+    def prepare(name: str, wait: bool) -> tuple[str, str | None] | PendingWrite | None:
+        ready = v._prepare_rewrap(name, new_ring, wait)
         if name == names[2]:
             assert isinstance(ready, PendingWrite)
             ready.abandon()
@@ -139,3 +141,41 @@ def test_an_error_while_writing_stops_after_the_batch_with_every_lock_released(
     v2 = make_vault(keys=new_ring)
     assert all(v2.get(n)["i"] == int(n[1:]) for n in names)
     assert v.info(names[2]).key_id == ring.primary.id
+
+
+def test_a_batch_never_waits_for_a_lock_while_holding_others(
+        make_vault: Callable[..., vault.Vault], ring: vault.KeyRing) -> None:
+    """When an entry's lock is busy, the batch writes what it prepared and releases those
+    locks before it waits; once the lock is free, the rotation finishes."""
+    v, names, new_ring = _vault_with_entries(make_vault, ring, 8)
+    blocker = v._lock(name_stem(names[5]), names[5])
+    blocker.acquire()
+    reports: list[RotationReport] = []
+    worker = threading.Thread(target=lambda: reports.append(rewrap_all(
+        names, lambda n, wait: v._prepare_rewrap(n, new_ring, wait), workers=4, batch=64)))
+    worker.start()
+    try:
+        deadline = time.monotonic() + 10
+        while any(v.info(n).key_id != new_ring.primary.id for n in names[:5]):
+            assert time.monotonic() < deadline, "entries before the busy one were not written"
+            time.sleep(0.01)
+        assert all(_lock_is_free(v, n) for n in names[:5])  # written and released: not held
+        assert v.info(names[5]).key_id == ring.primary.id and worker.is_alive()
+    finally:
+        blocker.release()
+    worker.join(timeout=10)
+    assert reports and reports[0].rotated == len(names)
+    assert {v.info(n).key_id for n in names} == {new_ring.primary.id}
+
+
+def test_prepare_rewrap_without_waiting_leaves_a_busy_entry_alone(
+        make_vault: Callable[..., vault.Vault], ring: vault.KeyRing) -> None:
+    """prepare_rewrap(wait=False) on a locked entry returns None and changes nothing."""
+    v, names, new_ring = _vault_with_entries(make_vault, ring, 1)
+    stem = name_stem(names[0])
+    with v._lock(stem, names[0]):
+        assert v._prepare_rewrap(names[0], new_ring, wait=False) is None
+    assert v.info(names[0]).key_id == ring.primary.id
+    ready = v._prepare_rewrap(names[0], new_ring, wait=False)
+    assert isinstance(ready, PendingWrite)
+    assert ready.commit() == ("rotated", ring.primary.id)

@@ -290,9 +290,9 @@ class Journal:
         if ring is None:
             self._vault._maybe_refresh(force=True)
             ring = self._vault.keys
-        return rewrap_all(self.ids(), lambda rid: prepare_rewrap(
+        return rewrap_all(self.ids(), lambda rid, wait: prepare_rewrap(
             self._path(rid), rid, self._lock(rid, f"journal record {rid}"), ring,
-            kind=fmt.KIND_JOURNAL, name=rid))
+            kind=fmt.KIND_JOURNAL, name=rid, wait=wait))
 
     # ---- internals
 

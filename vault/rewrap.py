@@ -84,19 +84,21 @@ class PendingWrite:
 
 
 def prepare_rewrap(path: str, stem: str, lock: files.FileLock, ring: KeyRing, *, kind: int,
-                   name: str) -> Outcome | PendingWrite:
+                   name: str, wait: bool = True) -> Outcome | PendingWrite | None:
     """Everything of a rewrap but the write: returns a :class:`PendingWrite` holding ``lock``.
 
     Under ``lock`` (the one writers take): re-read the file, open it, seal the plaintext again
     under ``ring.primary`` with the same name and timestamps, open what was sealed and compare.
     A file already under the primary gives ("current", None), a missing one ("skipped", None),
-    and the lock is released.
+    and the lock is released. With ``wait=False``, a lock held by someone else gives None at
+    once (nothing was done).
 
     Raises:
         VaultError: it does not open (UnknownKeyError, DecryptionError, FormatError, ...); the
         lock is released.
     """
-    lock.acquire()
+    if not lock.acquire(blocking=wait):
+        return None
     try:
         try:
             data = files.read_private(path, fmt.MAX_ENVELOPE_SIZE)
@@ -132,6 +134,7 @@ def rewrap_file(path: str, stem: str, lock: files.FileLock, ring: KeyRing, *, ki
         VaultError: as :func:`prepare_rewrap`.
     """
     result = prepare_rewrap(path, stem, lock, ring, kind=kind, name=name)
+    assert result is not None  # it waited for the lock
     return result.commit() if isinstance(result, PendingWrite) else result
 
 
@@ -154,18 +157,21 @@ def _commit(result: _Result | PendingWrite) -> _Result | Exception:
         return exc
 
 
-def rewrap_all(items: Sequence[str], prepare_one: Callable[[str], Outcome | PendingWrite],
+def rewrap_all(items: Sequence[str],
+               prepare_one: Callable[[str, bool], Outcome | PendingWrite | None],
                progress: Callable[[int, int], None] | None = None, workers: int = 1,
                batch: int = 1, batch_bytes: int = BATCH_BYTES) -> RotationReport:
     """Rewrap every item and count the outcomes, a batch at a time.
 
-    ``prepare_one`` returns an outcome or a :class:`PendingWrite` (as :func:`prepare_rewrap`).
+    ``prepare_one(item, wait)`` is :func:`prepare_rewrap` for one item: an outcome, a
+    :class:`PendingWrite`, or None when ``wait`` is false and the item's lock is busy.
     A batch (``batch`` items, fewer once its envelopes reach ``batch_bytes``) is prepared in
     this thread, then written by ``workers`` threads; its locks, acquired in the order of
-    ``items``, are held until each is written. A ``VaultError`` is recorded with its type and
-    message (never a value) and the others go on; any other error stops the run once every
-    lock of its batch is released. ``progress`` is called with (done, total) after each item,
-    in order, from this thread.
+    ``items``, are held until each is written. A batch that holds locks never waits for
+    another: a busy lock ends the batch, and the next one starts with that item, waiting.
+    A ``VaultError`` is recorded with its type and message (never a value) and the others go
+    on; any other error stops the run once every lock of its batch is released. ``progress``
+    is called with (done, total) after each item, in order, from this thread.
     """
     counts = {"rotated": 0, "current": 0, "failed": 0, "skipped": 0}
     by_key: dict[str, int] = {}
@@ -180,11 +186,16 @@ def rewrap_all(items: Sequence[str], prepare_one: Callable[[str], Outcome | Pend
             try:
                 while done + len(prepared) < len(items) and len(prepared) < step \
                         and size < batch_bytes:
+                    holding = size > 0  # envelopes are never empty
                     try:
-                        ready = prepare_one(items[done + len(prepared)])
+                        ready = prepare_one(items[done + len(prepared)], not holding)
                     except VaultError as exc:
                         prepared.append(_failure(exc))
                         continue
+                    if ready is None:
+                        if not holding:
+                            raise RuntimeError("prepare_one gave None although told to wait")
+                        break  # busy: write what is prepared, then wait for it with no lock
                     if isinstance(ready, PendingWrite):
                         size += ready.size
                         prepared.append(ready)

@@ -271,8 +271,8 @@ class Vault:
             self._maybe_refresh(force=True)
             ring = self.keys
         names = self.names()
-        return rewrap_all(names, lambda name: self._prepare_rewrap(name, ring), progress,
-                          workers, batch)
+        return rewrap_all(names, lambda name, wait: self._prepare_rewrap(name, ring, wait),
+                          progress, workers, batch)
 
     # ---- internals shared with the cache, the journal and the CLI --------------------------
 
@@ -363,12 +363,12 @@ class Vault:
         with self._lock(stem, name):
             files.write_atomic(self._entry_path(stem), envelope, stem)
 
-    def _prepare_rewrap(self, name: str,
-                        ring: KeyRing) -> tuple[str, str | None] | PendingWrite:
+    def _prepare_rewrap(self, name: str, ring: KeyRing,
+                        wait: bool = True) -> tuple[str, str | None] | PendingWrite | None:
         """Prepare the rewrap of one entry under ``ring.primary`` (``rewrap.prepare_rewrap``)."""
         stem = name_stem(name)
         return prepare_rewrap(self._entry_path(stem), stem, self._lock(stem, name), ring,
-                              kind=fmt.KIND_ENTRY, name=name)
+                              kind=fmt.KIND_ENTRY, name=name, wait=wait)
 
     def _quarantine_path(self, path: str, label: str, suffix: str = ENTRY_SUFFIX) -> Path:
         """Move ``path`` to ``quarantine/<UTC time>-<label><suffix>`` durably (caller locks)."""
