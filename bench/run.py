@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from bench import bench_cache, bench_core, bench_kdf, bench_rotation
+from bench import bench_cache, bench_core, bench_instructions, bench_kdf, bench_rotation
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     quick = ["--quick"] if args.quick else []
     for title, run in (("vault core (issue 2)", bench_core.main),
+                       ("instruction counts, noise-free (issue 2)", bench_instructions.main),
                        ("passphrase key derivation (issue 3)", bench_kdf.main),
                        ("fallback cache during an outage (issue 4)", bench_cache.main),
                        ("key rotation (issue 5)", bench_rotation.main)):
