@@ -207,3 +207,54 @@ def test_parse_fast_path_agrees_with_the_rules(edits: list[tuple[int, int]], res
         assert str(info.value) == expected
     else:
         assert fmt.parse(bytes(data)) == expected
+
+
+@given(st.sampled_from([0, 1, 2, 3]), st.sampled_from([8, 7]), st.sampled_from([32, 31, 33]),
+       st.sampled_from([0, -1, 5, 2**63 - 1, 2**63]), st.sampled_from([0, 5, 2**63 - 1, 2**63]),
+       st.sampled_from([15, 16, fmt.MAX_PAYLOAD_LENGTH, fmt.MAX_PAYLOAD_LENGTH + 1]),
+       st.sampled_from(["company-42", "", "é", "a\u2028b", "x" * 1024, "x" * 1025, "\x7f",
+                        "a\nb", "\ud800", "\u00a0"]))
+def test_pack_fast_path_agrees_with_the_rules(kind: int, id_size: int, salt_size: int,
+                                              created: int, expires: int, payload: int,
+                                              name: str) -> None:
+    """pack's one-test fast path gives the bytes, or the error, of the rule-by-rule checks."""
+    fields = (kind, b"K" * id_size, b"S" * salt_size, b"N" * 12, b"C" * 32, created, expires,
+              payload, name, fmt.VERSION)
+    try:
+        expected: bytes | str = fmt._pack_rule_by_rule(*fields)
+    except (FormatError, struct.error) as exc:
+        expected = f"{type(exc).__name__}: {exc}"
+    try:
+        got: bytes | str = fmt.pack_fields(*fields)
+    except (FormatError, struct.error) as exc:
+        got = f"{type(exc).__name__}: {exc}"
+    assert got == expected
+
+
+_PACK_BASE = {"kind": fmt.KIND_ENTRY, "key_id": b"K" * 8, "salt": b"S" * 32, "nonce": b"N" * 12,
+              "commitment": b"C" * 32, "created_at": 5, "expires_at": 5, "payload_length": 16,
+              "name": "company-42"}
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("kind", 0), ("kind", fmt.KIND_JOURNAL), ("kind", 3), ("key_id", b"K" * 7),
+    ("salt", b"S" * 31), ("nonce", b"N" * 13), ("commitment", b""), ("created_at", -1),
+    ("created_at", 6), ("expires_at", 2**63), ("expires_at", 2**63 - 1),
+    ("payload_length", 15), ("payload_length", fmt.MAX_PAYLOAD_LENGTH),
+    ("payload_length", fmt.MAX_PAYLOAD_LENGTH + 1), ("name", ""), ("name", "x" * 1024),
+    ("name", "x" * 1025), ("name", "é" * 513), ("name", "a\nb"), ("name", "\x7f"),
+    ("name", "a\u2028b"), ("name", "\u00a0"), ("name", "\ud800"), ("name", b"company"),
+])
+def test_pack_fast_path_agrees_with_the_rules_field_by_field(field: str, value: object) -> None:
+    """Each field changed alone: pack gives the bytes, or the error, of the rule-by-rule path."""
+    fields = {**_PACK_BASE, field: value}
+    args = (*fields.values(), fmt.VERSION)
+    try:
+        expected: bytes | str = fmt._pack_rule_by_rule(*args)  # type: ignore[arg-type]
+    except FormatError as exc:
+        expected = str(exc)
+    try:
+        got: bytes | str = fmt.pack_fields(*args)  # type: ignore[arg-type]
+    except FormatError as exc:
+        got = str(exc)
+    assert got == expected

@@ -80,10 +80,9 @@ def _seal_from_parts(material: bytes, material_id: bytes, kind: int, name: str,
         raise FormatError(f"plaintext of {len(plaintext)} bytes exceeds the format limit of "
                           f"{fmt.MAX_PLAINTEXT_LENGTH}")
     # _derive inlined: this is the hot path of every put.
-    okm = HKDF(algorithm=_SHA256, length=64, salt=salt, info=HKDF_INFO).derive(material)
-    header = fmt.pack(kind=kind, key_id=material_id, salt=salt, nonce=nonce,
-                      commitment=okm[32:], created_at=created_at, expires_at=expires_at,
-                      payload_length=len(plaintext) + fmt.TAG_SIZE, name=name)
+    okm = HKDF(_SHA256, 64, salt, HKDF_INFO).derive(material)
+    header = fmt.pack_fields(kind, material_id, salt, nonce, okm[32:], created_at, expires_at,
+                             len(plaintext) + fmt.TAG_SIZE, name)
     return header + AESGCM(okm[:32]).encrypt(nonce, plaintext, header)
 
 
@@ -98,7 +97,7 @@ def open_payload(material: bytes, header: fmt.Header, header_bytes: bytes,
         DecryptionError: the commitment or the tag does not verify (no reason is given).
     """
     # _derive inlined: this is the hot path of every get.
-    okm = HKDF(algorithm=_SHA256, length=64, salt=header.salt, info=HKDF_INFO).derive(material)
+    okm = HKDF(_SHA256, 64, header.salt, HKDF_INFO).derive(material)
     # Checked first: GCM alone would let one ciphertext open under two keys.
     if not hmac.compare_digest(okm[32:], header.commitment):
         raise DecryptionError("entry failed authentication")

@@ -294,11 +294,16 @@ class KeyRing:
             authentication. UnknownKeyError: the key id is not in this ring.
         """
         header, header_bytes, payload = fmt.parse(data)
-        return header, self.open_parsed(header, header_bytes, payload, kind=kind, name=name)
+        return header, self._open_parsed(header, header_bytes, payload, kind, name)
 
     def open_parsed(self, header: fmt.Header, header_bytes: bytes, payload: bytes, *,
                     kind: int, name: str) -> bytes:
         """Steps 7-10 of :meth:`open` on an already parsed envelope; returns the plaintext."""
+        return self._open_parsed(header, header_bytes, payload, kind, name)
+
+    def _open_parsed(self, header: fmt.Header, header_bytes: bytes, payload: bytes, kind: int,
+                     name: str) -> bytes:
+        # Positional: this runs on every read (keyword calls cost more than the checks).
         if header.kind != kind or header.name != name:
             raise DecryptionError("entry failed authentication")
         key = self._by_raw_id.get(header.key_id)
