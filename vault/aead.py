@@ -41,15 +41,13 @@ def key_id(material: bytes) -> bytes:
 
 
 def _hkdf_sha256_64(ikm: bytes, salt: bytes, info: bytes) -> bytes:
-    """HKDF-SHA256 (RFC 5869) with L = 64 (tests check it against RFC 5869's vectors)."""
-    return HKDF(algorithm=_SHA256, length=64, salt=salt, info=info).derive(ikm)
+    """HKDF-SHA256 (RFC 5869) with L = 64 (tests check it against RFC 5869's vectors).
 
-
-def _derive(material: bytes, salt: bytes) -> tuple[bytes, bytes]:
-    """Return (entry_key, commitment) for one envelope (spec section 4)."""
-    # One derived key per seal: lifts GCM's 2^32 random-nonce bound (spec section 4).
-    okm = _hkdf_sha256_64(material, salt, HKDF_INFO)
-    return okm[:32], okm[32:]
+    With the ring key, an envelope's salt and ``HKDF_INFO``: the entry key (first 32 bytes)
+    and the key commitment (last 32) of spec section 4. One derived key per seal lifts GCM's
+    2^32 random-nonce bound.
+    """
+    return HKDF(_SHA256, 64, salt, info).derive(ikm)
 
 
 def seal(material: bytes, material_id: bytes, *, kind: int, name: str, plaintext: bytes,
@@ -79,8 +77,7 @@ def _seal_from_parts(material: bytes, material_id: bytes, kind: int, name: str,
     if len(plaintext) > fmt.MAX_PLAINTEXT_LENGTH:
         raise FormatError(f"plaintext of {len(plaintext)} bytes exceeds the format limit of "
                           f"{fmt.MAX_PLAINTEXT_LENGTH}")
-    # _derive inlined: this is the hot path of every put.
-    okm = HKDF(_SHA256, 64, salt, HKDF_INFO).derive(material)
+    okm = _hkdf_sha256_64(material, salt, HKDF_INFO)  # entry key || commitment
     header = fmt.pack_fields(kind, material_id, salt, nonce, okm[32:], created_at, expires_at,
                              len(plaintext) + fmt.TAG_SIZE, name)
     return header + AESGCM(okm[:32]).encrypt(nonce, plaintext, header)
@@ -96,8 +93,7 @@ def open_payload(material: bytes, header: fmt.Header, header_bytes: bytes,
     Raises:
         DecryptionError: the commitment or the tag does not verify (no reason is given).
     """
-    # _derive inlined: this is the hot path of every get.
-    okm = HKDF(_SHA256, 64, header.salt, HKDF_INFO).derive(material)
+    okm = _hkdf_sha256_64(material, header.salt, HKDF_INFO)  # entry key || commitment
     # Checked first: GCM alone would let one ciphertext open under two keys.
     if not hmac.compare_digest(okm[32:], header.commitment):
         raise DecryptionError("entry failed authentication")
