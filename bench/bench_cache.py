@@ -20,8 +20,7 @@ from pathlib import Path
 import vault
 from bench.timing import Timing, interleave, ratio_line, us
 from tests.realparts import PostgresServer, _pg_bindir, free_port
-from vault.breaker import CircuitBreaker
-from vault.cache import FallbackCache
+from vault.cache import CircuitBreaker, FallbackCache
 from vault.sources.postgres import PostgresSource
 from vault.sources.sqlite import SQLiteSource
 
@@ -44,7 +43,7 @@ def start_server() -> PostgresServer:
     if bindir is None:
         raise SystemExit("PostgreSQL is not installed: apt-get install postgresql")
     run_as = "postgres" if os.geteuid() == 0 else None
-    server = PostgresServer(bindir, Path(tempfile.mkdtemp(prefix="credvault-bench-pg-")),
+    server = PostgresServer(bindir, Path(tempfile.mkdtemp(prefix="credseal-bench-pg-")),
                             free_port(), run_as)
     server.init()
     return server
@@ -57,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     rounds = 500 if parser.parse_args(argv).quick else ROUNDS
     logging.getLogger("vault.cache").setLevel(logging.ERROR)  # the degraded warnings
     server = start_server()
-    workdir = Path(tempfile.mkdtemp(prefix="credvault-bench-"))
+    workdir = Path(tempfile.mkdtemp(prefix="credseal-bench-"))
     blackhole = socket.socket()
     blackhole.bind(("127.0.0.1", 0))
     blackhole.listen(64)  # accepts connections (kernel backlog), never answers

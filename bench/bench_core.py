@@ -19,8 +19,10 @@ from cryptography.fernet import Fernet
 import vault
 from bench.creds import baileys_like, json_size, tagged_default
 from bench.timing import interleave, ratio_line, us
-from vault import aead, codec, files
-from vault import format as fmt
+from vault import _files as files
+from vault import codec
+from vault._crypto import aead
+from vault._crypto import format as fmt
 
 
 class SingleFileStore:
@@ -150,7 +152,7 @@ def main(argv: list[str] | None = None) -> None:
     big = 1_000 if args.quick else 10_000
     cred = baileys_like()
     print(f"credential: {json_size(cred):,} bytes as JSON")
-    with tempfile.TemporaryDirectory(prefix="credvault-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="credseal-bench-") as tmp:
         work = Path(tmp)
         for line in (bench_put(cred, rounds, work) + bench_growth(cred, rounds, work, big)
                      + bench_seal_open(cred, rounds * 5) + bench_codec(cred, rounds * 5)):

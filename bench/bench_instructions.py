@@ -25,7 +25,8 @@ import sys
 from bench.creds import baileys_like
 from cryptography.fernet import Fernet
 import vault
-from vault import codec, format as fmt
+from vault import codec
+from vault._crypto import format as fmt
 
 plaintext = codec.dumps(baileys_like())
 ring = vault.KeyRing([vault.Key.generate()])
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
         print("instruction counts skipped: valgrind is not installed")
         return
     calls = 50 if args.quick else 200
-    with tempfile.TemporaryDirectory(prefix="credvault-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="credseal-bench-") as tmp:
         script = Path(tmp) / "child.py"
         script.write_text(_CHILD)
         ours, fern = per_call("ours", calls, script), per_call("fernet", calls, script)

@@ -20,10 +20,11 @@ from pathlib import Path
 
 import vault
 from bench.timing import Timing, interleave, ratio_line, us
-from vault import codec, kdf
-from vault import format as fmt
+from vault import codec
+from vault._crypto import format as fmt
+from vault._crypto import kdf
+from vault._store.entries import ENTRY_SUFFIX, name_stem
 from vault.keysources import PassphraseKeySource
-from vault.store import ENTRY_SUFFIX, name_stem
 
 PASSPHRASE = "benchmark passphrase: not a secret"
 
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="1,000 entries, fewer rounds")
     args = parser.parse_args(argv)
     count, rounds = (1_000, 3) if args.quick else (10_000, 5)
-    work = Path(tempfile.mkdtemp(prefix="credvault-bench-kdf-"))
+    work = Path(tempfile.mkdtemp(prefix="credseal-bench-kdf-"))
     try:
         directory = work / "vault"
         key = vault.Key.generate()

@@ -22,10 +22,11 @@ from pathlib import Path
 
 import vault
 from bench.creds import baileys_like
-from vault import files
-from vault import format as fmt
-from vault.rewrap import PendingWrite, rewrap_all
-from vault.store import ROTATE_BATCH, ROTATE_WORKERS, name_stem
+from vault import _files as files
+from vault._crypto import format as fmt
+from vault._store.entries import name_stem
+from vault._store.rewrap import PendingWrite, rewrap_all
+from vault._store.store import REWRAP_BATCH, REWRAP_WORKERS, entries_of
 
 FLOOR_POOLS = (1, 4, 8, 16)
 
@@ -54,10 +55,10 @@ def _check(rotated: vault.Vault, names: list[str], new: vault.KeyRing) -> None:
     assert {rotated.info(n).key_id for n in names} == {new.primary.id}
 
 
-def compare_default(count: int, chunk: int = 500, workers: int = ROTATE_WORKERS,
-                    batch: int = ROTATE_BATCH) -> tuple[float, dict[int, float]]:
+def compare_default(count: int, chunk: int = 500, workers: int = REWRAP_WORKERS,
+                    batch: int = REWRAP_BATCH) -> tuple[float, dict[int, float]]:
     """Entries per second of the rotation and of the floor at each pool size."""
-    with tempfile.TemporaryDirectory(prefix="credvault-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="credseal-bench-") as tmp:
         rotated, new, floor = _setup(Path(tmp), count)
         names = rotated.names()
         spent = {"rotate": 0.0, **{f"floor{w}": 0.0 for w in FLOOR_POOLS}}
@@ -66,10 +67,10 @@ def compare_default(count: int, chunk: int = 500, workers: int = ROTATE_WORKERS,
             for start in range(0, len(names), chunk):
                 part = names[start:start + chunk]
                 began = time.perf_counter()
-                report = rewrap_all(part, lambda n, w: rotated._prepare_rewrap(n, new, w),
+                report = rewrap_all(part, lambda n, w: entries_of(rotated).prepare(n, new, w),
                                     workers=workers, batch=batch)
                 spent["rotate"] += time.perf_counter() - began
-                assert report.failed == 0 and report.rotated == len(part)
+                assert report.failed == 0 and report.rewrapped == len(part)
                 for w, pool in pools.items():
                     began = time.perf_counter()
                     list(pool.map(floor, part))
@@ -83,13 +84,13 @@ def compare_default(count: int, chunk: int = 500, workers: int = ROTATE_WORKERS,
 
 def compare_one_at_a_time(count: int) -> tuple[float, float]:
     """Entries per second of (rotation, floor), both one entry at a time, entry by entry."""
-    with tempfile.TemporaryDirectory(prefix="credvault-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="credseal-bench-") as tmp:
         rotated, new, floor = _setup(Path(tmp), count)
         names = rotated.names()
         spent = {"rotate": 0.0, "floor": 0.0}
         for name in names:
             began = time.perf_counter()
-            pending = rotated._prepare_rewrap(name, new)
+            pending = entries_of(rotated).prepare(name, new)
             assert isinstance(pending, PendingWrite)
             pending.commit()
             middle = time.perf_counter()
@@ -108,14 +109,14 @@ def main(argv: list[str] | None = None) -> None:
     count = 1_000 if args.quick else 10_000
     ours, floors = compare_default(count)
     best = max(floors, key=lambda w: floors[w])
-    same = floors.get(ROTATE_WORKERS)
-    print(f"rotation of {count:,} entries (default: batches of {ROTATE_BATCH}, "
-          f"{ROTATE_WORKERS} writer threads): {ours:,.0f} entries/s; goal >= 0.8x the floor",
+    same = floors.get(REWRAP_WORKERS)
+    print(f"rotation of {count:,} entries (default: batches of {REWRAP_BATCH}, "
+          f"{REWRAP_WORKERS} writer threads): {ours:,.0f} entries/s; goal >= 0.8x the floor",
           flush=True)
     print("  floor, the same durable re-write without crypto, by thread pool: "
           + ", ".join(f"{w}: {rate:,.0f}/s" for w, rate in floors.items()))
     if same is not None:
-        print(f"  vs the floor with {ROTATE_WORKERS} threads: {ours / same:.2f}x")
+        print(f"  vs the floor with {REWRAP_WORKERS} threads: {ours / same:.2f}x")
     print(f"  vs the fastest floor ({best} threads): {ours / floors[best]:.2f}x", flush=True)
     ours1, floor1 = compare_one_at_a_time(count)
     print(f"rotation of {count:,} entries strictly one at a time: {ours1:,.0f} entries/s vs "

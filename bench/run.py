@@ -1,4 +1,4 @@
-"""Every benchmark of credvault, in one run: python -m bench.run [--quick]
+"""Every benchmark of credseal, in one run: python -m bench.run [--quick]
 
 Each figure is a ratio measured side by side against its anchor (a plain durable write, the
 original single-file design, Fernet, Tink's AES-GCM AEAD, json.loads, a raw-key ring, a healthy

@@ -19,8 +19,7 @@ import tempfile
 from pathlib import Path
 
 import vault
-from vault.breaker import CircuitBreaker
-from vault.cache_async import AsyncFallbackCache
+from vault.cache import AsyncFallbackCache, CircuitBreaker
 from vault.sources import ThreadedAsyncSource
 from vault.sources.sqlite import SQLiteSource
 
@@ -37,9 +36,9 @@ async def main() -> None:
     """Healthy reads, an outage with concurrent readers and a journaled save, recovery."""
     logging.basicConfig(level=logging.INFO, stream=sys.stdout,
                         format="     log: %(levelname)s %(name)s: %(message)s")
-    workdir = Path(tempfile.mkdtemp(prefix="credvault-async-"))
+    workdir = Path(tempfile.mkdtemp(prefix="credseal-async-"))
     db, away = workdir / "app.db", workdir / "app.db.offline"
-    v = vault.Vault(workdir / "vault", keys=vault.KeyRing([vault.Key.generate()]), ttl=3600)
+    v = vault.Vault(workdir / "vault-data", keys=vault.KeyRing([vault.Key.generate()]), ttl=3600)
     with SQLiteSource(db) as sqlite:
         sqlite.create_schema()
         # A short back-off so that this demo notices the recovery quickly (default 10 s).

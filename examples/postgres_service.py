@@ -1,13 +1,13 @@
 """The quickstart's story against PostgreSQL: a service keeps its credentials through an outage.
 
-    CREDVAULT_PG_DSN="host=db.internal dbname=app user=svc connect_timeout=3" \\
+    EXAMPLE_PG_DSN="host=db.internal dbname=app user=svc connect_timeout=3" \\
         python examples/postgres_service.py
 
 Each service start is a new process; the DSN and the key reach it through the environment,
 never the command line. The outage is simulated by pointing the restarted service at a local
 port that refuses connections, unless you give commands that really stop and start your
-server: CREDVAULT_PG_STOP and CREDVAULT_PG_START (e.g. "pg_ctlcluster 16 main stop").
-The table (CREDVAULT_PG_TABLE, default credvault_example) is created if missing.
+server: EXAMPLE_PG_STOP and EXAMPLE_PG_START (e.g. "pg_ctlcluster 16 main stop").
+The table (EXAMPLE_PG_TABLE, default credseal_example) is created if missing.
 """
 
 from __future__ import annotations
@@ -34,10 +34,10 @@ def service(workdir: Path, phase: str) -> None:
     """One start of the service: open the vault and PostgreSQL, then do ``phase``."""
     logging.basicConfig(level=logging.INFO, stream=sys.stdout,
                         format="     log: %(levelname)s %(name)s: %(message)s")
-    ring = vault.KeyRing.from_text(os.environ["VAULT_KEYS"])
-    v = vault.Vault(workdir / "vault", keys=ring, ttl=3600)
-    table = os.environ.get("CREDVAULT_PG_TABLE", "credvault_example")
-    with PostgresSource(os.environ["CREDVAULT_PG_DSN"], table=table) as source:
+    ring = vault.KeyRing.from_text(os.environ["CREDSEAL_KEYS"])
+    v = vault.Vault(workdir / "vault-data", keys=ring, ttl=3600)
+    table = os.environ.get("EXAMPLE_PG_TABLE", "credseal_example")
+    with PostgresSource(os.environ["EXAMPLE_PG_DSN"], table=table) as source:
         cache = FallbackCache(source, v)
         if phase == "first":
             source.create_schema()
@@ -59,11 +59,11 @@ def start_service(workdir: Path, phase: str, env: dict[str, str]) -> None:
 
 def main() -> None:
     """Healthy start, outage and restart, recovery and replay."""
-    if "CREDVAULT_PG_DSN" not in os.environ:
-        sys.exit("set CREDVAULT_PG_DSN to a PostgreSQL connection string (see the docstring)")
-    workdir = Path(tempfile.mkdtemp(prefix="credvault-pg-example-"))
-    env = {**os.environ, "VAULT_KEYS": vault.KeyRing([vault.Key.generate()]).to_text()}
-    stop, start = os.environ.get("CREDVAULT_PG_STOP"), os.environ.get("CREDVAULT_PG_START")
+    if "EXAMPLE_PG_DSN" not in os.environ:
+        sys.exit("set EXAMPLE_PG_DSN to a PostgreSQL connection string (see the docstring)")
+    workdir = Path(tempfile.mkdtemp(prefix="credseal-pg-example-"))
+    env = {**os.environ, "CREDSEAL_KEYS": vault.KeyRing([vault.Key.generate()]).to_text()}
+    stop, start = os.environ.get("EXAMPLE_PG_STOP"), os.environ.get("EXAMPLE_PG_START")
 
     print("1. The service starts and saves its credentials; PostgreSQL is up.")
     start_service(workdir, "first", env)
@@ -76,8 +76,8 @@ def main() -> None:
         else:
             print("2. PostgreSQL is unreachable (simulated: a port that refuses connections) "
                   "and the service restarts.")
-            outage_env = {**env, "CREDVAULT_PG_DSN": make_conninfo(
-                env["CREDVAULT_PG_DSN"], host="127.0.0.1", port=closed_port.getsockname()[1])}
+            outage_env = {**env, "EXAMPLE_PG_DSN": make_conninfo(
+                env["EXAMPLE_PG_DSN"], host="127.0.0.1", port=closed_port.getsockname()[1])}
         start_service(workdir, "outage", outage_env)
     print("3. PostgreSQL is back and the service restarts: the journal is replayed first.")
     if stop and start:

@@ -1,4 +1,4 @@
-"""credvault in one minute: a service keeps its credentials through a database outage.
+"""credseal in one minute: a service keeps its credentials through a database outage.
 
 Run it with ./scripts/quickstart. The database is the embedded SQLite default; everything
 happens in a temporary directory. Each "service start" is a new process (this file run with
@@ -31,8 +31,8 @@ def service(workdir: Path, phase: str) -> None:
     """One start of the service: open the vault and the database, then do ``phase``."""
     logging.basicConfig(level=logging.INFO, stream=sys.stdout,
                         format="     log: %(levelname)s %(name)s: %(message)s")
-    ring = vault.KeyRing.from_text(os.environ["VAULT_KEYS"])
-    v = vault.Vault(workdir / "vault", keys=ring, ttl=3600)
+    ring = vault.KeyRing.from_text(os.environ["CREDSEAL_KEYS"])
+    v = vault.Vault(workdir / "vault-data", keys=ring, ttl=3600)
     with SQLiteSource(workdir / "app.db") as source:
         cache = FallbackCache(source, v)
         if phase == "first":
@@ -57,16 +57,16 @@ def start_service(workdir: Path, phase: str, env: dict[str, str]) -> None:
 
 def main() -> None:
     """Tell the story: healthy start, outage and restart, recovery and replay."""
-    workdir = Path(tempfile.mkdtemp(prefix="credvault-quickstart-"))
+    workdir = Path(tempfile.mkdtemp(prefix="credseal-quickstart-"))
     db, away = workdir / "app.db", workdir / "app.db.offline"
     with SQLiteSource(db) as source:
         source.create_schema()
-    env = {**os.environ, "VAULT_KEYS": vault.KeyRing([vault.Key.generate()]).to_text()}
+    env = {**os.environ, "CREDSEAL_KEYS": vault.KeyRing([vault.Key.generate()]).to_text()}
 
     print("1. The service starts and saves its credentials; the database is up.")
     start_service(workdir, "first", env)
-    cached = next((workdir / "vault").glob("*.cve"))
-    info = vault.Vault(workdir / "vault").info(NAME)  # the header, read without any key
+    cached = next((workdir / "vault-data").glob("*.cve"))
+    info = vault.Vault(workdir / "vault-data", read_only=True).info(NAME)  # no key needed
     print(f"   the encrypted copy {cached.name[:12]}... is {cached.stat().st_size} bytes of "
           f"AES-256-GCM; 'registrationId' in clear: {b'registrationId' in cached.read_bytes()}; "
           f"visible without a key: name {info.name!r}, key {info.key_id}")
@@ -82,7 +82,7 @@ def main() -> None:
                                (NAME,)).fetchone()
     finally:
         conn.close()
-    journal = list((workdir / "vault" / "journal").glob("*.cvj"))
+    journal = list((workdir / "vault-data" / "journal").glob("*.cvj"))
     print(f"4. SQLite itself now holds registrationId={vault.codec.loads(text)['registrationId']}"
           f"; pending journal records: {len(journal)}.")
     print(f"(files left in {workdir} for you to look at)")

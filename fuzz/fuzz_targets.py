@@ -1,4 +1,4 @@
-"""atheris harness for credvault's parsers (see fuzz/README.md); not run in CI.
+"""atheris harness for credseal's parsers (see fuzz/README.md); not run in CI.
 
 Usage: python fuzz/fuzz_targets.py {envelope|keyfile|codec} [libFuzzer options]
 """
@@ -15,11 +15,11 @@ import atheris  # type: ignore[import-not-found]
 with atheris.instrument_imports():
     import vault
     from vault import codec
-    from vault import keyfile as kf
+    from vault._store.entries import name_stem
     from vault.errors import VaultError
-    from vault.store import name_stem
+    from vault.keysources import _keyfile as kf
 
-_DIR = tempfile.mkdtemp(prefix="credvault-fuzz-")
+_DIR = tempfile.mkdtemp(prefix="credseal-fuzz-")
 _VAULT = vault.Vault(os.path.join(_DIR, "v"), keys=vault.KeyRing([vault.Key.generate()]))
 _VAULT.put("x", {"seed": b"\x00" * 32})
 _ENTRY = os.path.join(_DIR, "v", name_stem("x") + ".cve")

@@ -5,8 +5,8 @@ cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/python ]; then
     if ! python3 -m venv .venv; then
         rm -rf .venv
-        echo "credvault: could not create a virtual environment." >&2
-        echo "credvault: hint: install it first: sudo apt-get install python3-venv" >&2
+        echo "credseal: could not create a virtual environment." >&2
+        echo "credseal: hint: install it first: sudo apt-get install python3-venv" >&2
         exit 1
     fi
 fi

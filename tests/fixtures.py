@@ -30,6 +30,6 @@ def make_vault(tmp_path: Path, ring: vault.KeyRing) -> Callable[..., vault.Vault
 
 @pytest.fixture
 def cli(tmp_path: Path) -> Iterator[Cli]:
-    """A credvault runner in this test's temp directory, with no VAULT_* variables; at
+    """A credseal runner in this test's temp directory, with no CREDSEAL_* variables; at
     teardown no secret it knows may appear in any output (tests/helpers/clirunner.py)."""
     yield from cli_runner(tmp_path, dict(os.environ))

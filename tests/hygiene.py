@@ -26,9 +26,8 @@ from typing import Any
 import pytest
 
 import vault
+from vault import Entry, Key, KeyRing
 from vault.errors import VaultError
-from vault.keys import Key, KeyRing
-from vault.store import Entry
 
 #: Plaintext canaries: tests that want a value checked everywhere use one of these.
 CANARY_VALUE = "canary-plaintext-7d1f3b9a5e2c"

@@ -49,11 +49,11 @@ __all__ = [
 ]
 
 LOCALHOST = "127.0.0.1"
-PG_DBNAME = "credvault_test"
+PG_DBNAME = "credseal_test"
 PG_SUPERUSER = "postgres"
-PG_BADAUTH_ROLE = "credvault_badauth"
+PG_BADAUTH_ROLE = "credseal_badauth"
 PG_BADAUTH_PASSWORD = "right-password-for-badauth"
-SS_LOGIN_PASSWORD = "credvault-test-login"
+SS_LOGIN_PASSWORD = "credseal-test-login"
 PG_INSTALL_HINT = (
     "install postgresql: apt-get install -y --no-install-recommends postgresql "
     "(and the psycopg package in the virtualenv)"
@@ -247,7 +247,7 @@ class PostgresServer:
         )  # fmt: skip
         with (self.data_dir / "postgresql.conf").open("a") as conf:
             conf.write(
-                "\n# credvault test cluster\n"
+                "\n# credseal test cluster\n"
                 f"listen_addresses = '{LOCALHOST}'\n"
                 f"port = {self.port}\n"
                 f"unix_socket_directories = '{self.socket_dir}'\n"
@@ -367,7 +367,7 @@ def postgres_server() -> Iterator[PostgresServer]:
         except KeyError:
             require("PostgreSQL", f"no 'postgres' OS user (needed as root); {PG_INSTALL_HINT}")
         run_as = PG_SUPERUSER
-    base = Path(tempfile.mkdtemp(prefix="credvault-pg-"))
+    base = Path(tempfile.mkdtemp(prefix="credseal-pg-"))
     server = PostgresServer(bindir, base, free_port(), run_as)
     try:
         server.init()
@@ -415,7 +415,7 @@ def refused_port() -> Iterator[int]:
 @pytest.fixture
 def unresolvable_host() -> str:
     """A host name that cannot resolve (RFC 2606 reserves ``.invalid``)."""
-    return f"credvault-{uuid.uuid4().hex[:8]}.invalid"
+    return f"credseal-{uuid.uuid4().hex[:8]}.invalid"
 
 
 # --------------------------------------------------------------------------- Secret Service
@@ -632,7 +632,7 @@ def secret_service() -> Iterator[SecretService]:
         import secretstorage  # noqa: F401
     except ImportError as exc:
         require("Secret Service", f"{exc}; install keyring (with SecretStorage, jeepney)")
-    service = SecretService(Path(tempfile.mkdtemp(prefix="credvault-ss-")))
+    service = SecretService(Path(tempfile.mkdtemp(prefix="credseal-ss-")))
     try:
         service.start()
         yield service

@@ -48,12 +48,12 @@ def test_async_service_example() -> None:
 @pytest.mark.parametrize("outage", ["simulated", "real"])
 def test_postgres_service_example(pg: PostgresServer, outage: str) -> None:
     """The PostgreSQL example tells the same story, with a simulated or a real outage."""
-    env = {"CREDVAULT_PG_DSN": pg.dsn, "CREDVAULT_PG_TABLE": pg.fresh_table_name("example")}
+    env = {"EXAMPLE_PG_DSN": pg.dsn, "EXAMPLE_PG_TABLE": pg.fresh_table_name("example")}
     if outage == "real":
         data = str(pg.data_dir)
-        env["CREDVAULT_PG_STOP"] = shlex.join(pg._command("pg_ctl", "stop", "-D", data, "-m",
+        env["EXAMPLE_PG_STOP"] = shlex.join(pg._command("pg_ctl", "stop", "-D", data, "-m",
                                                           "fast", "-w"))
-        env["CREDVAULT_PG_START"] = shlex.join(pg._command(
+        env["EXAMPLE_PG_START"] = shlex.join(pg._command(
             "pg_ctl", "start", "-D", data, "-l", str(pg.log_path), "-w"))
     out = run_example("postgres_service.py", env)
     assert "'company-42' from the cache: registrationId=4711, degraded=True" in out
@@ -62,8 +62,8 @@ def test_postgres_service_example(pg: PostgresServer, outage: str) -> None:
 
 
 def test_postgres_example_needs_a_dsn() -> None:
-    """Without CREDVAULT_PG_DSN the PostgreSQL example says what to set."""
-    env = {k: v for k, v in os.environ.items() if k != "CREDVAULT_PG_DSN"}
+    """Without EXAMPLE_PG_DSN the PostgreSQL example says what to set."""
+    env = {k: v for k, v in os.environ.items() if k != "EXAMPLE_PG_DSN"}
     proc = subprocess.run([sys.executable, str(ROOT / "examples" / "postgres_service.py")],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 1 and "CREDVAULT_PG_DSN" in proc.stderr
+    assert proc.returncode == 1 and "EXAMPLE_PG_DSN" in proc.stderr

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from vault import files
+from vault import _files as files
 from vault.errors import FormatError, InsecureFileError, LockTimeoutError
 
 
@@ -101,3 +101,21 @@ def test_waiter_follows_a_removed_lock_file(private_dir: str) -> None:
     holder.release()
     thread.join(timeout=10)
     assert got and os.path.exists(path)  # it locked the file now at the path, not the removed one
+
+
+def test_write_new_creates_whole_private_files_and_never_replaces(private_dir: str) -> None:
+    """write_new makes a 0600 file with all the data, refuses an existing name (file, dangling
+    symlink) and leaves no temp file behind, whether it succeeded or not."""
+    target = os.path.join(private_dir, "export.json")
+    files.write_new(target, b"x" * 100_000)
+    assert Path(target).read_bytes() == b"x" * 100_000
+    assert os.stat(target).st_mode & 0o777 == 0o600 and os.stat(target).st_nlink == 1
+    with pytest.raises(FileExistsError):
+        files.write_new(target, b"other")
+    assert Path(target).read_bytes() == b"x" * 100_000
+    link = os.path.join(private_dir, "dangling")
+    os.symlink(os.path.join(private_dir, "nowhere"), link)
+    with pytest.raises(FileExistsError):
+        files.write_new(link, b"data")
+    assert not os.path.exists(os.path.join(private_dir, "nowhere"))
+    assert sorted(os.listdir(private_dir)) == ["dangling", "export.json"]

@@ -23,12 +23,13 @@ from hypothesis import strategies as st
 
 import vault
 from tests.hygiene import CANARY_PASSPHRASE
-from vault import codec, kdf
-from vault import keyfile as kf
+from vault import codec
+from vault._crypto import kdf
+from vault._store.entries import name_stem
+from vault._store.journal import Journal
 from vault.errors import VaultError
-from vault.journal import Journal
 from vault.keysources import PassphraseKeySource
-from vault.store import name_stem
+from vault.keysources import _keyfile as kf
 
 ROOT = Path(__file__).resolve().parents[1]
 FUZZ = settings(max_examples=300, deadline=timedelta(seconds=2),
@@ -178,9 +179,11 @@ HOSTILE = r"""
 import json, os, resource, struct, sys, tempfile
 resource.setrlimit(resource.RLIMIT_AS, (768 * 1024 * 1024, 768 * 1024 * 1024))
 import vault
-from vault import codec, format as fmt, keyfile as kf
+from vault import codec
+from vault._crypto import format as fmt
+from vault.keysources import _keyfile as kf
 from vault.errors import VaultError
-from vault.store import name_stem
+from vault._store.entries import name_stem
 d = tempfile.mkdtemp()
 v = vault.Vault(os.path.join(d, "v"), keys=vault.KeyRing([vault.Key.generate()]))
 v.put("x", 1)

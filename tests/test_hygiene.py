@@ -51,8 +51,8 @@ def test_report_never_contains_the_secret(store: hygiene.Hygiene) -> None:
 def test_allowed_key_text_is_cut_out() -> None:
     """Output handed to record() with an allowed key text does not count that text."""
     key = vault.Key.generate()
-    hygiene.record(f"VAULT_KEYS={key.to_text()}\n", "init stdout", allowed=[key.to_text()])
-    assert "VAULT_KEYS=<allowed>\n" in hygiene._STORE.texts
+    hygiene.record(f"CREDSEAL_KEYS={key.to_text()}\n", "init stdout", allowed=[key.to_text()])
+    assert "CREDSEAL_KEYS=<allowed>\n" in hygiene._STORE.texts
 
 
 def test_session_collectors_are_installed() -> None:

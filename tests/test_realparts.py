@@ -22,7 +22,7 @@ from psycopg import sql
 
 from tests.realparts import PostgresServer, SecretService, require
 
-SERVICE = "credvault-test"
+SERVICE = "credseal-test"
 
 
 def _elapsed(func: Any) -> tuple[BaseException, float]:
@@ -105,7 +105,7 @@ def test_postgres_round_trips_a_value(pg: PostgresServer) -> None:
         )
         query = sql.SQL("SELECT value, current_database(), inet_server_port() FROM {}")
         row = conn.execute(query.format(table)).fetchone()
-        assert row == (b"s3cr3t", "credvault_test", pg.port)
+        assert row == (b"s3cr3t", "credseal_test", pg.port)
 
 
 def test_dsn_for_overrides_keywords(pg: PostgresServer) -> None:
@@ -249,7 +249,7 @@ def test_subprocess_uses_the_secret_service(use_secret_service: SecretService) -
     """A subprocess with secret_service.subprocess_env() reads what this process stored."""
     keyring.set_password(SERVICE, "shared", "from-parent")
     code = "import keyring; print(type(keyring.get_keyring()).__module__, " \
-        "keyring.get_password('credvault-test', 'shared'))"  # fmt: skip
+        "keyring.get_password('credseal-test', 'shared'))"  # fmt: skip
     out = subprocess.run(
         [sys.executable, "-c", code],
         env=use_secret_service.subprocess_env(),
@@ -309,7 +309,7 @@ def test_env_without_bus_gives_subprocess_fail_keyring(env_without_bus: dict[str
         "import keyring, keyring.errors\n"
         "print(type(keyring.get_keyring()).__module__)\n"
         "try:\n"
-        "    keyring.get_password('credvault-test', 'db')\n"
+        "    keyring.get_password('credseal-test', 'db')\n"
         "except keyring.errors.NoKeyringError:\n"
         "    print('NoKeyringError')\n"
     )

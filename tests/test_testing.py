@@ -11,8 +11,7 @@ import psycopg_pool
 import pytest
 
 from tests.realparts import PostgresServer
-from vault.cache import FallbackCache
-from vault.cache_async import AsyncFallbackCache
+from vault.cache import AsyncFallbackCache, FallbackCache
 from vault.errors import SerializationError
 from vault.sources import ThreadedAsyncSource, is_outage
 from vault.sources.postgres import AsyncPostgresSource, PostgresSource
@@ -22,8 +21,8 @@ from vault.testing import (
     AsyncSourceContract,
     MemorySource,
     SourceContract,
-    same,
 )
+from vault.testing._contracts import same
 
 # --------------------------------------------------------------------------- the contract, run
 

@@ -1,13 +1,29 @@
-"""credvault: service credentials encrypted at rest, served through database outages.
+"""credseal: service credentials encrypted at rest, served through database outages.
 
-The public API; see the README for the contract and the error table.
+The curated API (the README has the contract and the error table). Subpackages hold the
+rest: ``vault.cache``, ``vault.sources``, ``vault.keysources``, ``vault.config``,
+``vault.ops``, ``vault.integrations``, ``vault.cli``, ``vault.testing``. A name is public
+exactly when its path has no part starting with an underscore.
 """
 
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
 from vault import codec
-from vault.breaker import CircuitBreaker
-from vault.cache import FallbackCache
-from vault.cache_async import AsyncFallbackCache
-from vault.cachecore import Fetched, SaveResult
+from vault._crypto.keys import Key, KeyRing, KeyState
+from vault._store.rewrap import RewrapReport
+from vault._store.store import Entry, EntryInfo, Scan, Vault
+from vault.cache import (
+    AsyncFallbackCache,
+    CacheEvent,
+    CircuitBreaker,
+    FallbackCache,
+    Fetched,
+    SaveResult,
+)
+from vault.config import open_vault
 from vault.errors import (
     ConfigurationError,
     DecryptionError,
@@ -16,22 +32,21 @@ from vault.errors import (
     FormatError,
     InsecureFileError,
     InvalidKeyError,
+    KeyInUseError,
     KeySourceError,
     LockTimeoutError,
+    MigrationError,
+    RewrapError,
     RotationInProgressError,
     SerializationError,
     SourceUnavailableError,
     UnknownKeyError,
     VaultError,
 )
-from vault.health import CacheEvent
-from vault.keys import Key, KeyRing, KeyState
 from vault.keysources import KeySource, ManagedKeySource
-from vault.rewrap import RotationReport
-from vault.sources.sqlite import SQLiteSource
-from vault.store import Entry, EntryInfo, Scan, Vault
+from vault.sources import SQLiteSource
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "AsyncFallbackCache",
@@ -49,14 +64,17 @@ __all__ = [
     "InsecureFileError",
     "InvalidKeyError",
     "Key",
+    "KeyInUseError",
     "KeyRing",
     "KeySource",
     "KeySourceError",
     "KeyState",
     "LockTimeoutError",
     "ManagedKeySource",
+    "MigrationError",
+    "RewrapError",
+    "RewrapReport",
     "RotationInProgressError",
-    "RotationReport",
     "SQLiteSource",
     "SaveResult",
     "Scan",
@@ -67,4 +85,16 @@ __all__ = [
     "VaultError",
     "__version__",
     "codec",
+    "open_vault",
 ]
+
+_DEPRECATED = {"RotationReport": ("RewrapReport", RewrapReport)}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _DEPRECATED:
+        new, value = _DEPRECATED[name]
+        warnings.warn(f"vault.{name} is deprecated: use vault.{new}", DeprecationWarning,
+                      stacklevel=2)
+        return value
+    raise AttributeError(f"module 'vault' has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""``python -m vault``: the same as the ``credvault`` command."""
+"""``python -m vault``: the same as the ``credseal`` command."""
 
 import sys
 

@@ -1,9 +1,27 @@
-"""The exceptions of credvault.
+"""The exceptions of credseal, all of them; every one is also exported from ``vault``.
 
 Every error the library raises on purpose is a subclass of :class:`VaultError`, so a
 service can catch one type. Messages name what was wrong (an entry name, a key id, a
 path, a setting) and never contain a key, a passphrase or a credential value. Where the
-caller can do something about it, ``hint`` says what.
+caller can do something about it, ``hint`` says what. The tree (a test keeps it complete)::
+
+    VaultError
+    ├── EntryNotFoundError       (also KeyError)
+    ├── EntryExpiredError
+    ├── DecryptionError
+    ├── UnknownKeyError
+    ├── FormatError
+    ├── InsecureFileError
+    ├── SerializationError       (also TypeError)
+    ├── InvalidKeyError          (also ValueError)
+    ├── ConfigurationError       (also ValueError)
+    ├── KeySourceError
+    ├── LockTimeoutError
+    ├── RotationInProgressError
+    ├── RewrapError
+    ├── KeyInUseError
+    ├── SourceUnavailableError
+    └── MigrationError
 """
 
 from __future__ import annotations
@@ -16,9 +34,11 @@ __all__ = [
     "FormatError",
     "InsecureFileError",
     "InvalidKeyError",
+    "KeyInUseError",
     "KeySourceError",
     "LockTimeoutError",
     "MigrationError",
+    "RewrapError",
     "RotationInProgressError",
     "SerializationError",
     "SourceUnavailableError",
@@ -28,7 +48,7 @@ __all__ = [
 
 
 class VaultError(Exception):
-    """Base class of every credvault error; never raised itself.
+    """Base class of every credseal error; never raised itself.
 
     Attributes:
         message: one line saying what went wrong.
@@ -91,7 +111,7 @@ class KeySourceError(VaultError):
 
 
 class ConfigurationError(VaultError, ValueError):
-    """A setting (``VAULT_*`` variable or argument) has a value that cannot be used."""
+    """A setting (``CREDSEAL_*`` variable or argument) has a value that cannot be used."""
 
 
 class LockTimeoutError(VaultError):
@@ -104,6 +124,17 @@ class MigrationError(VaultError):
 
 class RotationInProgressError(VaultError):
     """Another rotation holds the rotation lock; the message names it (pid, host, since)."""
+
+
+class RewrapError(VaultError):
+    """A rewrap's own check failed: the new envelope did not open to the same plaintext.
+
+    Nothing was replaced; the old envelope stays as it was.
+    """
+
+
+class KeyInUseError(VaultError):
+    """``retire`` refused: entries or journal records are still sealed under the key."""
 
 
 class SourceUnavailableError(VaultError):

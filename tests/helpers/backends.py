@@ -270,9 +270,9 @@ def backend_fixture(request: pytest.FixtureRequest) -> Backend:
 
 
 def _service(directory: Path, backend: Backend, keys: str) -> tuple[list[str], dict[str, str]]:
-    env = {**os.environ, "VAULT_KEYS": keys}
+    env = {**os.environ, "CREDSEAL_KEYS": keys}
     if isinstance(backend, PostgresBackend):
-        env["CREDVAULT_TEST_DSN"] = backend.pg.dsn
+        env["TEST_PG_DSN"] = backend.pg.dsn
     return [sys.executable, "-m", "tests.helpers.service", str(directory), backend.spec()], env
 
 

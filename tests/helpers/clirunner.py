@@ -1,9 +1,9 @@
-"""Run the installed ``credvault`` as a user would, and check its output for secrets.
+"""Run the installed ``credseal`` as a user would, and check its output for secrets.
 
 The :class:`Cli` runner keeps every stdout and stderr and, at the end of each test (the ``cli``
 fixture in tests/fixtures.py), scans them for every secret the test knows (key material as raw
 bytes, hex, base64 and base64url; passphrases; plaintext values), and hands them to the
-suite-wide scan. The only secret allowed in any output is a ``VAULT_KEYS=...`` line printed on
+suite-wide scan. The only secret allowed in any output is a ``CREDSEAL_KEYS=...`` line printed on
 purpose (``init`` and ``rotate`` for the env source), which tests add to ``allowed``.
 """
 
@@ -20,12 +20,12 @@ from pathlib import Path
 import vault
 from tests.hygiene import record, secret
 
-BIN = Path(sys.executable).parent / "credvault"
+BIN = Path(sys.executable).parent / "credseal"
 PASSPHRASE = "cli test passphrase 0c5d7e"
 NEW_PASSPHRASE = "cli new passphrase 8f21aa"
 PLAINTEXT = "cli-canary-plaintext-3e9b51"
 SECRET_LOOKING = "cv1:0123456789abcdef:NOT-A-KEY-but-looks-secret-4f7a2d"
-KEY_LINE = re.compile(r"VAULT_KEYS=(cv1:[0-9a-f]{16}:[A-Za-z0-9_-]{43})")
+KEY_LINE = re.compile(r"CREDSEAL_KEYS=(cv1:[0-9a-f]{16}:[A-Za-z0-9_-]{43})")
 for _phrase, _what in ((PASSPHRASE, "cli passphrase"), (NEW_PASSPHRASE, "cli new passphrase"),
                        (PLAINTEXT, "cli plaintext"), (SECRET_LOOKING, "secret-looking value")):
     secret(_phrase, _what)
@@ -38,7 +38,7 @@ def material(key: vault.Key) -> bytes:
 
 @dataclass
 class Cli:
-    """Runs ``credvault`` with a clean environment in a temp directory; remembers outputs."""
+    """Runs ``credseal`` with a clean environment in a temp directory; remembers outputs."""
 
     home: Path
     base_env: dict[str, str]
@@ -48,24 +48,24 @@ class Cli:
 
     @property
     def dir(self) -> Path:
-        """The vault directory (VAULT_DIR)."""
+        """The vault directory (CREDSEAL_DIR)."""
         return self.home / "vault"
 
     def run(self, *args: str, input: str | None = None, env: dict[str, str] | None = None,
             **variables: str) -> subprocess.CompletedProcess[str]:
-        """Run ``credvault *args`` with VAULT_<NAME>=value for each keyword; stdin ``input``."""
-        environ = {**(env or self.base_env), "VAULT_DIR": str(self.dir)}
-        environ.update({f"VAULT_{name.upper()}": value for name, value in variables.items()})
+        """Run ``credseal *args`` with CREDSEAL_<NAME>=value for each keyword; stdin ``input``."""
+        environ = {**(env or self.base_env), "CREDSEAL_DIR": str(self.dir)}
+        environ.update({f"CREDSEAL_{name.upper()}": value for name, value in variables.items()})
         result = subprocess.run([str(BIN), *args], input=input if input is not None else "",
                                 capture_output=True, text=True, env=environ, cwd=self.home,
                                 timeout=60)
-        where = f"credvault {' '.join(args)}"
+        where = f"credseal {' '.join(args)}"
         self.outputs += [(result.stdout, f"stdout of {where}"), (result.stderr,
                                                                   f"stderr of {where}")]
         return result
 
     def init_env(self) -> str:
-        """``credvault init`` with the env source; returns the printed (allowed) key text."""
+        """``credseal init`` with the env source; returns the printed (allowed) key text."""
         result = self.run("init", key_source="env")
         assert result.returncode == 0, result.stderr
         match = KEY_LINE.fullmatch(result.stdout.strip())
@@ -103,10 +103,10 @@ class Cli:
 
 
 def cli_runner(tmp_path: Path, environ: dict[str, str]) -> Iterator[Cli]:
-    """A :class:`Cli` in an empty temp directory with no VAULT_* variables; at teardown, no
+    """A :class:`Cli` in an empty temp directory with no CREDSEAL_* variables; at teardown, no
     secret it knows may appear in any output of the test."""
-    env = {k: v for k, v in environ.items() if not k.upper().startswith("VAULT_")}
-    env["VAULT_KDF_PROFILE"] = "test"  # the cheap Argon2id profile: these tests are about the CLI
+    env = {k: v for k, v in environ.items() if not k.upper().startswith("CREDSEAL_")}
+    env["CREDSEAL_KDF_PROFILE"] = "test"  # the cheap Argon2id profile: the tests are of the CLI
     runner = Cli(tmp_path, env)
     yield runner
     for text, where in runner.outputs:  # for the suite-wide scan too, once allowed is complete

@@ -10,8 +10,12 @@ from pathlib import Path
 
 _HOLDER = """\
 import sys
-from vault.rotation import RotationLock
-lock = RotationLock(sys.argv[1])
+from vault._store.state import RotationLock
+
+from vault.config import current_context
+
+CONTEXT = current_context()
+lock = RotationLock(sys.argv[1], CONTEXT)
 lock.acquire()
 lock.record(phase="rewrapping")
 print("held", flush=True)

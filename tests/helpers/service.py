@@ -1,8 +1,8 @@
 """A child "service" process running a FallbackCache, for restart and crash tests.
 
-Usage: python -m tests.helpers.service VAULT_DIR SOURCE < actions.json
-SOURCE is ``sqlite:<path>`` or ``postgres:<table>`` (DSN in CREDVAULT_TEST_DSN). The key ring
-comes from VAULT_KEYS and the actions, values included, from stdin (never argv): a JSON list
+Usage: python -m tests.helpers.service CREDSEAL_DIR SOURCE < actions.json
+SOURCE is ``sqlite:<path>`` or ``postgres:<table>`` (DSN in TEST_PG_DSN). The key ring
+comes from CREDSEAL_KEYS and the actions, values included, from stdin (never argv): a JSON list
 of ``["get", name]``, ``["save", name, value]``, ``["delete", name]``, ``["pause"]`` (report,
 then sleep until killed). Each action prints one JSON line, flushed, once it returned.
 Warnings of the ``vault.cache`` logger go to stderr.
@@ -31,7 +31,7 @@ def open_source(spec: str) -> Source:
         return SQLiteSource(arg)
     from vault.sources.postgres import PostgresSource
 
-    return PostgresSource(os.environ["CREDVAULT_TEST_DSN"], table=arg)
+    return PostgresSource(os.environ["TEST_PG_DSN"], table=arg)
 
 
 def main() -> None:
@@ -40,7 +40,7 @@ def main() -> None:
                         format="%(levelname)s %(name)s: %(message)s")
     directory, spec = sys.argv[1], sys.argv[2]
     actions = json.load(sys.stdin)
-    ring = vault.KeyRing.from_text(os.environ["VAULT_KEYS"])
+    ring = vault.KeyRing.from_text(os.environ["CREDSEAL_KEYS"])
     v = vault.Vault(directory, keys=ring, ttl=3600)
     source = open_source(spec)
     cache = FallbackCache(source, v)

@@ -3,7 +3,7 @@
 Usage: python -m tests.vectors.generate
 
 Every vector is produced from fixed keys, salts, nonces and times through the private
-``aead._seal_from_parts`` helper, then frozen: ``tests/test_vectors.py`` checks that every
+``aead._seal_from_parts`` helper, then frozen: ``tests/crypto/test_vectors.py`` checks that every
 release reads each one with the recorded outcome. Never edit a vector after release; add new
 ones instead.
 """
@@ -15,9 +15,9 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from vault import aead, codec
-from vault import format as fmt
-from vault.keys import Key
+from vault import Key, codec
+from vault._crypto import aead
+from vault._crypto import format as fmt
 
 HERE = Path(__file__).resolve().parent / "v1"
 KEY_A = Key.from_bytes(bytes(range(32)))

@@ -48,7 +48,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from vault import codec
 from vault.errors import ConfigurationError
-from vault.sources import check_storable, check_table_name
+from vault.sources._base import check_storable, check_table_name
 
 if TYPE_CHECKING:
     from psycopg_pool import AsyncConnectionPool, ConnectionPool

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from vault import codec
-from vault.sources import check_storable, check_table_name
+from vault.sources._base import check_storable, check_table_name
 
 __all__ = ["DEFAULT_TABLE", "SQLiteSource"]
 

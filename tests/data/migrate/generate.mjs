@@ -1,4 +1,4 @@
-// Writes the migration fixtures of tests/test_migrate.py with Node itself, so that the files are
+// Writes the migration fixtures of tests/integrations/test_baileys.py with Node itself, so that the files are
 // what Node really writes. Run from this directory: `node generate.mjs` (Node >= 18). The tests
 // do not need Node; the generated files are committed. Bytes are derived from labels with
 // SHA-512, so a rerun gives identical files.

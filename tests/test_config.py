@@ -1,0 +1,259 @@
+"""Tests of vault.settings: CREDSEAL_* variables, .env, error messages, open_vault."""
+
+from __future__ import annotations
+
+import os
+import traceback
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+import vault
+from vault._crypto import kdf
+from vault.config import (
+    VaultSettings,
+    hashicorp_variables,
+    legacy_variables,
+    open_vault,
+    source_from_settings,
+    unknown_variables,
+)
+from vault.errors import ConfigurationError, KeySourceError
+from vault.keysources import EnvKeySource, OSKeyringSource, PassphraseKeySource
+
+SECRET_LOOKING = "cv1:0123456789abcdef:hunter2-SECRET-VALUE-do-not-echo-xyzzy"
+SetEnv = Callable[..., None]
+
+
+@pytest.fixture
+def setenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> SetEnv:
+    """Clear every CREDSEAL_* variable and cd into an empty directory (no .env); return a setter:
+    ``setenv(dir="/x", key_source="env")`` sets CREDSEAL_DIR and CREDSEAL_KEY_SOURCE."""
+    for name in list(os.environ):
+        if name.upper().startswith(("CREDSEAL_", "VAULT_")):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+    def set_variables(**variables: str) -> None:
+        for name, value in variables.items():
+            monkeypatch.setenv(f"CREDSEAL_{name.upper()}", value)
+    return set_variables
+
+
+def all_text(exc: BaseException) -> str:
+    """Everything an operator could see of an exception: message, hint, repr, traceback."""
+    hint = getattr(exc, "hint", "") or ""
+    return "\n".join([str(exc), hint, repr(exc), *traceback.format_exception(exc)])
+
+
+def test_defaults(setenv: SetEnv) -> None:
+    """With no variable set: no dir, no source, default service, no secrets."""
+    settings = VaultSettings()
+    assert settings.dir is None and settings.key_source is None and settings.ttl is None
+    assert settings.keyring_service == "credseal"
+    assert settings.keys is None and settings.passphrase is None and settings.kdf_profile is None
+
+
+def test_reads_every_variable(setenv: SetEnv, tmp_path: Path) -> None:
+    """Each CREDSEAL_* variable lands in its field; secrets are SecretStr."""
+    key_text = vault.Key.generate().to_text()
+    setenv(dir=str(tmp_path / "v"), ttl="90.5", key_source="env", keys=key_text,
+           keyring_service="svc", passphrase="pw words", kdf_profile="test")
+    settings = VaultSettings()
+    assert settings.dir == tmp_path / "v" and settings.ttl == 90.5
+    assert settings.key_source == "env" and settings.keyring_service == "svc"
+    assert settings.keys is not None and settings.keys.get_secret_value() == key_text
+    assert settings.passphrase is not None and settings.passphrase.get_secret_value() == "pw words"
+    assert settings.kdf_profile == "test"
+    assert key_text not in repr(settings) and "pw words" not in repr(settings)
+
+
+def test_dotenv_is_read_and_environment_wins(setenv: SetEnv, tmp_path: Path) -> None:
+    """A .env in the working directory is read; a real variable overrides it."""
+    (tmp_path / ".env").write_text("CREDSEAL_KEY_SOURCE=keyring\nVAULT_TTL=30\nOTHER_APP=1\n")
+    setenv(ttl="60")
+    settings = VaultSettings()
+    assert settings.key_source == "keyring" and settings.ttl == 60
+    assert VaultSettings(_env_file=None).key_source is None
+
+
+def test_empty_variables_count_as_unset(setenv: SetEnv) -> None:
+    """CREDSEAL_KEY_SOURCE= (empty) is not an invalid value, just unset."""
+    setenv(key_source="", ttl="", keys="")
+    settings = VaultSettings()
+    assert settings.key_source is None and settings.ttl is None and settings.keys is None
+
+
+def test_keyword_arguments_win(setenv: SetEnv, tmp_path: Path) -> None:
+    """Values passed in code override the environment (the CLI's --dir)."""
+    setenv(dir="/nowhere")
+    assert VaultSettings(dir=tmp_path).dir == tmp_path
+
+
+@pytest.mark.parametrize(("variable", "value", "expected"), [
+    ("ttl", "0", "greater than 0"), ("ttl", "-5", "greater than 0"), ("ttl", "nan", "seconds"),
+    ("ttl", "inf", "seconds"), ("ttl", SECRET_LOOKING, "seconds"),
+    ("key_source", SECRET_LOOKING, "one of env, keyring, passphrase"),
+    ("key_source", "ENVIRONMENT", "one of env, keyring, passphrase"),
+    ("kdf_profile", SECRET_LOOKING, "one of rfc9106-low-memory, test"),
+    ("keyring_service", "   ", "non-empty keyring service"),
+])
+def test_bad_value_names_variable_never_value(setenv: SetEnv, variable: str, value: str,
+                                              expected: str) -> None:
+    """One line naming CREDSEAL_<NAME> and what it expects; the value appears nowhere."""
+    setenv(**{variable: value})
+    with pytest.raises(ConfigurationError) as caught:
+        VaultSettings()
+    message = caught.value.message
+    assert f"CREDSEAL_{variable.upper()}: expected" in message and expected in message
+    assert "\n" not in message and caught.value.hint
+    text = all_text(caught.value)
+    assert "input_value" not in text
+    if len(value.strip()) > 3:  # "0" or "inf" may be part of the explanation itself
+        assert value not in text
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
+def test_several_bad_values_in_one_line(setenv: SetEnv) -> None:
+    """Two bad variables are both named, on one line."""
+    setenv(ttl="soon", key_source="vault")
+    with pytest.raises(ConfigurationError) as caught:
+        VaultSettings()
+    assert "CREDSEAL_TTL" in caught.value.message and "CREDSEAL_KEY_SOURCE" in caught.value.message
+    assert "\n" not in caught.value.message
+
+
+def test_require_dir_and_key_source(setenv: SetEnv) -> None:
+    """Unset CREDSEAL_DIR / CREDSEAL_KEY_SOURCE raise ConfigurationError with a hint when needed."""
+    settings = VaultSettings()
+    with pytest.raises(ConfigurationError, match="CREDSEAL_DIR is not set") as caught:
+        settings.require_dir()
+    assert caught.value.hint
+    with pytest.raises(ConfigurationError, match="CREDSEAL_KEY_SOURCE is not set"):
+        settings.require_key_source()
+
+
+def test_unknown_variables_catch_typos(setenv: SetEnv) -> None:
+    """A CREDSEAL_* name that is no setting is listed; real settings are not."""
+    setenv(tll="30", ttl="30")
+    assert unknown_variables() == ["CREDSEAL_TLL"]
+
+
+def test_source_from_settings_selects_exactly_one(setenv: SetEnv, tmp_path: Path) -> None:
+    """Each CREDSEAL_KEY_SOURCE gives its own source type; nothing falls back to another."""
+    key_text = vault.Key.generate().to_text()
+    setenv(keys=key_text, dir=str(tmp_path / "v"), passphrase="pw")
+    assert isinstance(source_from_settings(VaultSettings(key_source="env")), EnvKeySource)
+    assert isinstance(source_from_settings(VaultSettings(key_source="keyring")),
+                      OSKeyringSource)
+    assert isinstance(source_from_settings(VaultSettings(key_source="passphrase")),
+                      PassphraseKeySource)
+    with pytest.raises(ConfigurationError, match="CREDSEAL_KEY_SOURCE"):
+        source_from_settings(VaultSettings())
+
+
+def test_env_source_without_keys_is_an_error(setenv: SetEnv, tmp_path: Path) -> None:
+    """CREDSEAL_KEY_SOURCE=env without CREDSEAL_KEYS says how to get keys."""
+    setenv(key_source="env", dir=str(tmp_path / "v"))
+    with pytest.raises(KeySourceError, match="CREDSEAL_KEYS is not set") as caught:
+        open_vault(create=True)
+    assert "credseal init" in (caught.value.hint or "")
+
+
+def test_open_vault_env_round_trip(setenv: SetEnv, tmp_path: Path) -> None:
+    """open_vault creates on request, then opens the same working vault, with CREDSEAL_TTL."""
+    ring = vault.KeyRing([vault.Key.generate()])
+    setenv(key_source="env", keys=ring.to_text(), dir=str(tmp_path / "v"), ttl="120")
+    with pytest.raises(ConfigurationError, match="does not exist") as missing:
+        open_vault()
+    assert "CREDSEAL_DIR" in (missing.value.hint or "") and not (tmp_path / "v").exists()
+    first = open_vault(create=True)
+    first.put("db/password", "s3cret")
+    second = vault.open_vault()
+    assert second.get("db/password") == "s3cret"
+    assert second.ttl == timedelta(seconds=120).total_seconds()
+    assert second.keys.primary == ring.primary
+
+
+def test_open_vault_passphrase(setenv: SetEnv, tmp_path: Path) -> None:
+    """With the passphrase source, open_vault uses CREDSEAL_PASSPHRASE or the argument."""
+    directory = tmp_path / "v"
+    PassphraseKeySource(directory, "pw one", profile="test").create(vault.Key.generate())
+    setenv(key_source="passphrase", dir=str(directory), kdf_profile="test")
+    with pytest.raises(KeySourceError, match="passphrase is needed"):
+        open_vault()
+    open_vault(passphrase="pw one").put("a", 1)
+    setenv(passphrase="pw one")
+    assert vault.open_vault().get("a") == 1
+    assert not hasattr(vault.Vault, "from_settings")  # the settings -> store cycle is gone
+    with pytest.raises(KeySourceError, match="wrong passphrase"):
+        open_vault(passphrase="pw two")
+
+
+def test_default_kdf_profile_is_used_for_new_keyfiles(setenv: SetEnv, tmp_path: Path) -> None:
+    """Without CREDSEAL_KDF_PROFILE the passphrase source writes RFC 9106 low-memory params."""
+    setenv(key_source="passphrase", dir=str(tmp_path / "v"), passphrase="pw")
+    source = source_from_settings(VaultSettings())
+    assert isinstance(source, PassphraseKeySource)
+    assert source._new_params == kdf.profile("rfc9106-low-memory")
+
+
+# ---- the rename: VAULT_* settings of credvault ---------------------------------------------
+
+def test_old_settings_alone_are_refused_naming_the_new_ones(setenv: SetEnv,
+                                                            monkeypatch: pytest.MonkeyPatch,
+                                                            tmp_path: Path) -> None:
+    """VAULT_DIR without CREDSEAL_DIR is a ConfigurationError naming CREDSEAL_DIR, never its
+    value; in the environment and in .env alike."""
+    monkeypatch.setenv("VAULT_DIR", str(tmp_path / "old-secret-path"))
+    monkeypatch.setenv("VAULT_KEYS", "cv1:not-shown")
+    with pytest.raises(ConfigurationError) as caught:
+        VaultSettings()
+    text = all_text(caught.value)
+    assert "VAULT_DIR is set but CREDSEAL_DIR is not" in text
+    assert "VAULT_KEYS -> CREDSEAL_KEYS" in (caught.value.hint or "")
+    assert "old-secret-path" not in text and "not-shown" not in text
+    monkeypatch.delenv("VAULT_DIR")
+    monkeypatch.delenv("VAULT_KEYS")
+    (tmp_path / ".env").write_text("export VAULT_KEY_SOURCE=env\n# VAULT_TTL=1 is a comment\n")
+    with pytest.raises(ConfigurationError, match="VAULT_KEY_SOURCE is set but "
+                                                 "CREDSEAL_KEY_SOURCE is not") as caught:
+        VaultSettings()
+    assert "VAULT_TTL" not in caught.value.message
+    assert VaultSettings(_env_file=None).key_source is None  # no .env read: nothing stale
+
+
+def test_old_settings_with_their_twins_and_hashicorp_variables_are_fine(
+        setenv: SetEnv, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A VAULT_* setting next to its CREDSEAL_* twin is ignored, and so are HashiCorp Vault's
+    own variables (VAULT_ADDR, VAULT_TOKEN, VAULT_NAMESPACE): never typos, never errors."""
+    setenv(dir=str(tmp_path / "new"))
+    for name, value in (("VAULT_DIR", "/old"), ("VAULT_ADDR", "https://vault.example:8200"),
+                        ("VAULT_TOKEN", "hvs.x"), ("VAULT_NAMESPACE", "team")):
+        monkeypatch.setenv(name, value)
+    assert VaultSettings().dir == tmp_path / "new"
+    assert unknown_variables() == []
+    assert hashicorp_variables() == ["VAULT_ADDR", "VAULT_NAMESPACE", "VAULT_TOKEN"]
+    assert legacy_variables(["VAULT_DIR", "CREDSEAL_DIR", "VAULT_ADDR", "VAULT_TOKEN"]) == []
+    assert legacy_variables(["vault_ttl"]) == [("VAULT_TTL", "CREDSEAL_TTL")]
+
+
+def test_the_default_keyring_service_falls_back_to_the_old_name(setenv: SetEnv) -> None:
+    """With the default service the keyring source may use the old "credvault" service; a
+    service named on purpose is used as it is."""
+    setenv(key_source="keyring")
+    source = source_from_settings(VaultSettings())
+    assert isinstance(source, OSKeyringSource) and source.service == "credseal"
+    assert source._legacy == "credvault"
+    setenv(keyring_service="credseal")
+    named = source_from_settings(VaultSettings())
+    assert isinstance(named, OSKeyringSource) and named._legacy is None
+
+
+def test_a_garbage_dotenv_is_a_configuration_error(setenv: SetEnv, tmp_path: Path) -> None:
+    """A .env that is not UTF-8 text is a ConfigurationError (exit 2), not an internal error."""
+    (tmp_path / ".env").write_bytes(b"CREDSEAL_DIR=\xff\xfe\x00garbage\n")
+    with pytest.raises(ConfigurationError, match="could not be read"):
+        VaultSettings()

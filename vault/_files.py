@@ -1,0 +1,404 @@
+"""Private, durable file primitives: the only module that opens, writes, renames or removes files.
+
+Every other module of the package goes through these functions (a test enforces it; the one
+exception is the SQLite source's own database file, which ``sqlite3`` opens).
+
+- Directories are created 0700 and files 0600 at creation (no chmod window).
+- Reads refuse symlinks (``O_NOFOLLOW``), non-regular files, files with more than one hard link,
+  group/world access, or another owner, with a hint saying how to fix it.
+- Writes go to a unique ``O_EXCL`` temp file in the same directory, are fsynced, renamed over
+  the target with ``os.replace`` and made durable by fsyncing the directory.
+- Locks are ``flock`` locks on 0600 lock files; they exclude other processes and other threads.
+
+A missing file surfaces as ``FileNotFoundError`` for the caller to translate.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import secrets
+import stat
+import time
+from types import TracebackType
+
+from vault.errors import FormatError, InsecureFileError, LockTimeoutError
+
+_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK  # NONBLOCK: a planted FIFO must not hang a reader
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+TEMP_SUFFIX = ".tmp"
+# Paths are plain str: pathlib costs more than the system calls on the write path.
+
+
+def check_mode(st: os.stat_result, path: str, what: str) -> None:
+    """Raise ``InsecureFileError`` unless ``st`` is owned by this user with no group/world bits."""
+    if st.st_uid != os.geteuid():
+        raise InsecureFileError(f"{what} {path} is owned by uid {st.st_uid}, not by this user",
+                                hint=f"chown it to uid {os.geteuid()}, or run as its owner")
+    if stat.S_IMODE(st.st_mode) & 0o077:
+        want = "700" if stat.S_ISDIR(st.st_mode) else "600"
+        raise InsecureFileError(f"{what} {path} is accessible to group or others "
+                                f"(mode {stat.S_IMODE(st.st_mode):o})",
+                                hint=f"chmod {want} {path}")
+
+
+def ensure_private_dir(path: str) -> None:
+    """Create ``path`` (and missing parents) with mode 0700, or check an existing one.
+
+    Raises:
+        InsecureFileError: it is a symlink or not a directory, has group/world access, or
+            belongs to another user.
+    """
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with contextlib.suppress(FileExistsError):  # another process won: check its work
+            os.mkdir(path, 0o700)
+        st = os.lstat(path)
+        if stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) & 0o700 != 0o700:
+            os.chmod(path, 0o700)  # a strict umask removed owner bits; adding them is safe
+            st = os.lstat(path)
+    check_private_dir(path, st)
+
+
+def check_private_dir(path: str, st: os.stat_result | None = None) -> None:
+    """Raise ``InsecureFileError`` unless ``path`` is a private directory of this user."""
+    try:
+        st = st or os.lstat(path)
+    except FileNotFoundError:
+        raise InsecureFileError(f"vault directory {path} does not exist",
+                                hint="create it with `credseal init`") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise InsecureFileError(f"directory {path} is a symlink",
+                                hint="configure the real path of the directory instead")
+    if not stat.S_ISDIR(st.st_mode):
+        raise InsecureFileError(f"{path} is not a directory", hint="move the file away")
+    check_mode(st, path, "directory")
+
+
+def open_nofollow(path: str, flags: int, what: str) -> tuple[int, os.stat_result]:
+    """Open ``path`` without following a symlink (created 0600 with ``O_CREAT``) and check
+    that it is this user's, with no group/world access; returns (fd, its stat).
+
+    Raises:
+        InsecureFileError: a symlink, another owner, or group/world access (the fd is closed).
+    """
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise InsecureFileError(f"{what} {path} is a symlink",
+                                    hint="remove it: a vault never creates symlinks") from None
+        raise
+    try:
+        st = os.fstat(fd)
+        check_mode(st, path, what)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, st
+
+
+def _open_private(path: str) -> tuple[int, os.stat_result]:
+    fd, st = open_nofollow(path, _READ_FLAGS, "file")
+    try:
+        if not stat.S_ISREG(st.st_mode):
+            raise InsecureFileError(f"{path} is not a regular file", hint="remove it")
+        if st.st_nlink != 1:
+            raise InsecureFileError(f"{path} has {st.st_nlink} hard links",
+                                    hint="remove the other links: a vault file has exactly one")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, st
+
+
+def read_private(path: str, max_size: int) -> bytes:
+    """Read a whole private file of at most ``max_size`` bytes (checks as in the module doc)."""
+    fd, st = _open_private(path)
+    try:
+        if st.st_size > max_size:
+            raise FormatError(f"{path} is {st.st_size} bytes, over the limit of {max_size}")
+        return _read_all(fd, st.st_size)
+    finally:
+        os.close(fd)
+
+
+def read_private_prefix(path: str, length: int) -> tuple[bytes, int]:
+    """Return the first ``length`` bytes of a private file and its total size."""
+    fd, st = _open_private(path)
+    try:
+        return _read_all(fd, min(length, st.st_size)), st.st_size
+    finally:
+        os.close(fd)
+
+
+def _read_all(fd: int, size: int) -> bytes:
+    chunks = []
+    remaining = size
+    while remaining > 0:
+        chunk = os.read(fd, remaining)
+        if not chunk:
+            break  # shrank under us: the parser reports the wrong length
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def temp_name(stem: str) -> str:
+    """Return a fresh temp file name for a write to ``<stem>.*``: ``.<stem>.<random>.tmp``."""
+    return f".{stem}.{secrets.token_hex(8)}{TEMP_SUFFIX}"
+
+
+def _write_temp(directory: str, stem: str, data: bytes) -> str:
+    """Write ``data`` to a new 0600 temp file in ``directory`` and fsync it; returns its path
+    (removed again if anything fails)."""
+    temp = os.path.join(directory, temp_name(stem))
+    fd = os.open(temp, _CREATE_FLAGS, 0o600)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
+    return temp
+
+
+def write_atomic(path: str, data: bytes, stem: str) -> None:
+    """Durably replace ``path`` with ``data``: temp file 0600, fsync, rename, fsync directory.
+
+    ``stem`` names the temp file (see :func:`temp_name`) so stale temps can be matched to the
+    lock that protects them. On any error the temp file is removed and ``path`` is unchanged.
+    """
+    directory = os.path.dirname(path)
+    temp = _write_temp(directory, stem, data)
+    try:
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
+    fsync_dir(directory)
+
+
+def write_new(path: str, data: bytes) -> None:
+    """Create ``path`` (0600) holding ``data``, durably; refused if anything exists there.
+
+    Written to a temp file beside it, ``.<name>.<random>.tmp`` (so a crash leaves a file an
+    operator recognises), fsynced, then linked into place: ``link`` fails if the name exists,
+    so nothing is ever replaced, and an error leaves no file or the whole file, never part of
+    one. On a file system without hard links the name is claimed with ``O_EXCL`` first and
+    the temp file renamed over that empty claim.
+
+    Raises:
+        FileExistsError: ``path`` exists (a file, a directory or a symlink).
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    temp = _write_temp(directory, os.path.basename(path), data)
+    try:
+        try:
+            os.link(temp, path, follow_symlinks=False)
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK):
+                raise
+            os.close(os.open(path, _CREATE_FLAGS, 0o600))  # FileExistsError if taken
+            os.replace(temp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+    fsync_dir(directory)
+
+
+def set_mtime(path: str, ns: int) -> None:
+    """Set the access and modification times of ``path`` (not following a symlink)."""
+    os.utime(path, ns=(ns, ns), follow_symlinks=False)
+
+
+def append_durably(path: str, data: bytes, what: str) -> None:
+    """Append ``data`` to ``path`` in one ``write`` (``O_APPEND``: concurrent appends stay
+    whole) and fsync it; the file is created 0600 and checked as in the module doc."""
+    fd, _ = open_nofollow(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, what)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def move_durably(path: str, target: str) -> None:
+    """Rename ``path`` to ``target`` and fsync both directories (the caller locks)."""
+    os.rename(path, target)
+    fsync_dir(os.path.dirname(path))
+    fsync_dir(os.path.dirname(target))
+
+
+def remove_empty_dir(path: str) -> bool:
+    """Remove directory ``path`` if it is empty; returns whether it was removed."""
+    try:
+        os.rmdir(path)
+    except OSError:
+        return False
+    fsync_dir(os.path.dirname(os.path.abspath(path)))
+    return True
+
+
+def read_foreign(path: str, max_size: int) -> tuple[bytes, os.stat_result]:
+    """Read a file that is not the vault's (any owner and mode), without following a symlink.
+
+    For the plaintext files that migration imports. Returns the data and the file's stat.
+
+    Raises:
+        InsecureFileError: a symlink or not a regular file. FormatError: over ``max_size``.
+        OSError: it cannot be read.
+    """
+    try:
+        fd = os.open(path, _READ_FLAGS | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise InsecureFileError(f"{path} is a symlink (not followed)") from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise InsecureFileError(f"{path} is not a regular file")
+        chunks, size = [], 0
+        while size <= max_size and (chunk := os.read(fd, 1 << 20)):
+            chunks.append(chunk)
+            size += len(chunk)
+    finally:
+        os.close(fd)
+    if size > max_size:
+        raise FormatError(f"{path} is over the limit of {max_size} bytes")
+    return b"".join(chunks), st
+
+
+def fsync_dir(path: str) -> None:
+    """Make renames and unlinks in directory ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def unlink_durably(path: str) -> bool:
+    """Remove ``path`` if it exists and fsync its directory; returns whether it existed."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    fsync_dir(os.path.dirname(path))
+    return True
+
+
+def overwrite_and_unlink(path: str) -> None:
+    """Overwrite ``path`` in place with random bytes, fsync, then unlink it durably.
+
+    **Limits**: SSDs, copy-on-write file systems, snapshots and backups may keep the old
+    content; this removes the copy the file system shows, nothing more.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        remaining = os.fstat(fd).st_size
+        while remaining > 0:
+            remaining -= os.write(fd, os.urandom(min(remaining, 1 << 20)))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    unlink_durably(path)
+
+
+class FileLock:
+    """An exclusive ``flock`` on a lock file, as a context manager.
+
+    The lock file may be removed by its holder (:meth:`remove`); a waiter that then gets the
+    lock on the removed file notices (the inode at the path changed) and tries again.
+
+    Raises (on enter):
+        LockTimeoutError: not obtained within ``timeout`` seconds.
+        InsecureFileError: the lock file is a symlink or not private.
+    """
+
+    def __init__(self, path: str, *, timeout: float, what: str) -> None:
+        self.path = path
+        self.timeout = timeout
+        self.what = what
+        self._fd: int | None = None
+
+    def acquire(self, blocking: bool = True) -> bool:
+        """Take the lock; with ``blocking=False`` return False at once if it is held."""
+        deadline = 0.0
+        delay = 0.0005
+        while True:
+            fd, inode = self._open()
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                if not blocking:
+                    return False
+                deadline = deadline or time.monotonic() + self.timeout
+                if time.monotonic() >= deadline:
+                    raise LockTimeoutError(
+                        f"could not lock {self.what} within {self.timeout:g} s",
+                        hint="another process is writing it; retry, or raise the lock "
+                             "timeout") from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.02)
+                continue
+            except BaseException:
+                os.close(fd)
+                raise
+            try:
+                linked = os.stat(self.path, follow_symlinks=False).st_ino == inode
+            except FileNotFoundError:
+                linked = False
+            if linked:
+                self._fd = fd
+                return True
+            os.close(fd)  # the holder removed the lock file while we waited: use the new one
+
+    def _open(self) -> tuple[int, int]:
+        fd, st = open_nofollow(self.path, os.O_RDWR | os.O_CREAT, "lock file")
+        return fd, st.st_ino
+
+    def fileno(self) -> int:
+        """The descriptor of the held lock file (its content is the holder's to use)."""
+        if self._fd is None:
+            raise RuntimeError("the lock is not held")
+        return self._fd
+
+    def write_state(self, data: bytes) -> None:
+        """Replace the held lock file's content with ``data`` and fsync it."""
+        fd = self.fileno()
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, data, 0)
+        os.fsync(fd)
+
+    def remove(self) -> None:
+        """Unlink the lock file while holding it (waiters will retry on a new one)."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+    def release(self) -> None:
+        """Release the lock (closing the descriptor releases the flock)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> FileLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.release()

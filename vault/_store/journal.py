@@ -1,0 +1,349 @@
+"""The encrypted, durable, append-only journal of writes the primary source has not seen yet.
+
+The fallback cache appends a record when a ``save`` or ``delete`` cannot reach the source, and
+replays the records, in order, once the source answers again. A record is deleted only after
+the source confirmed it, so a crash at any point loses nothing: at worst a record is applied
+twice (saves and deletes are idempotent). Records are never expired by the TTL.
+
+Layout, in ``<vault directory>/journal/`` (0700, files 0600)::
+
+    <id>.cvj              one record: a KIND_JOURNAL envelope (docs/format.md) named <id>
+    .<id>.<random>.tmp    an append in progress (removed by a later replay if stale)
+    .locks/append.lock    serializes appends (and so the sequence) across processes
+    .locks/replay.lock    one replayer at a time, across processes and threads
+    .locks/<id>.lock      a record being discarded or rewrapped
+
+**Record id** ``<seq>-<pid>-<random>``: ``seq`` is 20 decimal digits, ``max(time_ns(), highest
+pending seq + 1)`` taken under the append lock, so ids sort in append order across every
+process that shares the directory, even if the wall clock steps back; ``pid`` and 8 random hex
+digits keep ids unique. The id is the envelope's authenticated name, so a renamed (reordered)
+or swapped record fails to open.
+
+**Plaintext**: the codec's tagged JSON of ``{"v": 1, "op": "save"|"delete", "name": <entry
+name>, "seq": <id>, "at": <ms since epoch>}``, a newline (compact JSON never contains one),
+then for a save the value's codec tagged JSON, exactly as the vault stores it. The header's
+``CREATED_AT`` is ``at``; ``EXPIRES_AT`` is ``MAX_TIMESTAMP`` (never).
+
+**Order semantics**: records replay in id order, which is the order in which appends took the
+append lock. Between processes that is the order of their appends, not of the callers' intents:
+two processes writing the same name during one outage both have their writes replayed, and the
+later append wins. A write made directly to the source by a healthy process in the meantime is
+overwritten by a replayed older one (see docs/operations.md, "What nothing lost means").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import time
+from collections import Counter
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from vault import _clock, codec
+from vault import _files as files
+from vault._crypto import format as fmt
+from vault._crypto.keys import KeyRing
+from vault._store.rewrap import PendingWrite, RewrapReport, prepare_rewrap, rewrap
+from vault._store.store import Vault, entries_of
+from vault.errors import DecryptionError, FormatError, VaultError
+
+__all__ = ["JOURNAL_DIR", "RECORD_SUFFIX", "Journal", "Record"]
+
+JOURNAL_DIR = "journal"
+RECORD_SUFFIX = ".cvj"
+_RECORD_FILE = re.compile(r"((\d{20})-\d{1,10}-[0-9a-f]{8})\.cvj")
+_TEMP_FILE = re.compile(r"\.(\d{20}-\d{1,10}-[0-9a-f]{8})\.[0-9a-f]{16}\.tmp")
+_OPS = ("save", "delete")
+
+
+@dataclass(frozen=True)
+class Record:
+    """One authenticated journal record. The value is not in ``repr``."""
+
+    id: str
+    op: str
+    name: str
+    value: Any = field(repr=False)
+    at: datetime
+
+
+class Journal:
+    """The journal of the vault ``vault``, sealed with the vault's key ring.
+
+    Thread- and process-safe: appends serialize on a file lock, replays on another, and a
+    record is only deleted or rewrapped under its own lock. The directory is created on the
+    first append. A rewrap target (``vault._store.rewrap.RewrapTarget``) of rotation.
+    """
+
+    name = "journal"  # as a rewrap target
+
+    def __init__(self, vault: Vault) -> None:
+        self._vault = vault
+        self._entries = entries_of(vault)
+        self.directory = vault.directory / JOURNAL_DIR
+        self._dir = str(self.directory)
+        self._locks = os.path.join(self._dir, ".locks")
+        self._last_seq = 0
+
+    def __repr__(self) -> str:
+        return f"Journal({self._dir!r})"
+
+    # ---- appending
+
+    def append_save(self, name: str, value: Any) -> str:
+        """Durably record that ``name`` must be set to ``value``; returns the record id.
+
+        Raises:
+            SerializationError: ``value`` cannot be stored (codec, or over the entry limit).
+            FormatError: a bad entry name. OSError, LockTimeoutError: the write failed.
+        """
+        return self._append("save", name, self._entries.serialize(value))
+
+    def append_delete(self, name: str) -> str:
+        """Durably record that ``name`` must be deleted; returns the record id."""
+        return self._append("delete", name, b"")
+
+    def _append(self, op: str, name: str, value_bytes: bytes) -> str:
+        fmt.check_name(name)
+        self._entries.check_writable()
+        files.ensure_private_dir(self._dir)
+        files.ensure_private_dir(self._locks)
+        self._entries.refresh()
+        ring = self._entries.keys
+        with self._lock("append", "the journal (append)"):
+            last = max((_seq(rid) for rid in self.ids()), default=0)
+            seq = max(time.time_ns(), last + 1, self._last_seq + 1)
+            self._last_seq = seq
+            rid = f"{seq:020d}-{os.getpid()}-{secrets.token_hex(4)}"
+            at = _clock.now_ms()
+            meta = codec.dumps({"v": 1, "op": op, "name": name, "seq": rid, "at": at})
+            envelope = ring.seal(kind=fmt.KIND_JOURNAL, name=rid, plaintext=meta + b"\n"
+                                 + value_bytes, created_at=at, expires_at=fmt.MAX_TIMESTAMP)
+            files.write_atomic(self._path(rid), envelope, rid)
+        return rid
+
+    # ---- reading
+
+    def ids(self) -> list[str]:
+        """The ids of the pending records, oldest first (an empty list if no journal)."""
+        try:
+            files.check_private_dir(self._dir)
+        except VaultError:
+            if not os.path.lexists(self._dir):
+                return []
+            raise
+        with os.scandir(self._dir) as listing:
+            found = [m.group(1) for item in listing if (m := _RECORD_FILE.fullmatch(item.name))]
+        return sorted(found)
+
+    def has_pending(self) -> bool:
+        """Whether any record waits for replay (one directory listing)."""
+        try:
+            with os.scandir(self._dir) as listing:
+                return any(_RECORD_FILE.fullmatch(item.name) for item in listing)
+        except FileNotFoundError:
+            return False
+
+    def __len__(self) -> int:
+        return len(self.ids())
+
+    def read(self, record_id: str) -> Record:
+        """Open and authenticate record ``record_id``.
+
+        Raises:
+            FileNotFoundError: it is gone (replayed). DecryptionError, FormatError: corrupt,
+            tampered or renamed (quarantine it). UnknownKeyError: sealed under a key the ring
+            lacks (do not skip it: later records could overtake it).
+        """
+        data = files.read_private(self._path(record_id), fmt.MAX_ENVELOPE_SIZE)
+        header, plaintext = self._entries.open_envelope(data, kind=fmt.KIND_JOURNAL,
+                                                        name=record_id)
+        meta_bytes, _, value_bytes = plaintext.partition(b"\n")
+        meta = codec.loads(meta_bytes)
+        if (not isinstance(meta, dict) or meta.get("v") != 1 or meta.get("op") not in _OPS
+                or meta.get("seq") != record_id or not isinstance(meta.get("name"), str)):
+            raise FormatError(f"journal record {record_id} has an unknown layout")
+        value = codec.loads(value_bytes) if meta["op"] == "save" else None
+        return Record(id=record_id, op=str(meta["op"]), name=str(meta["name"]), value=value,
+                      at=datetime.fromtimestamp(header.created_at / 1000, UTC))
+
+    def records(self) -> Iterator[Record]:
+        """Open every pending record, oldest first (for inspection; raises as :meth:`read`)."""
+        for rid in self.ids():
+            with contextlib.suppress(FileNotFoundError):
+                yield self.read(rid)
+
+    def latest(self, name: str) -> Record | None:
+        """The newest pending record for entry ``name``, or None. Opens records newest first;
+        unreadable ones are skipped. (For reads during an outage: a write journaled by this
+        or a previous process.)"""
+        for rid in reversed(self.ids()):
+            try:
+                record = self.read(rid)
+            except (FileNotFoundError, VaultError):
+                continue
+            if record.name == name:
+                return record
+        return None
+
+    def items(self) -> list[str]:
+        """The pending record ids, oldest first (the rewrap items)."""
+        return self.ids()
+
+    def key_ids(self) -> Counter[str]:
+        """Count pending records per key id, from **unverified** headers (no key needed).
+
+        A key must not be retired while it still seals records; unparseable files are not
+        counted (no key could open them anyway).
+        """
+        counts: Counter[str] = Counter()
+        for rid in self.ids():
+            with contextlib.suppress(FileNotFoundError, VaultError):
+                prefix, size = files.read_private_prefix(self._path(rid), fmt.FIXED_HEADER_SIZE
+                                                         + fmt.MAX_NAME_LENGTH)
+                counts[fmt.parse_header(prefix, size).key_id.hex()] += 1
+        return counts
+
+    # ---- replaying
+
+    def replay_lock(self) -> files.FileLock:
+        """The journal-wide replay lock (a context manager; waits up to the lock timeout)."""
+        self._entries.check_writable()
+        files.ensure_private_dir(self._dir)
+        files.ensure_private_dir(self._locks)
+        return self._lock("replay", "the journal (replay)")
+
+    def discard(self, record_id: str) -> None:
+        """Delete a record the source has confirmed (under the record's lock)."""
+        self._entries.check_writable()
+        with self._lock(record_id, f"journal record {record_id}") as lock:
+            files.unlink_durably(self._path(record_id))
+            lock.remove()
+
+    def quarantine(self, record_id: str) -> Path | None:
+        """Move an unreadable record to the vault's ``quarantine/``; returns the new path, or
+        None if it is gone already (another replayer moved it first)."""
+        self._entries.check_writable()
+        with self._lock(record_id, f"journal record {record_id}") as lock:
+            try:
+                target = self._entries.quarantine_file(self._path(record_id), record_id,
+                                                       RECORD_SUFFIX)
+            except FileNotFoundError:
+                return None
+            finally:
+                lock.remove()
+        return target
+
+    def replay(self, apply: Callable[[Record], None], *,
+               on_quarantine: Callable[[str, VaultError, Path], None] | None = None) -> int:
+        """Apply every pending record in order, deleting each once ``apply`` returned.
+
+        Holds the replay lock throughout; records appended meanwhile are replayed too.
+        Corrupt records are quarantined (``on_quarantine(id, error, path)``) and skipped.
+
+        Returns:
+            the number of records applied.
+
+        Raises:
+            whatever ``apply`` raises (the record stays, and so do the later ones);
+            UnknownKeyError: a record needs a key the ring lacks (the replay stops there);
+            LockTimeoutError: another replayer held the lock too long.
+        """
+        applied = 0
+        with self.replay_lock(), contextlib.closing(self.replay_steps(on_quarantine)) as steps:
+            for record in steps:
+                apply(record)
+                applied += 1
+        return applied
+
+    def replay_steps(self, on_quarantine: Callable[[str, VaultError, Path], None] | None = None
+                     ) -> Generator[Record, None, None]:
+        """The replay loop, for a caller that holds :meth:`replay_lock` (sync or async).
+
+        Yields the pending records in order; asking for the next one means the previous one
+        was applied, and it is then deleted. Stop iterating (or close the generator) when an
+        apply fails: that record and the later ones stay. Corrupt records are quarantined and
+        skipped; stale temp files are removed at the end.
+
+        Raises:
+            UnknownKeyError: a record needs a key the ring lacks (it is not skipped).
+        """
+        while ids := self.ids():
+            for rid in ids:
+                try:
+                    record = self.read(rid)
+                except FileNotFoundError:
+                    continue
+                except (DecryptionError, FormatError) as exc:
+                    path = self.quarantine(rid)
+                    if path is not None and on_quarantine is not None:
+                        on_quarantine(rid, exc, path)
+                    continue
+                yield record
+                self.discard(rid)
+        self.remove_stale_temps()
+
+    def remove_stale_temps(self) -> None:
+        """Remove temp files of crashed appends and rewraps (only when no writer is active)."""
+        if self._entries.read_only:
+            return
+        append = self._lock("append", "the journal (append)")
+        with contextlib.suppress(FileNotFoundError, VaultError):
+            if not append.acquire(blocking=False):
+                return
+            try:
+                with os.scandir(self._dir) as listing:
+                    temps = [(m.group(1), item.path) for item in listing
+                             if (m := _TEMP_FILE.fullmatch(item.name))]
+                for rid, path in temps:
+                    record_lock = self._lock(rid, "temp file")
+                    if record_lock.acquire(blocking=False):
+                        try:
+                            files.unlink_durably(path)
+                            if not os.path.exists(self._path(rid)):
+                                record_lock.remove()
+                        finally:
+                            record_lock.release()
+            finally:
+                append.release()
+
+    # ---- key rotation
+
+    def prepare(self, record_id: str, ring: KeyRing,
+                wait: bool = True) -> tuple[str, str | None] | PendingWrite | None:
+        """Prepare the rewrap of one record (a rewrap target's step; see ``prepare_rewrap``)."""
+        self._entries.check_writable()
+        return prepare_rewrap(self._path(record_id), record_id,
+                              self._lock(record_id, f"journal record {record_id}"), ring,
+                              kind=fmt.KIND_JOURNAL, name=record_id, wait=wait)
+
+    def rewrap(self, ring: KeyRing | None = None) -> RewrapReport:
+        """Reseal every record not under ``ring.primary`` (default: the vault's ring).
+
+        Like ``Vault.rewrap``: each record is re-read under its lock (a replayed one is
+        skipped), opened, sealed with the same timestamps, opened again and compared, then
+        swapped in atomically.
+        """
+        if ring is None:
+            self._entries.refresh(force=True)
+            ring = self._entries.keys
+        return rewrap(self, ring)
+
+    # ---- internals
+
+    def _path(self, rid: str) -> str:
+        return f"{self._dir}/{rid}{RECORD_SUFFIX}"
+
+    def _lock(self, lock_name: str, what: str) -> files.FileLock:
+        return files.FileLock(f"{self._locks}/{lock_name}.lock",
+                              timeout=self._entries.lock_timeout, what=what)
+
+
+def _seq(record_id: str) -> int:
+    return int(record_id.partition("-")[0])

@@ -1,0 +1,46 @@
+"""The DB-fallback cache: the primary source first, the encrypted vault during its outages.
+
+:class:`FallbackCache` (threads) and :class:`AsyncFallbackCache` (asyncio) share one core:
+the outage classification that feeds the :class:`CircuitBreaker`, serving valid cached copies
+(``degraded``, with :class:`CacheEvent` events), the write-through policy, and the encrypted
+journal of writes the source could not take, replayed in order before anything else reads
+from it. ``docs/operations.md`` explains the behaviour and how to size TTL and breaker.
+"""
+
+from vault.cache._async import AsyncFallbackCache
+from vault.cache._breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
+from vault.cache._core import Fetched, SaveResult
+from vault.cache._health import (
+    CACHE_UNUSABLE,
+    CACHE_WRITE_FAILED,
+    DEGRADED,
+    JOURNAL_BLOCKED,
+    JOURNALED,
+    QUARANTINED,
+    RECOVERED,
+    REPLAYED,
+    STILL_DEGRADED,
+    CacheEvent,
+)
+from vault.cache._sync import FallbackCache
+
+__all__ = [
+    "CACHE_UNUSABLE",
+    "CACHE_WRITE_FAILED",
+    "CLOSED",
+    "DEGRADED",
+    "HALF_OPEN",
+    "JOURNALED",
+    "JOURNAL_BLOCKED",
+    "OPEN",
+    "QUARANTINED",
+    "RECOVERED",
+    "REPLAYED",
+    "STILL_DEGRADED",
+    "AsyncFallbackCache",
+    "CacheEvent",
+    "CircuitBreaker",
+    "FallbackCache",
+    "Fetched",
+    "SaveResult",
+]

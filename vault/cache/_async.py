@@ -1,0 +1,161 @@
+"""``AsyncFallbackCache``: the fallback cache for asyncio services.
+
+The same behaviour, events and guarantees as :class:`~vault.cache.FallbackCache` (see its
+module), with an :class:`~vault.sources.AsyncSource` (``AsyncPostgresSource``, or any sync
+source through ``ThreadedAsyncSource``). The vault and the journal are files: every read,
+write, lock and ``stat`` runs in a worker thread (``asyncio.to_thread``), never on the event
+loop. Tasks of one loop may share a cache; replays are serialized by an ``asyncio.Lock`` and
+the journal's file lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from vault import _files as files
+from vault._crypto import format as fmt
+from vault._store.journal import Journal, Record
+from vault._store.store import Vault
+from vault.cache._breaker import CircuitBreaker
+from vault.cache._core import SOURCE, CacheCore, Fetched, SaveResult, SourceFailure
+from vault.cache._health import CacheEvent
+from vault.errors import VaultError
+from vault.sources._base import AsyncSource
+from vault.sources._outage import is_outage
+
+__all__ = ["AsyncFallbackCache"]
+
+T = TypeVar("T")
+
+
+class AsyncFallbackCache(CacheCore):
+    """The asyncio twin of ``FallbackCache``; same arguments, with an async ``source``."""
+
+    def __init__(self, source: AsyncSource, vault: Vault, *,
+                 breaker: CircuitBreaker | None = None, warn_interval: float = 60.0,
+                 on_event: Callable[[CacheEvent], None] | None = None,
+                 is_outage: Callable[[BaseException], bool] = is_outage,
+                 clock: Callable[[], float] = time.monotonic,
+                 journal: Journal | None = None) -> None:
+        super().__init__(vault, breaker=breaker, warn_interval=warn_interval, on_event=on_event,
+                         is_outage=is_outage, clock=clock, journal=journal)
+        self.source = source
+        self._replaying: asyncio.Lock | None = None
+
+    def __repr__(self) -> str:
+        return (f"AsyncFallbackCache({self.source!r}, {self.vault!r}, "
+                f"degraded={self.degraded}, breaker={self.breaker.state})")
+
+    async def fetch(self, name: str) -> Fetched:
+        """Return the value of ``name`` with its origin and age; raises as the sync cache."""
+        fmt.check_name(name)
+        generation = self._generation(name)
+        ok, result = await self._call(lambda: self.source.load(name))
+        if not ok:
+            return await asyncio.to_thread(self._serve_cached, name, result)
+        await asyncio.to_thread(self._after_load, name, result, generation)
+        return Fetched(result, SOURCE, 0.0)
+
+    async def get(self, name: str) -> Any:
+        """``(await fetch(name)).value``."""
+        return (await self.fetch(name)).value
+
+    async def save(self, name: str, value: Any) -> SaveResult:
+        """Save to the source and the vault; during an outage, to the vault and the journal."""
+        plaintext = self._prepare_save(name, value)
+        ok, result = await self._call(lambda: self.source.save(name, value))
+        if ok:
+            return await asyncio.to_thread(self._saved, name, plaintext)
+        return await asyncio.to_thread(self._journal_write, "save", name, value, plaintext,
+                                       result)
+
+    async def delete(self, name: str) -> SaveResult:
+        """Delete from the source and the vault; during an outage the delete is journaled."""
+        fmt.check_name(name)
+        ok, result = await self._call(lambda: self.source.delete(name))
+        if ok:
+            return await asyncio.to_thread(self._deleted, name)
+        return await asyncio.to_thread(self._journal_write, "delete", name, None, b"", result)
+
+    async def replay(self) -> int:
+        """Replay pending journal records now, in order; returns how many were applied.
+
+        Raises: the source's error (outage or not); UnknownKeyError, LockTimeoutError,
+        OSError: the journal could not be read.
+        """
+        try:
+            return await self._replay()
+        except SourceFailure as failure:
+            raise failure.error from None
+
+    async def _replay(self) -> int:
+        if self._replaying is None:
+            self._replaying = asyncio.Lock()
+        async with self._replaying:
+            lock = await asyncio.to_thread(self.journal.replay_lock)
+            await _acquire(lock)
+            try:
+                count = await self._replay_locked()
+            finally:
+                lock.release()
+        self._replay_done(count)
+        return count
+
+    async def _replay_locked(self) -> int:
+        """The shared replay loop (``CacheCore._replay_steps``), stepped in worker threads."""
+        steps, count = self._replay_steps(), 0
+        # Not closed explicitly: after a cancellation a worker thread may still be inside
+        # next(). A generator left at its yield is closed when dropped, and closing it there
+        # deletes nothing (the record whose apply failed stays).
+        while (record := await asyncio.to_thread(next, steps, None)) is not None:
+            await self._apply(record)
+            count += 1
+        return count
+
+    async def _apply(self, record: Record) -> None:
+        try:
+            if record.op == "save":
+                await self.source.save(record.name, record.value)
+            else:
+                await self.source.delete(record.name)
+        except Exception as exc:
+            raise SourceFailure(exc) from exc
+        self._replayed(record)
+
+    async def _call(self, op: Callable[[], Awaitable[T]]) -> tuple[bool, Any]:
+        """As ``FallbackCache._call``, awaiting the source (the steps are ``CacheCore``'s)."""
+        if not self.breaker.allow():
+            return False, self._open_cause()
+        try:
+            try:
+                if await asyncio.to_thread(self.journal.has_pending):
+                    await self._replay()
+            except SourceFailure as failure:
+                raise failure.error from None
+            except (VaultError, OSError) as exc:
+                return False, self._journal_blocked(exc)
+            result = await op()
+        except Exception as exc:
+            return False, self._call_failed(exc)
+        except BaseException:
+            self._call_aborted()  # cancelled: release a half-open probe
+            raise
+        self._call_succeeded()
+        return True, result
+
+
+async def _acquire(lock: files.FileLock) -> None:
+    """Take a file lock in a worker thread; if we are cancelled meanwhile, release it once the
+    thread got it, so that a cancelled task never leaves the lock held."""
+    task = asyncio.ensure_future(asyncio.to_thread(lock.acquire))
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        def release(done: asyncio.Future[bool]) -> None:
+            if not done.cancelled() and done.exception() is None:
+                lock.release()
+        task.add_done_callback(release)
+        raise

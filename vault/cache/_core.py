@@ -1,0 +1,385 @@
+"""The vault side of the fallback cache, shared by ``FallbackCache`` and ``AsyncFallbackCache``.
+
+:class:`CacheCore` holds everything but the calls to the source: the error classification
+that feeds the breaker, serving a cached copy during an outage, the write-through policy,
+and journaling the writes the source could not take. Its file work is synchronous; the async
+cache runs it in worker threads.
+
+**Write-through policy**: a healthy answer is sealed into the vault only when it differs from
+the cached copy or that copy has used half its validity, so a healthy ``get`` costs a digest
+and a ``stat``, not a durable write. The cache remembers per name the SHA-256 of the plaintext,
+when to refresh, and the copy file's (inode, mtime, size); a file changed by anyone else (or
+an unknown name, after a start) is compared by opening it once.
+
+**Races in one process**: each name has a generation, bumped by every save and delete. A
+``get`` whose generation changed while it waited for the source does not write its (older)
+answer, and the check and the write happen under one lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vault import _clock
+from vault._crypto import format as fmt
+from vault._store.entries import utc
+from vault._store.journal import Journal, Record
+from vault._store.store import Vault, entries_of
+from vault.cache._breaker import CircuitBreaker
+from vault.cache._health import (
+    CACHE_UNUSABLE,
+    CACHE_WRITE_FAILED,
+    JOURNAL_BLOCKED,
+    JOURNALED,
+    QUARANTINED,
+    REPLAYED,
+    CacheEvent,
+    Health,
+    describe,
+)
+from vault.errors import (
+    ConfigurationError,
+    DecryptionError,
+    EntryExpiredError,
+    EntryNotFoundError,
+    FormatError,
+    SourceUnavailableError,
+    UnknownKeyError,
+    VaultError,
+)
+from vault.sources._base import check_storable
+
+__all__ = ["CACHE", "SOURCE", "CacheCore", "Fetched", "SaveResult", "SourceFailure"]
+
+SOURCE, CACHE = "source", "cache"
+
+
+class SourceFailure(Exception):
+    """Internal: what the source raised while a journal record was replayed, wrapped so that
+    the cache can tell it from an error of the journal itself."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(describe(error))
+        self.error = error
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A value and where it came from: ``origin`` is ``"source"`` or ``"cache"``;
+    ``age_seconds`` is 0 for the source, else the age of the cached copy. No value in repr."""
+
+    value: Any = field(repr=False)
+    origin: str
+    age_seconds: float
+
+
+@dataclass(frozen=True)
+class SaveResult:
+    """The outcome of ``save``/``delete``: ``journaled`` is True when the source was
+    unavailable and the write waits in the journal (``record_id``) for replay."""
+
+    journaled: bool
+    record_id: str | None = None
+
+
+@dataclass(frozen=True)
+class _Memo:
+    digest: bytes
+    refresh_at_ms: int
+    signature: tuple[int, int, int]
+
+
+def _signature(path: str) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+class CacheCore:
+    """State, events and vault-side work shared by the sync and async caches (no source I/O).
+
+    The methods that touch files are synchronous; the async cache runs them in threads.
+    """
+
+    def __init__(self, vault: Vault, *, breaker: CircuitBreaker | None, warn_interval: float,
+                 on_event: Callable[[CacheEvent], None] | None,
+                 is_outage: Callable[[BaseException], bool], clock: Callable[[], float],
+                 journal: Journal | None) -> None:
+        if vault.read_only:
+            raise ConfigurationError("a fallback cache needs a writable vault (its copies and "
+                                     "journal live there); this one was opened read_only")
+        self.vault = vault
+        self._entries = entries_of(vault)
+        self.journal = journal or Journal(vault)
+        self.breaker = breaker or CircuitBreaker(clock=clock)
+        self.health = Health(warn_interval=warn_interval, on_event=on_event, clock=clock)
+        self.is_outage = is_outage
+        self._lock = threading.Lock()  # the maps below; never held during source calls
+        self._vault_lock = threading.Lock()  # generation check + vault write, atomically
+        self._last_error: BaseException | None = None
+        self._memo: dict[str, _Memo] = {}
+        self._gen: dict[str, int] = {}
+
+    @property
+    def degraded(self) -> bool:
+        """True from a source failure until the source answers again."""
+        return self.health.degraded
+
+    def _source_failed(self, exc: Exception) -> BaseException | None:
+        """Classify what the source raised: the cause to fall back to the vault with (an
+        outage), or None when ``exc`` must propagate (the source answered with an error)."""
+        if self.is_outage(exc):
+            self.breaker.record_failure()
+            self._last_error = exc
+            return exc
+        self.breaker.record_success()
+        return None
+
+    def _journal_blocked(self, exc: Exception) -> BaseException:
+        """The journal cannot be replayed now (a record needs a key the ring lacks, the replay
+        lock is held too long, a file error): do not read the source, which could return a
+        value older than a pending write; fall back to the vault. Says nothing about the
+        source, but releases a half-open probe."""
+        self.breaker.record_success()
+        if self.health.limited(JOURNAL_BLOCKED):
+            self.health.emit(JOURNAL_BLOCKED, logging.ERROR, "pending journal records cannot "
+                             f"be replayed ({describe(exc)}); serving cached copies meanwhile",
+                             cause=exc)
+        return exc
+
+    def _open_cause(self) -> BaseException:
+        cause = self._last_error
+        return cause if cause is not None else SourceUnavailableError("circuit breaker open")
+
+    # ---- the call path, shared by the sync and async caches
+    #
+    # _call (sync or async) is: if not breaker.allow(): fall back with _open_cause(); replay the
+    # journal if records wait (a journal that cannot be read: _journal_blocked, fall back);
+    # call the source; then _call_failed(exc) on an Exception (an outage: fall back with the
+    # cause; otherwise it re-raises), _call_aborted() on anything else, _call_succeeded().
+
+    def _call_failed(self, exc: Exception) -> BaseException:
+        """The source (or the replay before it) raised ``exc``: the cause to fall back with,
+        or re-raise ``exc`` when it is not an outage."""
+        cause = self._source_failed(exc)
+        if cause is None:
+            raise exc
+        return cause
+
+    def _call_aborted(self) -> None:
+        """A call was interrupted (KeyboardInterrupt, cancelled): release a half-open probe."""
+        self.breaker.record_failure()
+
+    def _call_succeeded(self) -> None:
+        self.breaker.record_success()
+        self.health.recovered()
+
+    def _replay_steps(self) -> Generator[Record, None, None]:
+        """The journal's replay loop with this cache's quarantine events (caller holds the
+        replay lock)."""
+        return self.journal.replay_steps(self._quarantined_record)
+
+    # ---- vault side (synchronous file I/O)
+
+    def _generation(self, name: str) -> int:
+        with self._lock:
+            return self._gen.get(name, 0)
+
+    def _serve_cached(self, name: str, cause: BaseException) -> Fetched:
+        """Answer from the vault during an outage, or raise SourceUnavailableError."""
+        now = _clock.now_ms()
+        try:
+            header, value = self._entries.load(name, now)
+        except EntryNotFoundError:
+            pending = self._pending_write(name, now, cause)
+            if pending is not None:
+                return pending
+            self.health.degraded_call(cause, f"{name!r} has no cached copy", name)
+            problem = "there is no cached copy"
+        except EntryExpiredError as exc:
+            self.health.degraded_call(cause, f"the cached copy of {name!r} expired", name)
+            problem = f"the cached copy is not valid: {exc.message}"
+        except VaultError as exc:
+            self.health.degraded_call(cause, f"the cached copy of {name!r} is unusable", name)
+            self._cache_unusable(name, exc)
+            problem = f"the cached copy cannot be used ({type(exc).__name__})"
+        else:
+            age = max(0.0, now / 1000 - utc(header.created_at).timestamp())
+            self.health.degraded_call(cause, f"serving {name!r} from the encrypted cache "
+                                      f"(age {age:.0f} s)", name, age)
+            return Fetched(value, CACHE, age)
+        raise SourceUnavailableError(
+            f"credential {name!r} is unavailable: the source failed ({describe(cause)}) and "
+            f"{problem}", hint="bring the source back; the vault's TTL bounds how long an "
+            "outage can be bridged") from cause
+
+    def _pending_write(self, name: str, now: int, cause: BaseException) -> Fetched | None:
+        """A write of ``name`` still in the journal (this or an earlier process made it during
+        the outage, and the vault has no copy): a delete reads as None, a save as its value
+        while younger than the TTL."""
+        try:
+            record = self.journal.latest(name)
+        except (VaultError, OSError):
+            return None
+        if record is None:
+            return None
+        age = max(0.0, now / 1000 - record.at.timestamp())
+        if record.op == "delete":
+            self.health.degraded_call(cause, f"{name!r} was deleted (journaled)", name, age)
+            return Fetched(None, CACHE, age)
+        if age > self.vault.ttl:
+            return None
+        self.health.degraded_call(cause, f"serving the journaled value of {name!r} "
+                                  f"(age {age:.0f} s)", name, age)
+        return Fetched(record.value, CACHE, age)
+
+    def _cache_unusable(self, name: str, exc: VaultError) -> None:
+        if isinstance(exc, DecryptionError | FormatError):
+            try:
+                path: Path | None = self.vault.quarantine(name)
+            except (VaultError, OSError):
+                path = None
+            self.health.emit(QUARANTINED, logging.ERROR, f"cached copy of {name!r} failed to "
+                             f"open ({describe(exc)}); moved to {path}; treated as a miss",
+                             name, exc)
+        elif self.health.limited(f"{CACHE_UNUSABLE}:{name}"):
+            self.health.emit(CACHE_UNUSABLE, logging.ERROR, f"cached copy of {name!r} cannot "
+                             f"be used ({describe(exc)}); treated as a miss", name, exc)
+
+    def _after_load(self, name: str, value: Any, generation: int) -> None:
+        """Write a healthy answer through to the vault when needed; never raises."""
+        try:
+            if value is None:
+                self._drop_local(name, generation=generation)
+            else:
+                self._write_through(name, value, generation)
+        except (VaultError, OSError) as exc:
+            if self.health.limited(CACHE_WRITE_FAILED):
+                self.health.emit(CACHE_WRITE_FAILED, logging.ERROR, "could not update the "
+                                 f"cached copy of {name!r} ({describe(exc)}); serving the "
+                                 "source's value", name, exc)
+
+    def _write_through(self, name: str, value: Any, generation: int) -> None:
+        plaintext = self._entries.serialize(value)
+        digest = hashlib.sha256(plaintext).digest()
+        path = self._entries.path(name)
+        signature, now = _signature(path), _clock.now_ms()
+        with self._lock:
+            memo = self._memo.get(name)
+        if memo is not None and memo.signature == signature:
+            if memo.digest == digest and now < memo.refresh_at_ms:
+                return
+        elif signature is not None and self._matches_vault(name, digest, now, signature):
+            return
+        self._store_local(name, plaintext, generation=generation)
+
+    def _matches_vault(self, name: str, digest: bytes, now: int,
+                       signature: tuple[int, int, int]) -> bool:
+        """Whether the vault's copy holds ``digest`` and is not yet half-way through its TTL
+        (remembered if so). Quarantines a copy that fails to open."""
+        try:
+            header, plaintext = self._entries.open(name, now)
+        except (DecryptionError, FormatError) as exc:
+            self._cache_unusable(name, exc)
+            return False
+        except (EntryNotFoundError, EntryExpiredError, UnknownKeyError):
+            return False
+        ttl_ms = self._entries.ttl_ms
+        refresh_at = min(header.expires_at, header.created_at + ttl_ms) - ttl_ms // 2
+        if hashlib.sha256(plaintext).digest() != digest or now >= refresh_at:
+            return False
+        with self._lock:
+            self._memo[name] = _Memo(digest, refresh_at, signature)
+        return True
+
+    def _claim(self, name: str, generation: int | None) -> bool:
+        """Start a local write of ``name``: False if a save/delete overtook ``generation``
+        (the write must be skipped), else bump the generation and forget the memo."""
+        with self._lock:
+            if generation is not None and self._gen.get(name, 0) != generation:
+                return False
+            self._gen[name] = self._gen.get(name, 0) + 1
+            self._memo.pop(name, None)
+            return True
+
+    def _store_local(self, name: str, plaintext: bytes, *, generation: int | None = None) -> None:
+        """Write the vault copy (``generation``: skip if a save/delete overtook this get)."""
+        with self._vault_lock:
+            if not self._claim(name, generation):
+                return
+            now, ttl_ms = _clock.now_ms(), self._entries.ttl_ms
+            self._entries.write(name, plaintext, now, now + ttl_ms)
+            signature = _signature(self._entries.path(name))
+            if signature is not None:
+                memo = _Memo(hashlib.sha256(plaintext).digest(), now + ttl_ms // 2, signature)
+                with self._lock:
+                    self._memo[name] = memo
+
+    def _drop_local(self, name: str, *, generation: int | None = None) -> None:
+        with self._vault_lock:
+            if not self._claim(name, generation):
+                return
+            self._entries.remove(name)
+
+    def _local_write_logged(self, fn: Callable[[], None], name: str) -> None:
+        try:
+            fn()
+        except (VaultError, OSError) as exc:
+            self.health.emit(CACHE_WRITE_FAILED, logging.ERROR, "could not update the cached "
+                             f"copy of {name!r} ({describe(exc)})", name, exc)
+
+    def _saved(self, name: str, plaintext: bytes) -> SaveResult:
+        self._local_write_logged(lambda: self._store_local(name, plaintext), name)
+        return SaveResult(journaled=False)
+
+    def _deleted(self, name: str) -> SaveResult:
+        self._local_write_logged(lambda: self._drop_local(name), name)
+        return SaveResult(journaled=False)
+
+    def _journal_write(self, op: str, name: str, value: Any, plaintext: bytes,
+                       cause: BaseException) -> SaveResult:
+        """Journal a save or delete the source could not take, then update the vault."""
+        try:
+            if op == "save":
+                rid = self.journal.append_save(name, value)
+            else:
+                rid = self.journal.append_delete(name)
+        except (VaultError, OSError) as exc:
+            raise SourceUnavailableError(
+                f"could not {op} {name!r}: the source failed ({describe(cause)}) and the "
+                f"journal could not be written ({describe(exc)})") from cause
+        if op == "save":
+            self._local_write_logged(lambda: self._store_local(name, plaintext), name)
+        else:
+            self._local_write_logged(lambda: self._drop_local(name), name)
+        self.health.degraded_call(cause, f"journaled a {op} of {name!r}", name)
+        self.health.emit(JOURNALED, logging.WARNING, f"{op} of {name!r} journaled as {rid}; "
+                         "it will be replayed when the source answers", name, cause)
+        return SaveResult(journaled=True, record_id=rid)
+
+    def _replayed(self, record: Record) -> None:
+        with self._lock:
+            self._memo.pop(record.name, None)
+
+    def _quarantined_record(self, record_id: str, exc: VaultError, path: Path) -> None:
+        self.health.emit(QUARANTINED, logging.ERROR, f"journal record {record_id} failed to "
+                         f"open ({describe(exc)}); moved to {path}; skipped", cause=exc)
+
+    def _replay_done(self, count: int) -> None:
+        if count:
+            self.health.emit(REPLAYED, logging.INFO, f"replayed {count} journaled write(s) "
+                             "into the source")
+
+    def _prepare_save(self, name: str, value: Any) -> bytes:
+        fmt.check_name(name)
+        check_storable(value)
+        return self._entries.serialize(value)

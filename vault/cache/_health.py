@@ -1,0 +1,138 @@
+"""The fallback cache's health: the degraded flag and the events that report it.
+
+Events go to the stdlib logger ``vault.cache`` (the :class:`CacheEvent` is attached to the
+log record as ``record.credseal_event``) and to an optional callback, so Sentry, metrics or
+paging can hook in. They carry the entry name, the age of the cached copy and the cause (error
+class and first line of its message); never a value.
+
+Rate limits: entering degraded mode is reported at once; while it lasts, a "still degraded"
+warning at most once per ``warn_interval`` (with the number of calls not reported); its end
+once. Repeated errors of one kind (e.g. cache writes failing on a full disk) are likewise
+limited to one per ``warn_interval``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+__all__ = ["CacheEvent", "Health", "describe", "logger"]
+
+logger = logging.getLogger("vault.cache")
+
+# Event kinds (CacheEvent.kind).
+DEGRADED, STILL_DEGRADED, RECOVERED = "degraded", "still_degraded", "recovered"
+JOURNALED, REPLAYED, JOURNAL_BLOCKED = "journaled", "replayed", "journal_blocked"
+QUARANTINED, CACHE_UNUSABLE = "quarantined", "cache_unusable"
+CACHE_WRITE_FAILED = "cache_write_failed"
+
+
+@dataclass(frozen=True)
+class CacheEvent:
+    """What the cache reports; never a value.
+
+    Attributes:
+        kind: ``degraded`` and ``still_degraded`` (WARNING), ``recovered`` (WARNING, so a log
+            filtered at WARNING shows both ends of an outage), ``journaled`` (WARNING),
+            ``replayed`` (INFO), ``quarantined``, ``cache_unusable``, ``cache_write_failed``,
+            ``journal_blocked`` (ERROR).
+        level: the ``logging`` level it is logged at.
+        message: one line for humans.
+        name: the entry concerned, if any.
+        cause: ``"<error class>: <message>"`` of the error behind it, if any.
+        age_seconds: age of the cached copy served, if any.
+    """
+
+    kind: str
+    level: int
+    message: str
+    name: str | None = None
+    cause: str | None = None
+    age_seconds: float | None = None
+
+
+def describe(exc: BaseException) -> str:
+    """``"<class>: <first line of the message>"``, at most 300 characters."""
+    text = " ".join(str(exc).split("\n", 1)[0].split())
+    return f"{type(exc).__name__}: {text}"[:300] if text else type(exc).__name__
+
+
+class Health:
+    """The degraded flag and the rate-limited reporting of one cache (thread-safe).
+
+    Args:
+        warn_interval: seconds between two "still degraded" warnings (and between two
+            reports of the same repeated error).
+        on_event: called with each :class:`CacheEvent`; what it raises is logged, not raised.
+        clock: monotonic seconds (inject a fake clock in tests).
+    """
+
+    def __init__(self, *, warn_interval: float, on_event: Callable[[CacheEvent], None] | None,
+                 clock: Callable[[], float]) -> None:
+        self.warn_interval = warn_interval
+        self.on_event = on_event
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._degraded = False
+        self._since = self._last_warn = 0.0
+        self._suppressed = 0
+        self._limits: dict[str, float] = {}
+
+    @property
+    def degraded(self) -> bool:
+        """True from a source failure until the source answers again."""
+        return self._degraded
+
+    def emit(self, kind: str, level: int, message: str, name: str | None = None,
+             cause: BaseException | None = None, age: float | None = None) -> None:
+        """Log an event on ``vault.cache`` and pass it to the callback."""
+        event = CacheEvent(kind, level, message, name,
+                           None if cause is None else describe(cause), age)
+        logger.log(level, message, extra={"credseal_event": event})
+        if self.on_event is not None:
+            try:
+                self.on_event(event)
+            except Exception:
+                logger.exception("the on_event callback raised (ignored)")
+
+    def limited(self, key: str) -> bool:
+        """True at most once per ``warn_interval`` for each ``key``."""
+        with self._lock:
+            now = self.clock()
+            last = self._limits.get(key)
+            if last is not None and now - last < self.warn_interval:
+                return False
+            self._limits[key] = now
+            return True
+
+    def degraded_call(self, cause: BaseException, what: str, name: str,
+                      age: float | None = None) -> None:
+        """Record a call answered without the source (``what`` says how); warn if due."""
+        with self._lock:
+            now = self.clock()
+            kind, since, suppressed = None, now - self._since, self._suppressed
+            if not self._degraded:
+                self._degraded, self._since, self._last_warn = True, now, now
+                self._suppressed, kind = 0, DEGRADED
+            elif now - self._last_warn >= self.warn_interval:
+                self._last_warn, self._suppressed, kind = now, 0, STILL_DEGRADED
+            else:
+                self._suppressed += 1
+        if kind == DEGRADED:
+            self.emit(kind, logging.WARNING, f"credential source unavailable ({describe(cause)})"
+                      f"; {what}; degraded until it answers again", name, cause, age)
+        elif kind == STILL_DEGRADED:
+            self.emit(kind, logging.WARNING, f"credential source still unavailable after "
+                      f"{since:.0f} s ({describe(cause)}); {what}; {suppressed} similar calls "
+                      "since the last warning", name, cause, age)
+
+    def recovered(self) -> None:
+        """The source answered: leave degraded mode (reported once)."""
+        with self._lock:
+            if not self._degraded:
+                return
+            self._degraded, since = False, self.clock() - self._since
+        self.emit(RECOVERED, logging.WARNING,
+                  f"credential source available again after {since:.0f} s; degraded mode ends")

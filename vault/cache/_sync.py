@@ -1,0 +1,167 @@
+"""``FallbackCache``: the primary source first, the encrypted vault when it is down.
+
+- ``get``/``fetch`` ask the source. The answer is written through to the vault only when it
+  changed or the cached copy has used half its TTL (an in-memory digest per name; the first
+  get after start compares with the vault's copy). ``None`` from the source deletes the
+  cached copy. A cache write that fails is logged, never raised.
+- When the source is unavailable (the classifier says so; see ``vault.sources.is_outage``)
+  the vault's copy is served if it is valid (TTL checked), the cache is ``degraded``, and a
+  warning event goes to the ``vault.cache`` logger and ``on_event``: on entering degraded
+  mode, then at most once per ``warn_interval``, and a recovery event at the end. With no
+  valid copy: ``SourceUnavailableError`` chaining the driver's error.
+- A cached copy that fails to authenticate or parse is quarantined (error event) and treated
+  as a miss. One sealed under a key id the ring lacks is left alone (a rotation may be in
+  progress; the vault already reloaded its key source once) and treated as a miss.
+- ``save``/``delete`` during an outage write the vault, append to the encrypted journal
+  (``vault._store.journal``) and return ``SaveResult(journaled=True)``. Before any later call
+  reaches the source, the journal is replayed in order (also one left by another or a crashed
+  process). A cached value is never written back to the source.
+- A :class:`~vault.cache.CircuitBreaker` stops calls to a source that keeps failing.
+
+**Threads**: one cache may serve many threads. Its state changes under a lock that is never
+held while the source is called; the breaker lets one probe through; replays serialize on the
+journal's lock; a write-through is skipped if a save or delete of the same name in this
+process overtook it. How many source calls run at once is the source's business.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from vault._crypto import format as fmt
+from vault._store.journal import Journal, Record
+from vault._store.store import Vault
+from vault.cache._breaker import CircuitBreaker
+from vault.cache._core import SOURCE, CacheCore, Fetched, SaveResult, SourceFailure
+from vault.cache._health import CacheEvent
+from vault.errors import VaultError
+from vault.sources._base import Source
+from vault.sources._outage import is_outage
+
+__all__ = ["CacheEvent", "FallbackCache", "Fetched", "SaveResult"]
+
+T = TypeVar("T")
+
+
+class FallbackCache(CacheCore):
+    """The primary ``source`` first, the encrypted ``vault`` during outages (module docs).
+
+    Args:
+        source: a :class:`~vault.sources.Source`.
+        vault: the :class:`~vault.Vault` holding the cached copies and the journal.
+        breaker: a :class:`~vault.cache.CircuitBreaker` (default: 2 failures, 10 s).
+        warn_interval: seconds between two "still degraded" warnings (default 60).
+        on_event: called with every :class:`CacheEvent` (exceptions it raises are logged).
+        is_outage: the classifier of source errors (default ``vault.sources.is_outage``).
+        clock: monotonic seconds, for the breaker and the warning interval (tests).
+        journal: the :class:`~vault._store.journal.Journal` (default: the vault's).
+    """
+
+    def __init__(self, source: Source, vault: Vault, *, breaker: CircuitBreaker | None = None,
+                 warn_interval: float = 60.0, on_event: Callable[[CacheEvent], None] | None = None,
+                 is_outage: Callable[[BaseException], bool] = is_outage,
+                 clock: Callable[[], float] = time.monotonic,
+                 journal: Journal | None = None) -> None:
+        super().__init__(vault, breaker=breaker, warn_interval=warn_interval, on_event=on_event,
+                         is_outage=is_outage, clock=clock, journal=journal)
+        self.source = source
+
+    def __repr__(self) -> str:
+        return (f"FallbackCache({self.source!r}, {self.vault!r}, degraded={self.degraded}, "
+                f"breaker={self.breaker.state})")
+
+    def fetch(self, name: str) -> Fetched:
+        """Return the value of ``name`` with its origin and age (see the module docs).
+
+        Raises:
+            SourceUnavailableError: the source failed and there is no valid cached copy.
+            FormatError: a bad name. Errors of the source that are not outages.
+        """
+        fmt.check_name(name)
+        generation = self._generation(name)
+        ok, result = self._call(lambda: self.source.load(name))
+        if not ok:
+            return self._serve_cached(name, result)
+        self._after_load(name, result, generation)
+        return Fetched(result, SOURCE, 0.0)
+
+    def get(self, name: str) -> Any:
+        """``fetch(name).value``: the value, or None if the source has no such name."""
+        return self.fetch(name).value
+
+    def save(self, name: str, value: Any) -> SaveResult:
+        """Save to the source and the vault; during an outage, to the vault and the journal.
+
+        Raises:
+            SerializationError: ``value`` is None or cannot be stored.
+            SourceUnavailableError: the source failed and the journal could not be written.
+        """
+        plaintext = self._prepare_save(name, value)
+        ok, result = self._call(lambda: self.source.save(name, value))
+        if ok:
+            return self._saved(name, plaintext)
+        return self._journal_write("save", name, value, plaintext, result)
+
+    def delete(self, name: str) -> SaveResult:
+        """Delete from the source and the vault; during an outage the delete is journaled."""
+        fmt.check_name(name)
+        ok, result = self._call(lambda: self.source.delete(name))
+        if ok:
+            return self._deleted(name)
+        return self._journal_write("delete", name, None, b"", result)
+
+    def replay(self) -> int:
+        """Replay pending journal records now, in order; returns how many were applied.
+
+        Raises: the source's error (outage or not); UnknownKeyError, LockTimeoutError,
+        OSError: the journal could not be read.
+        """
+        try:
+            return self._replay()
+        except SourceFailure as failure:
+            raise failure.error from None
+
+    def _replay(self) -> int:
+        count = 0
+        with self.journal.replay_lock(), contextlib.closing(self._replay_steps()) as steps:
+            for record in steps:
+                self._apply(record)
+                count += 1
+        self._replay_done(count)
+        return count
+
+    def _apply(self, record: Record) -> None:
+        try:
+            if record.op == "save":
+                self.source.save(record.name, record.value)
+            else:
+                self.source.delete(record.name)
+        except Exception as exc:
+            raise SourceFailure(exc) from exc
+        self._replayed(record)
+
+    def _call(self, op: Callable[[], T]) -> tuple[bool, Any]:
+        """Run ``op`` on the source after replaying the journal: (True, result), or
+        (False, cause) when the cache must fall back; other errors propagate (the steps are
+        ``CacheCore``'s, shared with the async cache)."""
+        if not self.breaker.allow():
+            return False, self._open_cause()
+        try:
+            try:
+                if self.journal.has_pending():
+                    self._replay()
+            except SourceFailure as failure:
+                raise failure.error from None  # classified below, like op's own errors
+            except (VaultError, OSError) as exc:
+                return False, self._journal_blocked(exc)
+            result = op()
+        except Exception as exc:
+            return False, self._call_failed(exc)
+        except BaseException:
+            self._call_aborted()
+            raise
+        self._call_succeeded()
+        return True, result

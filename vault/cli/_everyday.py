@@ -1,0 +1,162 @@
+"""The everyday commands of ``credseal``: init, status, inspect, verify, diagnose, passwd."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import vault
+from vault import ops
+from vault.cli._console import EXIT_FAILED, EXIT_OK, Console, age, command, moment
+from vault.errors import ConfigurationError
+
+
+@command("init", help="create the vault directory and its first key", epilog="""\
+examples:
+  # environment: prints CREDSEAL_KEYS=... once; store it in your secret manager
+  CREDSEAL_DIR=/var/lib/app/vault CREDSEAL_KEY_SOURCE=env credseal init
+  # OS keyring (Secret Service, Keychain, Credential Locker)
+  CREDSEAL_DIR=/var/lib/app/vault CREDSEAL_KEY_SOURCE=keyring credseal init
+  # passphrase keyfile: asks for a new passphrase (or reads CREDSEAL_PASSPHRASE / stdin)
+  CREDSEAL_DIR=/var/lib/app/vault CREDSEAL_KEY_SOURCE=passphrase credseal init
+""")
+def cmd_init(args: argparse.Namespace, con: Console) -> int:
+    settings = con.settings()
+    passphrase = None
+    if settings.key_source == "passphrase" and settings.passphrase is None:
+        passphrase = con.read_secret("New passphrase: ", confirm=True)
+    result = ops.init_vault(settings, passphrase=passphrase)
+    if result.key_text is not None:
+        con.note("warning: the line on stdout is the vault's secret key. Store it in your "
+                 "secret manager now: it is stored nowhere else and never shown again.")
+        con.out(f"CREDSEAL_KEYS={result.key_text}")
+        con.note(f"created {result.directory} with key {result.key_id}")
+    else:
+        con.out(f"created {result.directory}; key {result.key_id} is active in the "
+                f"{result.source} key source")
+    return EXIT_OK
+
+
+@command("status", json=True, help="key ids and states, entries per key, ages, problems",
+         epilog="""\
+Needs no key: computed from entry headers read without decryption (unverified).
+
+examples:
+  credseal status
+  credseal status --json | jq '.keys'
+""")
+def cmd_status(args: argparse.Namespace, con: Console) -> int:
+    report = ops.status(con.settings())
+    if args.json:
+        con.emit_json({**report.to_dict(), "ok": report.ok})
+        return EXIT_OK if report.ok else EXIT_FAILED
+    con.out(f"vault       {report.directory}")
+    con.out(f"entries     {report.entries} (oldest {age(report.oldest_age_seconds)}, newest "
+            f"{age(report.newest_age_seconds)})")
+    con.out(f"expired     {report.expired_unverified} (from unverified headers; "
+            "`credseal verify` authenticates)")
+    con.out(f"key source  {report.key_source or 'error: ' + str(report.key_source_error)}")
+    if report.kdf_profile:
+        con.out(f"kdf         {report.kdf_profile}")
+    for key in report.keys:
+        con.out(f"key         {key.id}  {key.state or 'unknown to the key source':<13}  "
+                f"created {moment(key.created_at)}  entries {key.entries}")
+    for problem in report.problems:
+        con.out(f"problem     {problem}")
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _name_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", help="the entry name")
+
+
+@command("inspect", json=True, arguments=_name_argument,
+         help="header fields of one entry (unverified); never the value", epilog="""\
+examples:
+  credseal inspect db/password
+  credseal inspect db/password --json
+""")
+def cmd_inspect(args: argparse.Namespace, con: Console) -> int:
+    report = ops.inspect_entry(con.settings(), args.name)
+    if args.json:
+        con.emit_json(report.to_dict())
+        return EXIT_OK
+    for label, value in (("name", report.name), ("file", report.file),
+                         ("key id", report.key_id), ("created at", moment(report.created_at)),
+                         ("expires at", moment(report.expires_at)),
+                         ("valid until", moment(report.valid_until)),
+                         ("size", f"{report.size} bytes"),
+                         ("expired", "yes" if report.expired_unverified else "no")):
+        con.out(f"{label:<12}{value}")
+    con.out("(header fields read without a key: unverified; `credseal verify` "
+            "authenticates them)")
+    return EXIT_OK
+
+
+@command("verify", json=True, help="open every entry: ok, expired or failed", epilog="""\
+Exit code 1 if any entry failed to open. Needs the keys (and the passphrase for a keyfile).
+
+examples:
+  credseal verify
+  credseal verify --json < passphrase.txt    # piped stdin: the passphrase, one line
+""")
+def cmd_verify(args: argparse.Namespace, con: Console) -> int:
+    settings = con.settings()
+    report = ops.verify(settings, passphrase=con.passphrase(settings))
+    failed = report.count("failed")
+    if args.json:
+        con.emit_json({**report.to_dict(), "summary": {
+            status: report.count(status) for status in ("ok", "expired", "failed")}})
+    else:
+        for check in report.checks:
+            con.out(f"{check.status:<8} {check.name}" + (f": {check.detail}" if check.detail
+                                                         else ""))
+        con.out(f"{len(report.checks)} entries: {report.count('ok')} ok, "
+                f"{report.count('expired')} expired, {failed} failed ({report.seconds:.2f} s)")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+@command("diagnose", json=True, help="check settings, vault directory, keyring backend",
+         epilog="""\
+Shows which keyring backend was found, whether the settings are valid and where the vault
+lives; never a key. Exit code 1 if a check is an error.
+
+examples:
+  credseal diagnose
+  credseal diagnose --json
+""")
+def cmd_diagnose(args: argparse.Namespace, con: Console) -> int:
+    report = ops.diagnose(con.overrides())
+    if args.json:
+        con.emit_json({**report.to_dict(), "ok": report.ok, "version": vault.__version__})
+    else:
+        con.out(f"credseal {vault.__version__} (Python {sys.version.split()[0]})")
+        for check in report.checks:
+            con.out(f"{check.level:<8} {check.name}: {check.detail}")
+            if check.hint:
+                con.out(f"{'':<8} hint: {check.hint}")
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+@command("passwd", help="change the keyfile's passphrase (rewraps the keyfile only)", epilog="""\
+Asks for the current passphrase (or uses CREDSEAL_PASSPHRASE), then the new one twice. With
+piped stdin: one line per passphrase asked. Entries are untouched. Afterwards, update
+CREDSEAL_PASSPHRASE wherever services read it, and restart them.
+
+examples:
+  credseal passwd
+  printf '%s\\n%s\\n' "$OLD" "$NEW" | credseal passwd
+""")
+def cmd_passwd(args: argparse.Namespace, con: Console) -> int:
+    settings = con.settings()
+    if settings.require_key_source() != "passphrase":
+        raise ConfigurationError("passwd applies to CREDSEAL_KEY_SOURCE=passphrase only")
+    current = con.passphrase(settings) or ""
+    new = con.read_secret("New passphrase: ", confirm=True)
+    ops.change_passphrase(settings, current=current, new=new)
+    con.out(f"passphrase changed: {settings.require_dir()}/keyfile.json rewrapped with a new "
+            "salt; entries untouched")
+    con.note("update CREDSEAL_PASSPHRASE wherever services read it, then restart them")
+    return EXIT_OK
+
+

@@ -1,0 +1,292 @@
+"""The maintenance commands of ``credseal``: rotate, retire, prune, migrate, export.
+
+Registered with ``vault.cli._console.command``; ``vault.cli._app`` owns parsing, errors and
+exit codes. The work, audit records included, is in ``vault.ops`` and
+``vault.integrations.baileys``; here are arguments, progress, summaries and exit codes.
+
+Exit codes added here: 5 nothing to do (``rotate``: the primary key is younger than
+``--if-older-than``, or every entry is already under it), 75 another rotation is running.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from vault import ops
+from vault.cli._console import (
+    EXIT_BUSY,
+    EXIT_FAILED,
+    EXIT_NOTHING_TO_DO,
+    EXIT_OK,
+    Console,
+    command,
+    duration,
+    open_keyed,
+    progress_bar,
+)
+from vault.errors import ConfigurationError, RotationInProgressError
+from vault.integrations import baileys
+
+
+def _rotate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rewrap-only", action="store_true",
+                        help="only rewrap entries to the current primary key (resume, or the "
+                             "second step with CREDSEAL_KEY_SOURCE=env)")
+    when = parser.add_mutually_exclusive_group()
+    when.add_argument("--if-older-than", type=duration, metavar="AGE",
+                      help="rotate only if the primary key is older than AGE (90d, 12h, ...)")
+    when.add_argument("--to", metavar="KEY_ID", dest="to_key_id",
+                      help="promote a key the source still holds (the previous one) and rewrap "
+                           "to it: the way back after a rotation")
+
+
+@command("rotate", json=True, arguments=_rotate_arguments,
+         help="add and promote a new key, then rewrap every entry (resumable)", epilog="""\
+keyring and passphrase sources: one command adds a new key, promotes it and rewraps every
+entry and journal record; running services pick the new key up by themselves.
+env source: prints the new CREDSEAL_KEYS (new key first, old keys kept) and stops; deploy it to
+every service, then run `credseal rotate --rewrap-only`.
+A killed rotation is resumed by running the same command again.
+
+exit codes: 0 rotated; 5 nothing to do; 1 some entries failed; 75 another rotation runs.
+
+examples:
+  credseal rotate
+  credseal rotate --if-older-than 90d        # for a daily cron job or systemd timer
+  credseal rotate --rewrap-only --json
+  credseal rotate --to 3f2a9c1e0b7d4a56      # roll back to the previous key
+""")
+def cmd_rotate(args: argparse.Namespace, con: Console) -> int:
+    source, v = open_keyed(con)
+    try:
+        result = ops.rotate(v, source, rewrap_only=args.rewrap_only,
+                            if_older_than=args.if_older_than, to_key_id=args.to_key_id,
+                            progress=progress_bar(con))
+    except RotationInProgressError as exc:
+        con.note(f"error: {exc.message}")
+        if exc.hint:
+            con.note(f"hint: {exc.hint}")
+        return EXIT_BUSY
+    if result.outcome == "published":
+        assert result.new_ring is not None
+        con.note("warning: the line on stdout holds the vault's secret keys. Store it in your "
+                 "secret manager, deploy it to every service, then run "
+                 "`credseal rotate --rewrap-only`.")
+        con.out(f"CREDSEAL_KEYS={result.new_ring.to_text()}")
+        con.note(f"new key {result.new_key_id} is first; {result.old_key_id} stays decrypt-only")
+        return EXIT_OK
+    data = _rotation_dict(result)
+    if args.json:
+        con.emit_json(data)
+    else:
+        _print_rotation(con, result)
+    if result.outcome == "failed":
+        return EXIT_FAILED
+    return EXIT_NOTHING_TO_DO if result.outcome in ("current", "not-due") else EXIT_OK
+
+
+def _rotation_dict(result: ops.RotationResult) -> dict[str, Any]:
+    def report(r: Any) -> dict[str, Any]:
+        return {"rewrapped": r.rewrapped, "current": r.current, "failed": r.failed,
+                "skipped": r.skipped, "by_key": r.by_key,
+                "failures": [{"name": n, "reason": why} for n, why in r.failures]}
+    return {"outcome": result.outcome, "old_key_id": result.old_key_id,
+            "new_key_id": result.new_key_id, "entries": report(result.entries),
+            "journal": report(result.journal), "seconds": round(result.seconds, 3),
+            "resumed_from_pid": (result.resumed or {}).get("pid")}
+
+
+def _print_rotation(con: Console, result: ops.RotationResult) -> None:
+    if result.resumed:
+        con.note(f"resumed a rotation left by pid {result.resumed.get('pid')} on "
+                 f"{result.resumed.get('host')} (since {result.resumed.get('since')})")
+    if result.outcome == "not-due":
+        con.out(f"nothing to do: key {result.old_key_id} is younger than --if-older-than"
+                if result.new_key_id == result.old_key_id else
+                f"nothing to do: key {result.new_key_id} was published and is not deployed yet")
+        return
+    e, j = result.entries, result.journal
+    con.out(f"{result.outcome}: {result.old_key_id} -> {result.new_key_id} in "
+            f"{result.seconds:.1f} s")
+    con.out(f"entries   {e.rewrapped} rewrapped, {e.current} already current, {e.failed} failed, "
+            f"{e.skipped} skipped")
+    for key_id, count in sorted(e.by_key.items()):
+        con.out(f"  from    {key_id}: {count}")
+    con.out(f"journal   {j.rewrapped} rewrapped, {j.current} already current, {j.failed} failed")
+    for name, why in (*e.failures, *j.failures):
+        con.out(f"failed    {name}: {why}")
+
+
+def _retire_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("key_id", help="the id of the key to retire (16 hex digits)")
+
+
+@command("retire", arguments=_retire_arguments,
+         help="retire a key once no entry or journal record uses it", epilog="""\
+Refuses while entries or journal records are still sealed under the key (run
+`credseal rotate --rewrap-only` first). keyring and passphrase sources: the key's material is
+dropped and its record kept. env source: prints CREDSEAL_KEYS without the key, to deploy.
+
+examples:
+  credseal retire 3f2a9c1e0b7d4a56
+""")
+def cmd_retire(args: argparse.Namespace, con: Console) -> int:
+    source, v = open_keyed(con)
+    result = ops.retire(v, source, args.key_id)
+    if result.outcome == "retired":
+        con.out(f"retired {result.key_id}: its material is gone; entries sealed under it (none "
+                "now) could no longer be opened")
+        return EXIT_OK
+    assert result.new_ring is not None
+    con.note("warning: the line on stdout holds the vault's secret keys; deploy it to every "
+             "service to retire the key")
+    con.out(f"CREDSEAL_KEYS={result.new_ring.to_text()}")
+    return EXIT_OK
+
+
+def _prune_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quarantined-older-than", type=duration, metavar="AGE",
+                        help="also remove quarantined files older than AGE (30d, ...)")
+    parser.add_argument("--apply", action="store_true", help="remove (default: dry run)")
+
+
+@command("prune", json=True, arguments=_prune_arguments,
+         help="remove expired entries and old quarantined files (dry run by default)", epilog="""\
+Only entries that authenticate and are past their validity window are removed; files that do
+not open are listed and kept. Every --apply appends an audit record.
+
+examples:
+  credseal prune
+  credseal prune --quarantined-older-than 30d --apply
+""")
+def cmd_prune(args: argparse.Namespace, con: Console) -> int:
+    _, v = open_keyed(con)
+    plan = ops.plan_prune(v, quarantine_older_than=args.quarantined_older_than)
+    removed: tuple[str, ...] = ()
+    gone = 0
+    kept = plan.kept
+    if args.apply:
+        result = ops.apply_prune(v, plan)
+        removed, gone, kept = result.removed_entries, result.removed_quarantined, result.kept
+    if args.json:
+        con.emit_json({"applied": args.apply, "expired": list(plan.expired),
+                       "quarantined": [str(p) for p in plan.quarantined],
+                       "removed_entries": list(removed), "removed_quarantined": gone,
+                       "kept": [{"name": n, "reason": why} for n, why in kept]})
+        return EXIT_OK
+    verb = "removed" if args.apply else "would remove"
+    for name in plan.expired:
+        con.out(f"{verb:<13} entry {name}")
+    for path in plan.quarantined:
+        con.out(f"{verb:<13} {path}")
+    for name, why in kept:
+        con.out(f"{'kept':<13} {name}: {why}")
+    con.out(f"{len(plan.expired)} expired entries and {len(plan.quarantined)} quarantined files"
+            + ("" if args.apply else "; run again with --apply to remove them"))
+    return EXIT_OK
+
+
+def _migrate_arguments(parser: argparse.ArgumentParser) -> None:
+    origin = parser.add_mutually_exclusive_group(required=True)
+    origin.add_argument("--from-cache-file", metavar="FILE",
+                        help="the original service's JSON cache {companyId: {creds, keys, "
+                             "timestamp}}")
+    origin.add_argument("--from-auth-folder", metavar="DIR",
+                        help="a Baileys multi-file auth folder (creds.json, pre-key-1.json, ...)")
+    parser.add_argument("--prefix", help="entry name prefix (default: company for a cache "
+                                         "file; required for an auth folder)")
+    parser.add_argument("--include-expired", action="store_true",
+                        help="import expired records too, re-dated to now (see docs)")
+    parser.add_argument("--apply", action="store_true", help="import (default: dry run)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing entries")
+    parser.add_argument("--remove-plaintext", action="store_true",
+                        help="after a verified --apply, overwrite and delete the plaintext")
+
+
+@command("migrate", json=True, arguments=_migrate_arguments,
+         help="import a plaintext credential cache into the vault (dry run by default)",
+         epilog="""\
+Dry run by default: lists what would be imported, never values. --apply imports with the
+original timestamps and verifies that every entry opens to the same value; only then, with
+--remove-plaintext, the plaintext is overwritten and deleted. migration.md in the
+documentation is the runbook (`credseal --help` says where it is).
+
+examples:
+  credseal migrate --from-cache-file /srv/app/creds-cache.json
+  credseal migrate --from-cache-file /srv/app/creds-cache.json --apply
+  credseal migrate --from-auth-folder ./auth_info --prefix wa/shop-1 --apply --remove-plaintext
+""")
+def cmd_migrate(args: argparse.Namespace, con: Console) -> int:
+    _, v = open_keyed(con)
+    if args.from_cache_file:
+        plan = baileys.plan_cache_file(args.from_cache_file, v,
+                                       include_expired=args.include_expired,
+                                       prefix="company" if args.prefix is None else args.prefix)
+    else:
+        if not args.prefix:
+            raise ConfigurationError("--from-auth-folder needs --prefix (the entry name prefix)")
+        plan = baileys.plan_auth_folder(args.from_auth_folder, v, prefix=args.prefix,
+                                        include_expired=args.include_expired)
+    if args.remove_plaintext and not args.apply:
+        raise ConfigurationError("--remove-plaintext needs --apply")
+    result = baileys.apply(plan, v, overwrite=args.overwrite) if args.apply else None
+    removed = (baileys.remove_plaintext(plan, result, v)
+               if result is not None and args.remove_plaintext else [])
+    outcomes = {o.name: o for o in result.outcomes} if result else {}
+    if args.json:
+        con.emit_json({"applied": args.apply, "verified": bool(result and result.verified),
+                       "entries": [{"name": e.name, "source": e.source, "size": e.size,
+                                    "created_at": e.created_at.isoformat(),
+                                    "exists": e.exists,
+                                    "status": outcomes[e.name].status if outcomes else None}
+                                   for e in plan.entries],
+                       "skipped": [{"source": s.source, "kind": s.kind, "reason": s.reason}
+                                   for s in plan.skipped],
+                       "plaintext_removed": [str(p) for p in removed]})
+    else:
+        for e in plan.entries:
+            state = outcomes[e.name].status if outcomes else "would import"
+            con.out(f"{state:<13} {e.name}  ({e.size} bytes, created "
+                    f"{e.created_at:%Y-%m-%d %H:%M:%S}Z{', exists' if e.exists else ''})")
+        for s in plan.skipped:
+            con.out(f"{'skipped':<13} {s.source}: {s.kind}: {s.reason}")
+        for path in removed:
+            con.out(f"{'removed':<13} {path}")
+        if result is None:
+            con.out(f"{len(plan.entries)} entries would be imported; run again with --apply")
+    return EXIT_FAILED if result is not None and not result.verified else EXIT_OK
+
+
+def _export_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--node", action="store_true", required=True,
+                        help="write Baileys' JSON format (the only format for now)")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--cache-file", nargs="+", metavar="NAME",
+                      help="entries to write back as the original cache file")
+    what.add_argument("--auth-folder", metavar="PREFIX",
+                      help="write the entries under PREFIX back as a multi-file auth folder")
+    parser.add_argument("--prefix", default="company", help="entry name prefix of a cache file")
+    parser.add_argument("--output", required=True, metavar="PATH",
+                        help="file (cache file) or new directory (auth folder), created 0600/0700")
+
+
+@command("export", arguments=_export_arguments,
+         help="write entries back as plaintext in Baileys' format (rollback)", epilog="""\
+Writes decrypted credentials to --output only (never to the terminal), created private; the
+file must not exist yet. Use it to roll a migration back, then delete it.
+
+examples:
+  credseal export --node --cache-file company/42 company/43 --output ./cache.json
+  credseal export --node --auth-folder wa/shop-1 --output ./auth_info
+""")
+def cmd_export(args: argparse.Namespace, con: Console) -> int:
+    _, v = open_keyed(con)
+    if args.cache_file:
+        baileys.write_cache_file(v, args.cache_file, args.output, prefix=args.prefix)
+        written = 1
+    else:
+        written = len(baileys.export_auth_folder(v, args.auth_folder, args.output,
+                                                 new_directory=True))
+    con.out(f"wrote {written} file(s) to {args.output}; delete them once the rollback is done")
+    return EXIT_OK

@@ -1,0 +1,280 @@
+"""Settings from ``CREDSEAL_*`` environment variables and a ``.env`` file; builds the vault.
+
+The only module of credseal that reads the environment: everything below it takes plain
+arguments (the key source, the directory, a :class:`Context`). A bad value raises
+:class:`~vault.errors.ConfigurationError` with one line naming each bad variable and what was
+expected, **never the value** (pydantic's own messages quote the input, so they are not shown).
+
+| variable | meaning | default |
+| --- | --- | --- |
+| ``CREDSEAL_DIR`` | the vault directory | (required to open a vault) |
+| ``CREDSEAL_TTL`` | entry lifetime and maximum accepted age, seconds > 0 | 86400 |
+| ``CREDSEAL_KEY_SOURCE`` | ``env``, ``keyring`` or ``passphrase`` | (required for keys) |
+| ``CREDSEAL_KEYS`` | ``env`` source: key texts, comma-separated, primary first (secret) | |
+| ``CREDSEAL_KEYRING_SERVICE`` | ``keyring`` source: the service name of the items | ``credseal`` |
+| ``CREDSEAL_PASSPHRASE`` | ``passphrase`` source: the keyfile's passphrase (secret) | |
+| ``CREDSEAL_KDF_PROFILE`` | KDF profile of new keyfiles (init, passwd) | rfc9106-low-memory |
+
+Before the rename the prefix was ``VAULT_``: such a variable set without its ``CREDSEAL_``
+twin is refused with an error naming the new variable, so an upgrade never silently runs
+without its settings. HashiCorp Vault's own ``VAULT_*`` variables are left alone.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+
+from vault._crypto import kdf
+from vault._store.context import Context
+from vault._store.store import Vault
+from vault.errors import ConfigurationError, KeySourceError
+from vault.keysources import (
+    DEFAULT_SERVICE,
+    LEGACY_SERVICE,
+    EnvKeySource,
+    ManagedKeySource,
+    OSKeyringSource,
+    PassphraseKeySource,
+)
+
+__all__ = ["HASHICORP_VARIABLES", "LEGACY_PREFIX", "PREFIX", "Context", "KeySourceKind",
+           "VaultSettings", "current_context", "hashicorp_variables", "legacy_variables",
+           "open_vault", "source_from_settings", "unknown_variables"]
+
+KeySourceKind = Literal["env", "keyring", "passphrase"]
+PREFIX = "CREDSEAL_"
+#: The settings prefix before credvault was renamed credseal.
+LEGACY_PREFIX = "VAULT_"
+#: Variables of HashiCorp Vault's CLI and agents: theirs, not ours (never called typos).
+HASHICORP_VARIABLES = frozenset({
+    "VAULT_ADDR", "VAULT_AGENT_ADDR", "VAULT_CACERT", "VAULT_CACERT_BYTES", "VAULT_CAPATH",
+    "VAULT_CLIENT_CERT", "VAULT_CLIENT_KEY", "VAULT_CLIENT_TIMEOUT", "VAULT_CLUSTER_ADDR",
+    "VAULT_DISABLE_REDIRECTS", "VAULT_FORMAT", "VAULT_HTTP_PROXY", "VAULT_LICENSE",
+    "VAULT_LICENSE_PATH", "VAULT_LOG_FORMAT", "VAULT_LOG_LEVEL", "VAULT_MAX_RETRIES",
+    "VAULT_MFA", "VAULT_NAMESPACE", "VAULT_PROXY_ADDR", "VAULT_RATE_LIMIT",
+    "VAULT_REDIRECT_ADDR", "VAULT_SKIP_VERIFY", "VAULT_SRV_LOOKUP", "VAULT_TLS_SERVER_NAME",
+    "VAULT_TOKEN", "VAULT_UI", "VAULT_WRAP_TTL", "VAULT_API_ADDR", "VAULT_CLI_NO_COLOR",
+    "VAULT_DISABLE_FILE_PERMISSIONS_CHECK", "VAULT_HEADERS",
+})
+_EXPECTED = {
+    "dir": "a directory path",
+    "ttl": "a number of seconds greater than 0",
+    "key_source": "one of env, keyring, passphrase",
+    "keys": "cv1:<id>:<key> texts, comma-separated, primary first",
+    "keyring_service": "a non-empty keyring service name",
+    "passphrase": "a non-empty passphrase",
+    "kdf_profile": f"one of {', '.join(sorted(kdf.PROFILES))}",
+}
+_HINT = "fix the variable in the environment or in .env; `credseal diagnose` checks them all"
+
+
+def _describe(exc: ValidationError) -> str:
+    """One line naming every bad variable and what it expects; the input is never quoted."""
+    problems: list[str] = []
+    for error in exc.errors(include_input=False, include_url=False):
+        field = str(error["loc"][0]) if error["loc"] else ""
+        name = PREFIX + field.upper() if field in _EXPECTED else "a CREDSEAL_ setting"
+        problem = f"{name}: expected {_EXPECTED.get(field, 'a valid value')}"
+        if problem not in problems:
+            problems.append(problem)
+    return "invalid setting " + "; ".join(problems)
+
+
+def legacy_variables(names: Iterable[str]) -> list[tuple[str, str]]:
+    """(old, new) for each pre-rename ``VAULT_*`` setting in ``names`` without its twin."""
+    present = {name.upper() for name in names}
+    pairs = []
+    for field in VaultSettings.model_fields:
+        old, new = LEGACY_PREFIX + field.upper(), PREFIX + field.upper()
+        if old in present and new not in present:
+            pairs.append((old, new))
+    return pairs
+
+
+class _LegacySettings(BaseSettings):
+    """The pre-rename ``VAULT_*`` names, read exactly as the settings are (environment and
+    ``.env`` by pydantic-settings, empty values unset); only which are set is used."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=LEGACY_PREFIX, env_file=".env", env_file_encoding="utf-8",
+        env_ignore_empty=True, extra="ignore", frozen=True, hide_input_in_errors=True)
+
+    dir: SecretStr | None = None
+    ttl: SecretStr | None = None
+    key_source: SecretStr | None = None
+    keys: SecretStr | None = None
+    keyring_service: SecretStr | None = None
+    passphrase: SecretStr | None = None
+    kdf_profile: SecretStr | None = None
+
+
+class VaultSettings(BaseSettings):
+    """credseal's settings (see the module docstring for the variables).
+
+    Values passed as keyword arguments win over the environment, which wins over ``.env``;
+    ``VaultSettings(_env_file=None)`` ignores ``.env``. Empty variables count as unset.
+
+    Raises:
+        ConfigurationError: a value cannot be used (one line, no value quoted), or a
+            pre-rename ``VAULT_*`` setting is set without its ``CREDSEAL_*`` twin.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix=PREFIX, env_file=".env", env_file_encoding="utf-8", env_ignore_empty=True,
+        extra="ignore", frozen=True, hide_input_in_errors=True)
+
+    dir: Path | None = None
+    ttl: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    key_source: KeySourceKind | None = None
+    keys: SecretStr | None = None
+    keyring_service: str = Field(default=DEFAULT_SERVICE, min_length=1)
+    passphrase: SecretStr | None = None
+    kdf_profile: str | None = None
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+            sources = {key: value for key, value in values.items() if key == "_env_file"}
+            old = _LegacySettings(**sources).model_fields_set
+        except ValidationError as exc:
+            raise ConfigurationError(_describe(exc), hint=_HINT) from None
+        except (SettingsError, UnicodeDecodeError):
+            raise ConfigurationError("the CREDSEAL_ settings could not be read (is .env "
+                                     "valid UTF-8 text?)", hint=_HINT) from None
+        stale = [(LEGACY_PREFIX + field.upper(), PREFIX + field.upper())
+                 for field in sorted(old - self.model_fields_set)]
+        if stale:
+            raise ConfigurationError(
+                "credvault is now credseal and its settings are named CREDSEAL_*: "
+                + "; ".join(f"{was} is set but {now} is not" for was, now in stale),
+                hint="rename the variables (in the environment or .env): "
+                     + ", ".join(f"{was} -> {now}" for was, now in stale))
+
+    @field_validator("kdf_profile")
+    @classmethod
+    def _known_profile(cls, value: str | None) -> str | None:
+        if value is not None and value not in kdf.PROFILES:
+            raise ValueError("unknown KDF profile")
+        return value
+
+    @field_validator("keyring_service")
+    @classmethod
+    def _service_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("blank keyring service")
+        return value
+
+    def require_dir(self) -> Path:
+        """Return ``dir``.
+
+        Raises:
+            ConfigurationError: ``CREDSEAL_DIR`` is not set.
+        """
+        if self.dir is None:
+            raise ConfigurationError("CREDSEAL_DIR is not set: expected the vault directory "
+                                     "path", hint="export CREDSEAL_DIR=/var/lib/<service>/vault "
+                                                  "(or pass --dir)")
+        return self.dir
+
+    def require_key_source(self) -> KeySourceKind:
+        """Return ``key_source``.
+
+        Raises:
+            ConfigurationError: ``CREDSEAL_KEY_SOURCE`` is not set.
+        """
+        if self.key_source is None:
+            raise ConfigurationError("CREDSEAL_KEY_SOURCE is not set: expected one of env, "
+                                     "keyring, passphrase",
+                                     hint="keys.md in the documentation (`credseal --help` says "
+                                          "where) helps to choose where the keys live")
+        return self.key_source
+
+
+def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+    """Names of ``CREDSEAL_*`` variables that are not settings (typos, usually)."""
+    environ = os.environ if environ is None else environ
+    known = {PREFIX + name.upper() for name in VaultSettings.model_fields}
+    return sorted(name for name in environ
+                  if name.upper().startswith(PREFIX) and name.upper() not in known)
+
+
+def hashicorp_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+    """Names of HashiCorp Vault's variables that are set (theirs: credseal ignores them)."""
+    environ = os.environ if environ is None else environ
+    return sorted(name for name in environ if name.upper() in HASHICORP_VARIABLES)
+
+
+def current_context() -> Context:
+    """Who acts and where, from the environment: the user (``getpass``), ``SUDO_USER``, the
+    host name. Advisory (recorded in audit records, never trusted)."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (containers): fall back to the uid
+        user = f"uid {os.geteuid()}"
+    return Context(user=user, sudo_user=os.environ.get("SUDO_USER") or None,
+                   host=socket.gethostname())
+
+
+def source_from_settings(settings: VaultSettings,
+                         passphrase: bytes | str | None = None) -> ManagedKeySource:
+    """Return the one key source ``settings.key_source`` selects (no fallback to another).
+
+    Args:
+        settings: validated settings.
+        passphrase: for the passphrase source; default ``settings.passphrase``.
+
+    Raises:
+        ConfigurationError: ``CREDSEAL_KEY_SOURCE`` or (for passphrase) ``CREDSEAL_DIR`` unset.
+        KeySourceError: ``CREDSEAL_KEY_SOURCE=env`` without a valid ``CREDSEAL_KEYS``.
+    """
+    kind = settings.require_key_source()
+    if kind == "env":
+        if settings.keys is None:
+            raise KeySourceError("CREDSEAL_KEY_SOURCE=env but CREDSEAL_KEYS is not set",
+                                 hint="run `credseal init` and put the CREDSEAL_KEYS line it "
+                                      "prints in your secret manager")
+        return EnvKeySource(settings.keys.get_secret_value())
+    if kind == "keyring":
+        # The default service name changed with the rename; one chosen on purpose did not.
+        legacy = LEGACY_SERVICE if "keyring_service" not in settings.model_fields_set else None
+        return OSKeyringSource(settings.keyring_service, legacy_service=legacy)
+    if passphrase is None and settings.passphrase is not None:
+        passphrase = settings.passphrase.get_secret_value()
+    return PassphraseKeySource(settings.require_dir(), passphrase,
+                               profile=settings.kdf_profile or kdf.DEFAULT_PROFILE)
+
+
+def open_vault(settings: VaultSettings | None = None, *, passphrase: bytes | str | None = None,
+               create: bool = False) -> Vault:
+    """Build the :class:`~vault.Vault` that the settings describe.
+
+    Args:
+        settings: default ``VaultSettings()`` (environment and ``.env``).
+        passphrase: for ``CREDSEAL_KEY_SOURCE=passphrase``; default ``CREDSEAL_PASSPHRASE``.
+        create: make the directory if it is missing (default: refuse, so that a mistyped
+            ``CREDSEAL_DIR`` is an error rather than a new, empty vault).
+
+    Raises:
+        ConfigurationError: a setting is missing or invalid, or the directory is missing
+            (without ``create``).
+        KeySourceError: the keys cannot be loaded (with a hint).
+        InsecureFileError: the vault directory is not private.
+    """
+    settings = settings if settings is not None else VaultSettings()
+    directory = settings.require_dir()
+    if not create and not os.path.lexists(directory):
+        raise ConfigurationError(f"vault directory {directory} does not exist",
+                                 hint="check CREDSEAL_DIR, or create the vault with "
+                                      "`credseal init` (or open_vault(create=True))")
+    source = source_from_settings(settings, passphrase)
+    if settings.ttl is None:
+        return Vault(directory, keys=source)
+    return Vault(directory, keys=source, ttl=settings.ttl)

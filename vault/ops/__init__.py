@@ -1,0 +1,61 @@
+"""The operator actions as library calls; the ``credseal`` CLI is a thin layer over them.
+
+Each action takes settings or a vault, returns a plain report (``to_dict()`` gives its JSON
+form) and writes its own audit record where it changes something, so a library user gets the
+same audit trail as the CLI. ``status``, ``inspect_entry``, ``verify`` and ``diagnose`` are
+read-only: they change nothing in the vault directory. No report holds a key, a passphrase or
+a value, except :attr:`InitResult.key_text` (env source: printed once, on purpose).
+"""
+
+from vault.ops._diagnose import Check, DiagnoseReport, diagnose
+from vault.ops._everyday import (
+    EntryCheck,
+    InitResult,
+    InspectReport,
+    KeyUsage,
+    StatusReport,
+    VerifyReport,
+    change_passphrase,
+    init_vault,
+    inspect_entry,
+    status,
+    verify,
+)
+from vault.ops._prune import PrunePlan, PruneResult, apply_prune, plan_prune
+from vault.ops._reports import Report
+from vault.ops._rotation import (
+    RetireResult,
+    RotationResult,
+    check_unused,
+    retire,
+    rewrap_targets,
+    rotate,
+)
+
+__all__ = [
+    "Check",
+    "DiagnoseReport",
+    "EntryCheck",
+    "InitResult",
+    "InspectReport",
+    "KeyUsage",
+    "PrunePlan",
+    "PruneResult",
+    "Report",
+    "RetireResult",
+    "RotationResult",
+    "StatusReport",
+    "VerifyReport",
+    "apply_prune",
+    "change_passphrase",
+    "check_unused",
+    "diagnose",
+    "init_vault",
+    "inspect_entry",
+    "plan_prune",
+    "retire",
+    "rewrap_targets",
+    "rotate",
+    "status",
+    "verify",
+]

@@ -1,0 +1,138 @@
+"""``credseal diagnose`` as a library call: settings, vault directory, keys, keyring backend.
+
+Every problem becomes a :class:`Check` (level ok / warning / error) instead of an exception,
+so one run reports everything at once. Never shows a key, a passphrase or a setting's value.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from vault._store.store import Vault
+from vault.config import VaultSettings, hashicorp_variables, unknown_variables
+from vault.errors import ConfigurationError, VaultError
+from vault.keysources import NO_KEYRING_HINT
+from vault.ops._everyday import existing_dir, source_states
+from vault.ops._reports import Report
+
+__all__ = ["Check", "DiagnoseReport", "diagnose"]
+
+
+@dataclass(frozen=True)
+class Check(Report):
+    """One diagnose line: ``level`` is "ok", "warning" or "error"."""
+
+    name: str
+    level: Literal["ok", "warning", "error"]
+    detail: str
+    hint: str | None = None
+
+
+@dataclass(frozen=True)
+class DiagnoseReport(Report):
+    """``credseal diagnose``: settings, vault directory, key source, keyring backend."""
+
+    checks: tuple[Check, ...]
+
+    @property
+    def ok(self) -> bool:
+        """No check is an error."""
+        return all(check.level != "error" for check in self.checks)
+
+
+def _keyring_backend(needed: bool) -> Check:
+    import keyring
+    from keyring.backends import fail
+
+    try:
+        backend = keyring.get_keyring()
+    except Exception as exc:  # a broken keyring configuration is worth reporting, not a crash
+        return Check("keyring backend", "error" if needed else "warning",
+                     f"keyring failed to choose a backend ({type(exc).__name__})")
+    name = f"{type(backend).__module__}.{type(backend).__qualname__}"
+    if isinstance(backend, fail.Keyring):
+        return Check("keyring backend", "error" if needed else "ok",
+                     f"none found ({name})" + ("" if needed else "; not needed"),
+                     NO_KEYRING_HINT if needed else None)
+    return Check("keyring backend", "ok", f"{name} (priority {getattr(backend, 'priority', '?')})")
+
+
+def _keys_check(settings: VaultSettings) -> Check:
+    try:
+        detail, states, profile = source_states(settings)
+    except VaultError as exc:
+        return Check("keys", "error", exc.message, exc.hint)
+    by_state: dict[str, int] = {}
+    for state in states:
+        by_state[state.state] = by_state.get(state.state, 0) + 1
+    text = f"{detail}: " + ", ".join(f"{n} {s}" for s, n in by_state.items())
+    if profile == "test":
+        return Check("keys", "warning", text + "; KDF profile 'test' is for tests only",
+                     "run `credseal passwd` with CREDSEAL_KDF_PROFILE=rfc9106-low-memory")
+    if settings.key_source == "passphrase" and settings.passphrase is None:
+        text += "; CREDSEAL_PASSPHRASE is not set (commands will ask for it)"
+    return Check("keys", "ok", text + (f"; KDF profile {profile}" if profile else ""))
+
+
+def _dotenv_check() -> list[Check]:
+    """A ``.env`` that others can read may hand out CREDSEAL_KEYS or CREDSEAL_PASSPHRASE."""
+    try:
+        mode = stat.S_IMODE(os.stat(".env").st_mode)
+    except OSError:
+        return []
+    if mode & 0o077:
+        return [Check("settings", "warning", f".env is readable by group or others (mode "
+                      f"{mode:o}); it may hold CREDSEAL_KEYS or CREDSEAL_PASSPHRASE",
+                      "chmod 600 .env")]
+    return []
+
+
+def diagnose(overrides: Mapping[str, Any] | None = None) -> DiagnoseReport:
+    """Check the settings, the vault directory, the key source and the keyring backend.
+
+    Never raises for what it checks (each problem is a :class:`Check`); never shows a key.
+    """
+    checks: list[Check] = []
+    try:
+        settings = VaultSettings(**(overrides or {}))
+    except ConfigurationError as exc:
+        checks.append(Check("settings", "error", exc.message, exc.hint))
+        return DiagnoseReport((*checks, _keyring_backend(needed=False)))
+    checks.append(Check("settings", "ok", "valid"))
+    checks += [Check("settings", "warning", f"{name} is not a credseal setting (a typo?)")
+               for name in unknown_variables()]
+    theirs = hashicorp_variables()
+    if theirs:
+        checks.append(Check("settings", "ok", f"{', '.join(theirs)}: HashiCorp Vault's "
+                            "variables, not credseal's; ignored"))
+    checks += _dotenv_check()
+    if settings.dir is None:
+        checks.append(Check("vault directory", "error", "CREDSEAL_DIR is not set",
+                            "export CREDSEAL_DIR=/var/lib/<service>/vault"))
+    elif not settings.dir.exists() and not settings.dir.is_symlink():
+        checks.append(Check("vault directory", "warning", f"{settings.dir} does not exist yet",
+                            "`credseal init` creates it"))
+    else:
+        try:
+            scan = Vault(existing_dir(settings), read_only=True).scan()
+            checks.append(Check("vault directory", "ok" if not scan.problems else "warning",
+                                f"{settings.dir}: private, {len(scan.entries)} entries, "
+                                f"{len(scan.problems)} unreadable files"))
+        except VaultError as exc:
+            checks.append(Check("vault directory", "error", exc.message, exc.hint))
+    if settings.key_source is None:
+        checks.append(Check("key source", "error", "CREDSEAL_KEY_SOURCE is not set",
+                            "set it to env, keyring or passphrase (keys.md in the "
+                            "documentation explains each)"))
+    else:
+        checks.append(Check("key source", "ok", settings.key_source))
+    checks.append(_keyring_backend(needed=settings.key_source == "keyring"))
+    if settings.key_source is not None and (settings.dir is not None
+                                            or settings.key_source != "passphrase"):
+        checks.append(_keys_check(settings))
+    return DiagnoseReport(tuple(checks))
+

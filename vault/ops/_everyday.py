@@ -1,0 +1,268 @@
+"""The everyday operator actions as library calls: init, status, inspect, verify, passwd.
+
+``vault.cli`` only parses arguments, prompts, prints and exits; the work is here, returning
+plain reports (``to_dict()`` gives their JSON form). ``status``, ``inspect`` and ``verify`` are
+read-only: they open the vault with ``read_only=True`` and change nothing in the directory.
+No report ever holds a key, a passphrase or a value, except :attr:`InitResult.key_text` for
+the environment source, which the operator must store (printed once, on purpose).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Literal
+
+from vault import _files as files
+from vault._crypto import kdf
+from vault._crypto.keys import RETIRED, Key, KeyState
+from vault._store.audit import AuditLog
+from vault._store.context import Context
+from vault._store.entries import EntryInfo, invalidity, ms
+from vault._store.store import DEFAULT_TTL, Vault
+from vault.config import VaultSettings, current_context, source_from_settings
+from vault.errors import ConfigurationError, EntryExpiredError, VaultError
+from vault.keysources import EnvKeySource, PassphraseKeySource
+from vault.ops._reports import Report
+
+__all__ = ["EntryCheck", "InitResult", "InspectReport", "KeyUsage", "StatusReport",
+           "VerifyReport", "change_passphrase", "existing_dir", "init_vault", "inspect_entry",
+           "source_states", "status", "verify"]
+
+CLOCK_SKEW = 60.0
+
+
+@dataclass(frozen=True)
+class InitResult(Report):
+    """What ``init`` created. ``key_text`` is set for the env source only: **the secret key**."""
+
+    directory: Path
+    source: str
+    key_id: str
+    key_text: str | None = field(default=None, repr=False)
+
+
+def init_vault(settings: VaultSettings, *, passphrase: bytes | str | None = None,
+               context: Context | None = None) -> InitResult:
+    """Create the vault directory and a first key in the configured key source; audited (the
+    record dates the key, which the env source cannot).
+
+    Raises:
+        ConfigurationError: settings missing, or ``CREDSEAL_KEYS`` already set (env source).
+        KeySourceError: the source already holds keys, or cannot store them.
+    """
+    directory = settings.require_dir()
+    kind = settings.require_key_source()
+    if kind == "env" and settings.keys is not None:
+        raise ConfigurationError("CREDSEAL_KEYS is already set: this vault has keys",
+                                 hint="to change the key, run `credseal rotate`; for a new, "
+                                      "separate vault, choose a new CREDSEAL_DIR and unset "
+                                      "CREDSEAL_KEYS only there")
+    Vault(directory)  # creates the directory 0700, or checks an existing one
+    key = Key.generate()
+    if kind != "env":
+        source_from_settings(settings, passphrase).create(key)
+    AuditLog(directory, context or current_context()).append(
+        "init", outcome="created", source_kind=kind, new_key_id=key.id)
+    return InitResult(directory, kind, key.id, key.to_text() if kind == "env" else None)
+
+
+def change_passphrase(settings: VaultSettings, *, current: bytes | str,
+                      new: bytes | str) -> None:
+    """Rewrap the keyfile under ``new`` (``credseal passwd``); entries are untouched.
+
+    Raises:
+        ConfigurationError: the key source is not ``passphrase``.
+        KeySourceError: ``current`` is wrong, or ``new`` is empty.
+    """
+    source = source_from_settings(settings, current)
+    if not isinstance(source, PassphraseKeySource):
+        raise ConfigurationError("passwd applies to CREDSEAL_KEY_SOURCE=passphrase only")
+    existing_dir(settings)  # a mistyped CREDSEAL_DIR is an error, never a new directory
+    source.change_passphrase(new, profile=settings.kdf_profile)
+
+
+def existing_dir(settings: VaultSettings) -> Path:
+    """Return ``CREDSEAL_DIR`` after checking that it exists and is private (never creates it)."""
+    directory = settings.require_dir()
+    files.check_private_dir(str(directory))  # status and verify never create a vault
+    return directory
+
+
+def source_states(settings: VaultSettings) -> tuple[str, list[KeyState], str | None]:
+    """Return (description, key states, KDF profile name) of the configured source.
+
+    Reads without any decryption: for the passphrase source the keyfile is parsed without the
+    passphrase (unverified). Raises what the source raises (``KeySourceError`` ...).
+    """
+    kind = settings.require_key_source()
+    if kind == "passphrase":
+        keyfile_source = PassphraseKeySource(settings.require_dir())
+        keyfile = keyfile_source.unverified_keyfile()
+        profile = kdf.profile_name(keyfile.params) or "custom"
+        return (f"passphrase (keyfile {keyfile_source.path}; states read without the "
+                "passphrase, unverified)", list(keyfile.states), profile)
+    source = source_from_settings(settings)
+    detail = ("env (CREDSEAL_KEYS)" if isinstance(source, EnvKeySource) else
+              f"keyring (service {settings.keyring_service!r})")
+    return detail, source.states(), None
+
+
+@dataclass(frozen=True)
+class KeyUsage(Report):
+    """One key id: its state in the key source (``None``: unknown to it) and entries using it."""
+
+    id: str
+    state: str | None
+    created_at: datetime | None
+    retired_at: datetime | None
+    entries: int
+
+
+@dataclass(frozen=True)
+class StatusReport(Report):
+    """``credseal status``: computed from unverified headers, without decrypting anything."""
+
+    directory: Path
+    key_source: str | None
+    key_source_error: str | None
+    kdf_profile: str | None
+    keys: tuple[KeyUsage, ...]
+    entries: int
+    oldest_age_seconds: float | None
+    newest_age_seconds: float | None
+    expired_unverified: int
+    problems: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        """No problem found (key source readable, every file readable, no orphaned entry)."""
+        return not self.problems and self.key_source_error is None
+
+
+def _expired(info: EntryInfo, now: datetime, ttl: timedelta) -> bool:
+    """The store's validity rule, applied to an unverified header."""
+    return invalidity(ms(info.created_at), ms(info.expires_at), ms(now),
+                      round(ttl.total_seconds() * 1000), round(CLOCK_SKEW * 1000)) is not None
+
+
+def status(settings: VaultSettings, *, now: datetime | None = None) -> StatusReport:
+    """Inventory the vault without a key.
+
+    Raises:
+        ConfigurationError: ``CREDSEAL_DIR`` unset. InsecureFileError: the directory is missing
+            or not private.
+    """
+    directory = existing_dir(settings)
+    now = now or datetime.now(UTC)
+    ttl = timedelta(seconds=settings.ttl) if settings.ttl else DEFAULT_TTL
+    scan = Vault(directory, read_only=True).scan()
+    problems = [f"{path.name}: {why}" for path, why in scan.problems]
+    detail: str | None = None
+    states: list[KeyState] = []
+    error = profile = None
+    try:
+        detail, states, profile = source_states(settings)
+    except VaultError as exc:
+        error = exc.message + (f" ({exc.hint})" if exc.hint else "")
+    counts: dict[str, int] = {}
+    for info in scan.entries:
+        counts[info.key_id] = counts.get(info.key_id, 0) + 1
+    usage = [KeyUsage(s.id, s.state, s.created_at, s.retired_at, counts.pop(s.id, 0))
+             for s in states]
+    usage += [KeyUsage(key_id, None, None, None, n) for key_id, n in sorted(counts.items())]
+    for key in usage:
+        if key.entries and (key.state == RETIRED or (key.state is None and error is None)):
+            problems.append(f"{key.entries} entries use key {key.id}, which the key source "
+                            f"{'retired' if key.state else 'does not hold'}: they cannot be "
+                            "opened")
+    ages = [(now - info.created_at).total_seconds() for info in scan.entries]
+    return StatusReport(
+        directory=directory, key_source=detail, key_source_error=error, kdf_profile=profile,
+        keys=tuple(usage), entries=len(scan.entries),
+        oldest_age_seconds=max(ages, default=None), newest_age_seconds=min(ages, default=None),
+        expired_unverified=sum(_expired(info, now, ttl) for info in scan.entries),
+        problems=tuple(problems))
+
+
+@dataclass(frozen=True)
+class InspectReport(Report):
+    """One entry's header fields, **unverified** (read without a key); never the value.
+
+    The fields of ``store.EntryInfo``, flat (it is the JSON of ``credseal inspect``), plus
+    the validity computed for this reader's TTL.
+    """
+
+    name: str
+    file: Path
+    key_id: str
+    created_at: datetime
+    expires_at: datetime
+    size: int
+    valid_until: datetime
+    expired_unverified: bool
+
+
+def inspect_entry(settings: VaultSettings, name: str, *,
+                  now: datetime | None = None) -> InspectReport:
+    """Return the unverified header of entry ``name``.
+
+    Raises:
+        EntryNotFoundError, FormatError, InsecureFileError, ConfigurationError.
+    """
+    info = Vault(existing_dir(settings), read_only=True).info(name)
+    ttl = timedelta(seconds=settings.ttl) if settings.ttl else DEFAULT_TTL
+    return InspectReport(**asdict(info), valid_until=min(info.expires_at, info.created_at + ttl),
+                         expired_unverified=_expired(info, now or datetime.now(UTC), ttl))
+
+
+@dataclass(frozen=True)
+class EntryCheck(Report):
+    """The outcome of opening one entry (or one unreadable file)."""
+
+    name: str
+    status: Literal["ok", "expired", "failed"]
+    key_id: str | None
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class VerifyReport(Report):
+    """``credseal verify``: every entry authenticated with the configured keys."""
+
+    directory: Path
+    checks: tuple[EntryCheck, ...]
+    seconds: float
+
+    def count(self, status: str) -> int:
+        """How many checks have ``status`` ("ok", "expired" or "failed")."""
+        return sum(check.status == status for check in self.checks)
+
+
+def verify(settings: VaultSettings, *, passphrase: bytes | str | None = None) -> VerifyReport:
+    """Open (authenticate) every entry; unreadable files are reported as failed.
+
+    Raises:
+        ConfigurationError, KeySourceError, InsecureFileError: the vault cannot be opened.
+    """
+    started = time.monotonic()
+    source = source_from_settings(settings, passphrase)  # settings errors before a missing dir
+    directory = existing_dir(settings)
+    vault = Vault(directory, keys=source, ttl=settings.ttl or DEFAULT_TTL, read_only=True)
+    scan = vault.scan()
+    checks = [EntryCheck(path.name, "failed", None, why) for path, why in scan.problems]
+    for info in scan.entries:
+        try:
+            vault.read(info.name)
+        except EntryExpiredError as exc:
+            checks.append(EntryCheck(info.name, "expired", info.key_id, exc.message))
+        except VaultError as exc:
+            checks.append(EntryCheck(info.name, "failed", info.key_id,
+                                     f"{type(exc).__name__}: {exc.message}"))
+        else:
+            checks.append(EntryCheck(info.name, "ok", info.key_id))
+    checks.sort(key=lambda c: c.name)
+    return VerifyReport(directory=vault.directory, checks=tuple(checks),
+                        seconds=time.monotonic() - started)

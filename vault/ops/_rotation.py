@@ -1,0 +1,303 @@
+"""Key rotation (``docs/operations.md``): add, promote, rewrap, retire; resumable and audited.
+
+One rotation per vault at a time: the rotation lock (``vault._store.state``) is held for the
+whole run and records the holder and the phase. The kernel releases a ``flock`` when its
+process dies, so a lock left by a killed rotation is simply taken over; the recorded phase then
+tells the next run which new key to finish with, so a rerun after a crash continues instead of
+creating another key.
+
+Rewrapping goes target by target (the vault's entries, then its journal records, then any
+``extra_targets``), item by item under each item's lock, so a crash at any moment leaves
+everything readable under a key the ring still holds. ``retire`` asks every target.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from vault._crypto.keys import RETIRED, Key, KeyRing
+from vault._store.audit import AuditLog
+from vault._store.context import Context
+from vault._store.journal import Journal
+from vault._store.rewrap import RewrapReport, RewrapTarget, rewrap
+from vault._store.state import RotationLock
+from vault._store.store import REWRAP_BATCH, REWRAP_WORKERS, Vault, entries_of
+from vault.config import current_context
+from vault.errors import ConfigurationError, KeyInUseError, KeySourceError
+from vault.keysources import KeySource, ManagedKeySource
+
+__all__ = [
+    "RetireResult",
+    "RotationResult",
+    "check_unused",
+    "retire",
+    "rewrap_targets",
+    "rotate",
+]
+
+Progress = Callable[[str, int, int], None]
+_TARGET_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+_RESERVED = frozenset({"key", "keys", "material", "passphrase", "password", "value", "values",
+                       "secret", "plaintext"})  # field names the audit log refuses
+
+
+@dataclass(frozen=True)
+class RotationResult:
+    """What a rotation did.
+
+    ``outcome``: ``"rotated"`` (something rewrapped, nothing failed), ``"current"`` (nothing
+    needed rewrapping), ``"not-due"`` (the primary key is younger than ``if_older_than``),
+    ``"published"`` (env source: a new ring for the operator to deploy; nothing rewrapped yet),
+    ``"failed"`` (some entry or record could not be rewrapped; see the reports).
+    ``reports`` holds one :class:`RewrapReport` per target name ("entries", "journal", ...).
+    """
+
+    outcome: str
+    old_key_id: str
+    new_key_id: str
+    reports: dict[str, RewrapReport] = field(default_factory=dict)
+    resumed: dict[str, Any] | None = None
+    new_ring: KeyRing | None = None  # only for "published": the ring to deploy
+    seconds: float = 0.0
+
+    @property
+    def entries(self) -> RewrapReport:
+        """The report of the vault's entries."""
+        return self.reports.get("entries", RewrapReport())
+
+    @property
+    def journal(self) -> RewrapReport:
+        """The report of the vault's journal records."""
+        return self.reports.get("journal", RewrapReport())
+
+
+@dataclass(frozen=True)
+class RetireResult:
+    """What ``retire`` did: ``outcome`` "retired" (the source dropped the key's material) or
+    "published" (env source: ``new_ring``, without the key, for the operator to deploy)."""
+
+    key_id: str
+    outcome: str
+    new_ring: KeyRing | None = field(default=None, repr=False)
+
+
+def rewrap_targets(vault: Vault, extra: Sequence[RewrapTarget] = ()) -> list[RewrapTarget]:
+    """Every rewrap target of ``vault``: its entries, its journal, then ``extra``.
+
+    Raises:
+        ConfigurationError: two targets share a name, or a name is not a short identifier
+            (it labels the target in reports and audit records).
+    """
+    targets: list[RewrapTarget] = [entries_of(vault), Journal(vault), *extra]
+    names = [target.name for target in targets]
+    for name in names:
+        if not (isinstance(name, str) and _TARGET_NAME.fullmatch(name)) or name in _RESERVED:
+            raise ConfigurationError(f"rewrap target name {name!r:.40} must be a lowercase "
+                                     "identifier and not a reserved word")
+    if len(set(names)) != len(names):
+        raise ConfigurationError("two rewrap targets share a name: "
+                                 + ", ".join(sorted({n for n in names if names.count(n) > 1})))
+    return targets
+
+
+def key_age(source: KeySource, audit: AuditLog, key_id: str,
+            now: datetime) -> timedelta | None:
+    """How old key ``key_id`` is: from the source's records, else from the audit log."""
+    if isinstance(source, ManagedKeySource):
+        for state in source.states():
+            if state.id == key_id and state.created_at is not None:
+                return now - state.created_at
+    for record in audit.records():  # env source: when init or rotate first named the key
+        if record.get("new_key_id") == key_id and "time" in record:
+            return now - datetime.fromisoformat(record["time"])
+    return None
+
+
+def _pending_publication(audit: AuditLog, ring: KeyRing) -> str | None:
+    """The id of a key published for the env source but not yet deployed as primary."""
+    pending = None
+    for record in audit.records():
+        if record.get("action") == "rotate" and record.get("outcome") == "published":
+            pending = record.get("new_key_id")
+        elif record.get("new_key_id") == ring.primary.id:
+            pending = None
+    return pending if pending != ring.primary.id else None
+
+
+def rotate(vault: Vault, source: KeySource, *, rewrap_only: bool = False,
+           if_older_than: timedelta | None = None, to_key_id: str | None = None,
+           progress: Progress | None = None, extra_targets: Sequence[RewrapTarget] = (),
+           context: Context | None = None) -> RotationResult:
+    """Rotate ``vault`` to a new primary key held by ``source`` and rewrap everything.
+
+    With a keyring or keyfile source: add a new key (decrypt-only), promote it, rewrap every
+    target (entries, journal records, ``extra_targets``). With the env source the new ring is
+    returned for deployment (outcome ``"published"``) and nothing is rewrapped; after
+    deploying, run again with ``rewrap_only=True``. ``rewrap_only`` rewraps to the source's
+    current primary. ``to_key_id`` promotes a key the source already holds (decrypt-only)
+    instead of creating one: the way back to the previous key after a rotation, until that key
+    is retired. Every run appends an audit record.
+
+    Raises:
+        RotationInProgressError: another rotation holds the lock.
+        KeySourceError: the source cannot be read or changed.
+    """
+    started = time.monotonic()
+    context = context or current_context()
+    audit = AuditLog(vault.directory, context)
+    lock = RotationLock(vault.directory, context)
+    resumed = lock.acquire()
+    finished = False
+    try:
+        ring = source.load()
+        old_id = ring.primary.id
+        new_id = old_id
+        resume_id = _resumable(source, resumed) if not rewrap_only else None
+        if to_key_id is not None:
+            new_id = _promote_existing(source, ring, to_key_id, lock)
+        elif resume_id is not None:
+            assert isinstance(source, ManagedKeySource)  # _resumable checked it
+            new_id = resume_id  # a killed run stored this key: finish with it, make no other
+            if ring.primary.id != new_id:
+                lock.record(phase="promoting", new_key_id=new_id)
+                source.promote(new_id)
+        elif not rewrap_only:
+            if if_older_than is not None:
+                age = key_age(source, audit, old_id, datetime.now(UTC))
+                waiting = _pending_publication(audit, ring)
+                if (age is not None and age < if_older_than) or waiting is not None:
+                    audit.append("rotate", outcome="not-due", old_key_id=old_id,
+                                 new_key_id=waiting or old_id)
+                    finished = True
+                    return RotationResult("not-due", old_id, waiting or old_id,
+                                          seconds=time.monotonic() - started)
+            new_key = Key.generate()
+            new_id = new_key.id
+            if not isinstance(source, ManagedKeySource) or source.kind == "env":
+                audit.append("rotate", outcome="published", old_key_id=old_id, new_key_id=new_id)
+                finished = True
+                return RotationResult("published", old_id, new_id,
+                                      new_ring=ring.with_primary(new_key),
+                                      seconds=time.monotonic() - started)
+            lock.record(phase="adding", new_key_id=new_id)
+            source.add(new_key)
+            lock.record(phase="promoting", new_key_id=new_id)
+            source.promote(new_id)
+        ring = source.load()
+        if ring.primary.id != new_id:
+            raise KeySourceError(f"key {new_id} is not the primary key after promotion",
+                                 hint="check the key source with `credseal status`")
+        lock.record(phase="rewrapping", new_key_id=new_id)
+        reports = {target.name: _rewrap_target(target, ring, progress)
+                   for target in rewrap_targets(vault, extra_targets)}
+        failed = sum(r.failed for r in reports.values())
+        moved = sum(r.rewrapped for r in reports.values())
+        outcome = "failed" if failed else "rotated" if moved or new_id != old_id else "current"
+        entries, records = reports["entries"], reports["journal"]
+        audit.append("rotate", outcome=outcome, old_key_id=old_id, new_key_id=new_id,
+                     rewrapped=entries.rewrapped, current=entries.current, failed=entries.failed,
+                     skipped=entries.skipped, by_key=entries.by_key,
+                     journal_rewrapped=records.rewrapped, journal_failed=records.failed,
+                     targets={name: {"rewrapped": r.rewrapped, "failed": r.failed}
+                              for name, r in reports.items()},
+                     resumed_from_pid=resumed.get("pid") if resumed else None)
+        finished = not failed
+        return RotationResult(outcome, old_id, new_id, reports, resumed,
+                              seconds=time.monotonic() - started)
+    finally:
+        lock.release(finished=finished)
+
+
+def _rewrap_target(target: RewrapTarget, ring: KeyRing,
+                   progress: Progress | None) -> RewrapReport:
+    def report(done: int, total: int) -> None:
+        if progress is not None:
+            progress(target.name, done, total)
+    if target.name == "entries":  # many items: batched, with overlapping writes
+        return rewrap(target, ring, progress=report, workers=REWRAP_WORKERS, batch=REWRAP_BATCH)
+    return rewrap(target, ring, progress=report)
+
+
+def _promote_existing(source: KeySource, ring: KeyRing, key_id: str, lock: RotationLock) -> str:
+    """Promote ``key_id``, a key the source holds, for a rotation back to it."""
+    if not isinstance(source, ManagedKeySource) or source.kind == "env":
+        raise KeySourceError("the environment key source cannot promote a key itself",
+                             hint="deploy CREDSEAL_KEYS with that key first, then run "
+                                  "`credseal rotate --rewrap-only`")
+    if key_id not in ring:
+        raise KeySourceError(f"key {key_id} is not held by the {source.kind} key source "
+                             "(unknown or retired)", hint="`credseal status` lists the keys")
+    if ring.primary.id != key_id:
+        lock.record(phase="promoting", new_key_id=key_id)
+        source.promote(key_id)
+    return key_id
+
+
+def _resumable(source: KeySource, resumed: dict[str, Any] | None) -> str | None:
+    """The new key id a killed rotation left, if the source still holds that key."""
+    pending = resumed.get("new_key_id") if resumed else None
+    if not pending or not isinstance(source, ManagedKeySource) or source.kind == "env":
+        return None
+    states = {s.id: s.state for s in source.states()}
+    return str(pending) if states.get(pending) not in (None, RETIRED) else None
+
+
+def check_unused(vault: Vault, key_id: str, *,
+                 extra_targets: Sequence[RewrapTarget] = ()) -> int:
+    """Raise unless no target of ``vault`` (entries, journal, ``extra_targets``) still holds
+    anything sealed under ``key_id``.
+
+    Returns the number of entries checked (counted from unverified headers: a header that
+    lies about its key id fails to open anyway).
+
+    Raises:
+        KeyInUseError: says how many items of which targets (naming a few entries), and where.
+    """
+    scan = vault.scan()
+    using = [info.name for info in scan.entries if info.key_id == key_id]
+    held = {target.name: target.key_ids().get(key_id, 0)
+            for target in rewrap_targets(vault, extra_targets)[1:]}
+    if using or any(held.values()):
+        where = ", ".join(repr(n) for n in using[:5]) + (" ..." if len(using) > 5 else "")
+        others = "".join(f" and {n} {name} items" if name != "journal" else
+                         f" and {n} journal records" for name, n in held.items())
+        raise KeyInUseError(
+            f"key {key_id} still seals {len(using)} entries"
+            + (f" ({where})" if using else "") + others + f" in {vault.directory}",
+            hint="run `credseal rotate --rewrap-only` first, then retire the key")
+    return len(scan.entries)
+
+
+def retire(vault: Vault, source: KeySource, key_id: str, *,
+           extra_targets: Sequence[RewrapTarget] = (),
+           context: Context | None = None) -> RetireResult:
+    """Retire ``key_id`` once no target holds anything sealed under it; audited.
+
+    A managed source (keyring, keyfile) drops the key's material and keeps its record. The
+    env source cannot change itself: the result holds the ring without the key, to deploy.
+
+    Raises:
+        KeyInUseError: some target still uses the key (says how many, where).
+        KeySourceError: the key is unknown, active, or the source cannot be changed.
+    """
+    key_id = key_id.strip().lower()
+    audit = AuditLog(vault.directory, context or current_context())
+    if isinstance(source, ManagedKeySource) and source.kind != "env":
+        checked = check_unused(vault, key_id, extra_targets=extra_targets)
+        source.retire(key_id)
+        audit.append("retire", key_id=key_id, outcome="retired", entries_checked=checked)
+        return RetireResult(key_id, "retired")
+    ring = source.load()
+    if key_id not in ring:
+        raise KeySourceError(f"key {key_id} is not in CREDSEAL_KEYS")
+    if key_id == ring.primary.id:
+        raise KeySourceError(f"key {key_id} is the primary key of CREDSEAL_KEYS",
+                             hint="rotate first; the primary key is never retired")
+    checked = check_unused(vault, key_id, extra_targets=extra_targets)
+    audit.append("retire", key_id=key_id, outcome="published", entries_checked=checked)
+    return RetireResult(key_id, "published", ring.without(key_id))

@@ -1,0 +1,119 @@
+"""In-memory sources: a dict behind the ``Source`` protocols, with simulated outages."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from vault import codec
+from vault.sources._base import check_storable
+
+__all__ = ["AsyncMemorySource", "MemorySource"]
+
+
+class _MemoryStore:
+    """The shared state of the memory sources: values kept as codec bytes (so callers cannot
+    mutate what was stored), an optional simulated failure, and a call log."""
+
+    def __init__(self, data: Mapping[str, Any] | None = None) -> None:
+        self._lock = threading.Lock()
+        self._data: dict[str, bytes] = {}
+        self._failure: BaseException | None = None
+        #: every call received, as ``(operation, name)``, failed ones included
+        self.calls: list[tuple[str, str]] = []
+        for name, value in (data or {}).items():
+            check_storable(value)
+            self._data[name] = codec.dumps(value)
+
+    def fail_with(self, exc: BaseException | None = None) -> None:
+        """Make every call raise ``exc`` (default: ``ConnectionRefusedError``, an outage for
+        ``vault.sources.is_outage``) until :meth:`recover`."""
+        self._failure = exc if exc is not None else ConnectionRefusedError(
+            "memory source: simulated outage")
+
+    def recover(self) -> None:
+        """End the simulated outage."""
+        self._failure = None
+
+    @property
+    def failing(self) -> bool:
+        """Whether calls currently fail."""
+        return self._failure is not None
+
+    def snapshot(self) -> dict[str, Any]:
+        """A copy of the stored values (not logged as a call, never fails)."""
+        with self._lock:
+            return {name: codec.loads(data) for name, data in self._data.items()}
+
+    def _check(self, op: str, name: str) -> None:
+        with self._lock:
+            self.calls.append((op, name))
+        failure = self._failure
+        if failure is not None:
+            raise failure.with_traceback(None)
+
+    def _load(self, name: str) -> Any:
+        self._check("load", name)
+        with self._lock:
+            data = self._data.get(name)
+        return None if data is None else codec.loads(data)
+
+    def _save(self, name: str, value: Any) -> None:
+        self._check("save", name)
+        check_storable(value)
+        data = codec.dumps(value)
+        with self._lock:
+            self._data[name] = data
+
+    def _delete(self, name: str) -> None:
+        self._check("delete", name)
+        with self._lock:
+            self._data.pop(name, None)
+
+
+class MemorySource(_MemoryStore):
+    """A thread-safe in-memory :class:`~vault.sources.Source` for tests.
+
+    Args:
+        data: initial values by name.
+    """
+
+    def __repr__(self) -> str:
+        return f"MemorySource({len(self._data)} names, failing={self.failing})"
+
+    def load(self, name: str) -> Any:
+        """The stored value, or None; raises the simulated failure if any."""
+        return self._load(name)
+
+    def save(self, name: str, value: Any) -> None:
+        """Store ``value``; raises the simulated failure if any."""
+        self._save(name, value)
+
+    def delete(self, name: str) -> None:
+        """Remove ``name``; raises the simulated failure if any."""
+        self._delete(name)
+
+
+class AsyncMemorySource(_MemoryStore):
+    """The :class:`~vault.sources.AsyncSource` twin of :class:`MemorySource`."""
+
+    def __repr__(self) -> str:
+        return f"AsyncMemorySource({len(self._data)} names, failing={self.failing})"
+
+    async def load(self, name: str) -> Any:
+        """The stored value, or None; raises the simulated failure if any."""
+        return self._load(name)
+
+    async def save(self, name: str, value: Any) -> None:
+        """Store ``value``; raises the simulated failure if any."""
+        self._save(name, value)
+
+    async def delete(self, name: str) -> None:
+        """Remove ``name``; raises the simulated failure if any."""
+        self._delete(name)
+
+
+# ---- contract suites
+
+#: Values every source must round-trip with their types: bytes stay bytes, ints stay ints.
