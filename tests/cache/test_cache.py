@@ -288,7 +288,8 @@ def test_save_and_delete_during_an_outage_are_journaled_and_replayed_in_order(
     """Writes during an outage go to the vault and the journal, and reach the source in order
     when it is back; recovery clears degraded."""
     _, v, cache = setup(backend)
-    cache.get("c1")
+    cache.save("c1", {"v": 0})
+    cache.save("c2", {"v": 0})  # known values: each journaled write is based on one
     backend.install_audit()
     backend.down()
     results = [cache.save("c1", {"v": 1}), cache.save("c2", {"v": 1}),
@@ -345,14 +346,15 @@ def test_replay_comes_before_the_next_read(backend: Backend, setup: Callable[...
     """After recovery the pending write reaches the source before anything is read from it."""
     recorders: list[Recorder] = []
     _, _, cache = setup(backend, wrap=lambda s: recorders.append(Recorder(s)) or recorders[0])
-    cache.get("c1")
+    cache.save("c1", {"v": 0})
     backend.down()
     cache.save("c1", {"v": 9})
     backend.up()
     clock.advance(cache.breaker.reset_after)
     recorders[0].calls.clear()
     assert cache.get("c1") == {"v": 9}
-    assert recorders[0].calls == [("save", "c1"), ("load", "c1")]
+    # The recorder has no save_if: the replay loads and compares, saves, then the get loads.
+    assert recorders[0].calls == [("load", "c1"), ("save", "c1"), ("load", "c1")]
 
 
 def test_stale_cached_value_is_never_written_back(
@@ -497,8 +499,9 @@ def test_journal_survives_sigkill_before_replay(
         backend: Backend, make_vault: Callable[..., vault.Vault], ring: vault.KeyRing,
         opened: Callable[[Any], Any]) -> None:
     """Writes journaled by a process killed with SIGKILL are replayed, in order, after restart."""
-    backend.install_audit()
     v = make_vault()
+    FallbackCache(opened(backend.source()), v).save("c1", {"v": 0})
+    backend.install_audit()
     backend.down()
     proc = start_service(v.directory, backend, ring.to_text(),
                          [["save", "c1", {"v": 1}], ["delete", "c1"], ["save", "c1", {"v": 2}],
@@ -611,7 +614,8 @@ def test_postgres_gets_outage_updates_in_order_across_a_restart(
     order once it is back, and the restarted process reads its predecessor's writes."""
     pg_backend.install_audit()
     v, keys = make_vault(), ring.to_text()
-    run_service(v.directory, pg_backend, keys, [["save", "a", {"v": 0}]])
+    run_service(v.directory, pg_backend, keys, [["save", "a", {"v": 0}],
+                                                ["save", "b", {"v": 0}]])
     pg.stop("fast")
     out, _ = run_service(v.directory, pg_backend, keys,
                          [["save", "a", {"v": 1}], ["save", "b", {"v": 1}], ["delete", "b"],
@@ -625,7 +629,8 @@ def test_postgres_gets_outage_updates_in_order_across_a_restart(
     pg.start()
     out, _ = run_service(v.directory, pg_backend, keys, [["get", "a"], ["get", "b"]])
     assert [(o["value"], o["origin"]) for o in out] == [({"v": 3}, "source"), (None, "source")]
-    assert pg_backend.audit() == [("save", "a", {"v": 0}), ("save", "a", {"v": 1}),
+    assert pg_backend.audit() == [("save", "a", {"v": 0}), ("save", "b", {"v": 0}),
+                                  ("save", "a", {"v": 1}),
                                   ("save", "b", {"v": 1}), ("delete", "b", None),
                                   ("save", "a", {"v": 2}), ("save", "a", {"v": 3})]
     assert Journal(v).ids() == []

@@ -419,3 +419,38 @@ def test_env_init_dates_its_key_for_if_older_than(cli: Cli) -> None:
     assert audit[0]["new_key_id"] == vault.KeyRing.from_text(keys).primary.id
     result = cli.run("rotate", "--if-older-than", "90d", key_source="env", keys=keys)
     assert result.returncode == 5 and "younger than --if-older-than" in result.stdout
+
+
+def test_journal_lists_and_resolves_conflicts_without_showing_values(cli: Cli) -> None:
+    """`journal` lists pending records and conflicts by name and time, never values, and
+    changes nothing; `journal resolve NAME --keep-primary` moves that name's conflicts to
+    quarantine/, audited; status counts them and reports the conflict as a problem."""
+    from vault.testing import MemorySource
+
+    keys = cli.init_env()
+    ring = vault.KeyRing.from_text(keys)
+    v = vault.Vault(cli.dir, keys=ring)
+    source = MemorySource({"company/1": {"password": PLAINTEXT}})
+    cache = vault.FallbackCache(source, v)
+    source.fail_with()
+    cache.save("company/2", {"password": PLAINTEXT})  # no copy: based on an unknown value
+    source.recover()
+    cache.breaker.reset()
+    source.save("company/2", {"password": "someone else's"})
+    cache.get("company/1")  # the replay sets the record aside
+    listed = cli.run("journal", key_source="env", keys=keys)
+    assert listed.returncode == 1 and "conflict" in listed.stdout and "company/2" in listed.stdout
+    assert "0 pending, 1 conflicts" in listed.stdout
+    status = cli.run("status", "--json", key_source="env", keys=keys)
+    data = json.loads(status.stdout)
+    assert data["journal_conflicts"] == 1 and status.returncode == 1
+    resolved = cli.run("journal", "resolve", "company/2", "--keep-primary", key_source="env",
+                       keys=keys)
+    assert resolved.returncode == 0, resolved.stderr
+    assert "0 pending, 0 conflicts" in cli.run("journal", key_source="env", keys=keys).stdout
+    assert list((cli.dir / "quarantine").glob("*.cvj"))
+    again = cli.run("journal", "resolve", "company/2", "--keep-primary", key_source="env",
+                    keys=keys)
+    assert again.returncode == 4 and "no journal conflict names" in again.stderr
+    audit = [json.loads(line) for line in (cli.dir / "audit.jsonl").read_text().splitlines()]
+    assert audit[-1]["action"] == "journal-resolve" and audit[-1]["records"] == 1

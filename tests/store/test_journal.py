@@ -98,9 +98,10 @@ def test_replay_applies_in_order_and_deletes_each_record(journal: Journal) -> No
     journal.append_delete("n0")
     applied: list[tuple[str, str, object]] = []
 
-    def apply(record: Record) -> None:
+    def apply(record: Record) -> bool:
         applied.append((record.op, record.name, record.value))
         assert len(journal) == 6 - len(applied) + 1  # this record is still there
+        return True
 
     assert journal.replay(apply) == 6
     assert applied == [("save", "n0", 0), ("save", "n1", 1), ("save", "n0", 2),
@@ -112,15 +113,16 @@ def test_failed_apply_keeps_that_record_and_the_later_ones(journal: Journal) -> 
     """When apply raises, the record and everything after it stay for the next replay."""
     ids = [journal.append_save("a", n) for n in range(4)]
 
-    def apply(record: Record) -> None:
+    def apply(record: Record) -> bool:
         if record.value == 2:
             raise ConnectionRefusedError("down again")
+        return True
 
     with pytest.raises(ConnectionRefusedError):
         journal.replay(apply)
     assert journal.ids() == ids[2:]
     seen: list[object] = []
-    assert journal.replay(lambda r: seen.append(r.value)) == 2 and seen == [2, 3]
+    assert journal.replay(lambda r: seen.append(r.value) or True) == 2 and seen == [2, 3]
 
 
 def test_corrupt_record_is_quarantined_and_skipped(journal: Journal) -> None:
@@ -132,7 +134,7 @@ def test_corrupt_record_is_quarantined_and_skipped(journal: Journal) -> None:
     path.write_bytes(bytes(data))
     quarantined: list[tuple[str, str]] = []
     seen: list[object] = []
-    count = journal.replay(lambda r: seen.append(r.value),
+    count = journal.replay(lambda r: seen.append(r.value) or True,
                            on_quarantine=lambda rid, exc, p: quarantined.append(
                                (rid, type(exc).__name__)))
     assert count == 2 and seen == [0, 2] and quarantined == [(ids[1], "DecryptionError")]
@@ -147,7 +149,7 @@ def test_record_under_an_unknown_key_stops_the_replay(tmp_path: Path) -> None:
     journal.append_save("a", 2)
     seen: list[object] = []
     with pytest.raises(UnknownKeyError):
-        journal.replay(lambda r: seen.append(r.value))
+        journal.replay(lambda r: seen.append(r.value) or True)
     assert seen == [] and len(journal) == 2
 
 
@@ -158,7 +160,7 @@ def test_records_never_expire(tmp_path: Path) -> None:
     journal.append_save("a", 1)
     time.sleep(0.05)
     seen: list[object] = []
-    assert journal.replay(lambda r: seen.append(r.value)) == 1 and seen == [1]
+    assert journal.replay(lambda r: seen.append(r.value) or True) == 1 and seen == [1]
 
 
 def test_replay_lock_excludes_a_second_replayer(make_vault: Callable[..., vault.Vault]) -> None:
@@ -166,7 +168,7 @@ def test_replay_lock_excludes_a_second_replayer(make_vault: Callable[..., vault.
     journal = Journal(make_vault(lock_timeout=0.2))
     journal.append_save("a", 1)
     with journal.replay_lock(), pytest.raises(LockTimeoutError):
-        journal.replay(lambda r: None)
+        journal.replay(lambda r: True)
     assert len(journal) == 1
 
 
@@ -175,10 +177,11 @@ def test_records_appended_during_replay_are_replayed(journal: Journal) -> None:
     journal.append_save("a", 1)
     seen: list[object] = []
 
-    def apply(record: Record) -> None:
+    def apply(record: Record) -> bool:
         seen.append(record.value)
         if record.value == 1:
             journal.append_save("a", 2)
+        return True
 
     assert journal.replay(apply) == 2 and seen == [1, 2]
 
@@ -232,5 +235,5 @@ def test_stale_temp_files_are_removed_by_replay(journal: Journal) -> None:
     temp = journal.directory / files.temp_name(rid.replace(rid[:20], "0" * 20))
     temp.write_bytes(b"partial")
     assert journal.ids() == [rid]
-    journal.replay(lambda r: None)
+    journal.replay(lambda r: True)
     assert not temp.exists() and journal.ids() == []

@@ -20,15 +20,19 @@ digits keep ids unique. The id is the envelope's authenticated name, so a rename
 or swapped record fails to open.
 
 **Plaintext**: the codec's tagged JSON of ``{"v": 1, "op": "save"|"delete", "name": <entry
-name>, "seq": <id>, "at": <ms since epoch>}``, a newline (compact JSON never contains one),
-then for a save the value's codec tagged JSON, exactly as the vault stores it. The header's
-``CREATED_AT`` is ``at``; ``EXPIRES_AT`` is ``MAX_TIMESTAMP`` (never).
+name>, "seq": <id>, "at": <ms since epoch>[, "base": <digest>]}``, a newline (compact JSON never
+contains one), then for a save the value's codec tagged JSON, exactly as the vault stores it.
+``base`` is the ``vault.sources.value_digest`` of the value the write was based on ("absent":
+none); without it (records of 0.1, or an unknown base) the record applies only if the source
+already holds its value. The header's ``CREATED_AT`` is ``at``; ``EXPIRES_AT`` is
+``MAX_TIMESTAMP`` (never).
 
 **Order semantics**: records replay in id order, which is the order in which appends took the
-append lock. Between processes that is the order of their appends, not of the callers' intents:
-two processes writing the same name during one outage both have their writes replayed, and the
-later append wins. A write made directly to the source by a healthy process in the meantime is
-overwritten by a replayed older one (see docs/operations.md, "What nothing lost means").
+append lock; the next sequence comes from the newest record that opens, never from names
+alone. Replay is compare-and-set (the caches' ``_apply``): a record is written only over its
+base, so of two processes writing the same name during one outage the first replay wins and
+the other record is set aside in ``conflicts/`` (see docs/operations.md, "What nothing lost
+means").
 """
 
 from __future__ import annotations
@@ -53,10 +57,12 @@ from vault._store.rewrap import PendingWrite, RewrapReport, prepare_rewrap, rewr
 from vault._store.store import Vault, entries_of
 from vault.errors import DecryptionError, FormatError, VaultError
 
-__all__ = ["JOURNAL_DIR", "RECORD_SUFFIX", "Journal", "Record"]
+__all__ = ["CONFLICTS_DIR", "JOURNAL_DIR", "RECORD_SUFFIX", "Journal", "Record", "step"]
 
 JOURNAL_DIR = "journal"
+CONFLICTS_DIR = "conflicts"
 RECORD_SUFFIX = ".cvj"
+_MAX_SEQ = 10**20 - 1  # record ids hold 20 digits
 _RECORD_FILE = re.compile(r"((\d{20})-\d{1,10}-[0-9a-f]{8})\.cvj")
 _TEMP_FILE = re.compile(r"\.(\d{20}-\d{1,10}-[0-9a-f]{8})\.[0-9a-f]{16}\.tmp")
 _OPS = ("save", "delete")
@@ -71,6 +77,9 @@ class Record:
     name: str
     value: Any = field(repr=False)
     at: datetime
+    #: SHA-256 of the value the write was based on (``vault.sources.value_digest``; "absent":
+    #: none), or None: unknown (the record applies only if the source already holds its value)
+    base: str | None = None
 
 
 class Journal:
@@ -96,20 +105,33 @@ class Journal:
 
     # ---- appending
 
-    def append_save(self, name: str, value: Any) -> str:
-        """Durably record that ``name`` must be set to ``value``; returns the record id.
+    def append_save(self, name: str, value: Any, base: str | None = None) -> str:
+        """Durably record that ``name`` must be set to ``value``, over the value whose digest
+        is ``base`` (None: unknown); returns the record id.
 
         Raises:
             SerializationError: ``value`` cannot be stored (codec, or over the entry limit).
             FormatError: a bad entry name. OSError, LockTimeoutError: the write failed.
+            VaultError: the next record id would not fit its 20 digits.
         """
-        return self._append("save", name, self._entries.serialize(value))
+        return self._append("save", name, self._entries.serialize(value), base)
 
-    def append_delete(self, name: str) -> str:
-        """Durably record that ``name`` must be deleted; returns the record id."""
-        return self._append("delete", name, b"")
+    def append_delete(self, name: str, base: str | None = None) -> str:
+        """Durably record that ``name`` must be deleted (over ``base``); returns the id."""
+        return self._append("delete", name, b"", base)
 
-    def _append(self, op: str, name: str, value_bytes: bytes) -> str:
+    def _last_authenticated_seq(self) -> int:
+        """The sequence of the newest record that opens: names alone are a writer's without
+        the key, so a planted ``99999999999999999999-...`` name does not move the sequence."""
+        for rid in reversed(self.ids()):
+            try:
+                self.read(rid)
+            except (FileNotFoundError, VaultError):
+                continue
+            return _seq(rid)
+        return 0
+
+    def _append(self, op: str, name: str, value_bytes: bytes, base: str | None) -> str:
         fmt.check_name(name)
         self._entries.check_writable()
         files.ensure_private_dir(self._dir)
@@ -117,12 +139,19 @@ class Journal:
         self._entries.refresh()
         ring = self._entries.keys
         with self._lock("append", "the journal (append)"):
-            last = max((_seq(rid) for rid in self.ids()), default=0)
+            last = self._last_authenticated_seq()
             seq = max(time.time_ns(), last + 1, self._last_seq + 1)
+            if seq > _MAX_SEQ:
+                raise FormatError(f"the next journal record id would have {len(str(seq))} "
+                                  "digits, more than a record id holds; nothing was written",
+                                  hint="check the system clock")
             self._last_seq = seq
             rid = f"{seq:020d}-{os.getpid()}-{secrets.token_hex(4)}"
             at = _clock.now_ms()
-            meta = codec.dumps({"v": 1, "op": op, "name": name, "seq": rid, "at": at})
+            fields: dict[str, Any] = {"v": 1, "op": op, "name": name, "seq": rid, "at": at}
+            if base is not None:
+                fields["base"] = base
+            meta = codec.dumps(fields)
             envelope = ring.seal(kind=fmt.KIND_JOURNAL, name=rid, plaintext=meta + b"\n"
                                  + value_bytes, created_at=at, expires_at=fmt.MAX_TIMESTAMP)
             files.write_atomic(self._path(rid), envelope, rid)
@@ -153,25 +182,28 @@ class Journal:
     def __len__(self) -> int:
         return len(self.ids())
 
-    def read(self, record_id: str) -> Record:
-        """Open and authenticate record ``record_id``.
+    def read(self, record_id: str, *, folder: str | None = None) -> Record:
+        """Open and authenticate record ``record_id`` (of ``folder``, default the journal).
 
         Raises:
             FileNotFoundError: it is gone (replayed). DecryptionError, FormatError: corrupt,
             tampered or renamed (quarantine it). UnknownKeyError: sealed under a key the ring
             lacks (do not skip it: later records could overtake it).
         """
-        data = files.read_private(self._path(record_id), fmt.MAX_ENVELOPE_SIZE)
+        path = self._path(record_id) if folder is None else f"{folder}/{record_id}{RECORD_SUFFIX}"
+        data = files.read_private(path, fmt.MAX_ENVELOPE_SIZE)
         header, plaintext = self._entries.open_envelope(data, kind=fmt.KIND_JOURNAL,
                                                         name=record_id)
         meta_bytes, _, value_bytes = plaintext.partition(b"\n")
         meta = codec.loads(meta_bytes)
         if (not isinstance(meta, dict) or meta.get("v") != 1 or meta.get("op") not in _OPS
-                or meta.get("seq") != record_id or not isinstance(meta.get("name"), str)):
+                or meta.get("seq") != record_id or not isinstance(meta.get("name"), str)
+                or not isinstance(meta.get("base", ""), str)):
             raise FormatError(f"journal record {record_id} has an unknown layout")
         value = codec.loads(value_bytes) if meta["op"] == "save" else None
         return Record(id=record_id, op=str(meta["op"]), name=str(meta["name"]), value=value,
-                      at=datetime.fromtimestamp(header.created_at / 1000, UTC))
+                      at=datetime.fromtimestamp(header.created_at / 1000, UTC),
+                      base=None if meta.get("base") is None else str(meta["base"]))
 
     def records(self) -> Iterator[Record]:
         """Open every pending record, oldest first (for inspection; raises as :meth:`read`)."""
@@ -210,6 +242,32 @@ class Journal:
                 counts[fmt.parse_header(prefix, size).key_id.hex()] += 1
         return counts
 
+    def unverified_summary(self) -> tuple[int, int | None, int]:
+        """(pending records, the oldest CREATED_AT in ms from **unverified** headers, conflicts),
+        with no key: for inventory (``status``), never for a decision."""
+        oldest = None
+        for rid in self.ids():
+            with contextlib.suppress(FileNotFoundError, VaultError):
+                prefix, size = files.read_private_prefix(self._path(rid), fmt.FIXED_HEADER_SIZE
+                                                         + fmt.MAX_NAME_LENGTH)
+                oldest = fmt.parse_header(prefix, size).created_at
+                break
+        return len(self.ids()), oldest, len(self.conflict_ids())
+
+    def settle_conflict(self, record_id: str) -> Path | None:
+        """Move conflict record ``record_id`` to the vault's ``quarantine/`` (the operator chose
+        the source's value: ``credseal journal resolve --keep-primary``); None if gone."""
+        self._entries.check_writable()
+        with self._lock(record_id, f"journal record {record_id}") as lock:
+            try:
+                return self._entries.quarantine_file(
+                    f"{self._dir}/{CONFLICTS_DIR}/{record_id}{RECORD_SUFFIX}", record_id,
+                    RECORD_SUFFIX)
+            except FileNotFoundError:
+                return None
+            finally:
+                lock.remove()
+
     # ---- replaying
 
     def replay_lock(self) -> files.FileLock:
@@ -240,9 +298,11 @@ class Journal:
                 lock.remove()
         return target
 
-    def replay(self, apply: Callable[[Record], None], *,
-               on_quarantine: Callable[[str, VaultError, Path], None] | None = None) -> int:
-        """Apply every pending record in order, deleting each once ``apply`` returned.
+    def replay(self, apply: Callable[[Record], bool], *,
+               on_quarantine: Callable[[str, VaultError, Path], None] | None = None,
+               on_conflict: Callable[[Record, Path], None] | None = None) -> int:
+        """Apply every pending record in order; ``apply`` returns True when the source took it
+        (the record is deleted) and False for a conflict (it moves to ``conflicts/``).
 
         Holds the replay lock throughout; records appended meanwhile are replayed too.
         Corrupt records are quarantined (``on_quarantine(id, error, path)``) and skipped.
@@ -256,26 +316,33 @@ class Journal:
             LockTimeoutError: another replayer held the lock too long.
         """
         applied = 0
-        with self.replay_lock(), contextlib.closing(self.replay_steps(on_quarantine)) as steps:
-            for record in steps:
-                apply(record)
-                applied += 1
+        steps = self.replay_steps(on_quarantine, on_conflict)
+        with self.replay_lock(), contextlib.closing(steps):
+            record = next(steps, None)
+            while record is not None:
+                took = apply(record)
+                applied += took
+                record = step(steps, took)
         return applied
 
-    def replay_steps(self, on_quarantine: Callable[[str, VaultError, Path], None] | None = None
-                     ) -> Generator[Record, None, None]:
+    def replay_steps(self, on_quarantine: Callable[[str, VaultError, Path], None] | None = None,
+                     on_conflict: Callable[[Record, Path], None] | None = None
+                     ) -> Generator[Record, bool, None]:
         """The replay loop, for a caller that holds :meth:`replay_lock` (sync or async).
 
-        Yields the pending records in order; asking for the next one means the previous one
-        was applied, and it is then deleted. Stop iterating (or close the generator) when an
+        Yields the pending records in order; the caller sends back whether the source took
+        the record (True: it is deleted) or refused it as a conflict (False: it moves to
+        ``conflicts/``, ``on_conflict(record, path)``). Stop (or close the generator) when an
         apply fails: that record and the later ones stay. Corrupt records are quarantined and
-        skipped; stale temp files are removed at the end.
+        skipped; stale temp files are removed at the end. See :func:`step`.
 
         Raises:
             UnknownKeyError: a record needs a key the ring lacks (it is not skipped).
         """
-        while ids := self.ids():
+        done: set[str] = set()
+        while ids := [rid for rid in self.ids() if rid not in done]:
             for rid in ids:
+                done.add(rid)
                 try:
                     record = self.read(rid)
                 except FileNotFoundError:
@@ -285,9 +352,60 @@ class Journal:
                     if path is not None and on_quarantine is not None:
                         on_quarantine(rid, exc, path)
                     continue
-                yield record
-                self.discard(rid)
+                if (yield record):
+                    self.discard(rid)
+                else:
+                    moved = self.set_aside(rid)
+                    if moved is not None and on_conflict is not None:
+                        on_conflict(record, moved)
         self.remove_stale_temps()
+
+    # ---- conflicts
+
+    def set_aside(self, record_id: str) -> Path | None:
+        """Move a record the source refused into ``conflicts/`` (still sealed, never applied,
+        never deleted); returns the new path, or None if it is gone."""
+        self._entries.check_writable()
+        target_dir = f"{self._dir}/{CONFLICTS_DIR}"
+        files.ensure_private_dir(target_dir)
+        with self._lock(record_id, f"journal record {record_id}") as lock:
+            try:
+                files.move_durably(self._path(record_id), f"{target_dir}/{record_id}"
+                                   f"{RECORD_SUFFIX}")
+            except FileNotFoundError:
+                return None
+            finally:
+                lock.remove()
+        return Path(f"{target_dir}/{record_id}{RECORD_SUFFIX}")
+
+    def conflict_ids(self) -> list[str]:
+        """The ids of the records set aside as conflicts, oldest first."""
+        folder = f"{self._dir}/{CONFLICTS_DIR}"
+        try:
+            files.check_private_dir(folder)
+        except VaultError:
+            return []
+        with os.scandir(folder) as listing:
+            return sorted(m.group(1) for item in listing
+                          if (m := _RECORD_FILE.fullmatch(item.name)))
+
+    def read_conflict(self, record_id: str) -> Record:
+        """Open a conflict record (raises as :meth:`read`)."""
+        return self.read(record_id, folder=f"{self._dir}/{CONFLICTS_DIR}")
+
+    def summary(self, now_ms: int | None = None) -> tuple[int, float | None, int]:
+        """(pending records, age in seconds of the oldest that opens, conflicts)."""
+        ids = self.ids()
+        oldest = None
+        for rid in ids:
+            try:
+                oldest = self.read(rid).at
+            except (FileNotFoundError, VaultError):
+                continue
+            break
+        now = (_clock.now_ms() if now_ms is None else now_ms) / 1000
+        age = None if oldest is None else max(0.0, now - oldest.timestamp())
+        return len(ids), age, len(self.conflict_ids())
 
     def remove_stale_temps(self) -> None:
         """Remove temp files of crashed appends and rewraps (only when no writer is active)."""
@@ -343,6 +461,14 @@ class Journal:
     def _lock(self, lock_name: str, what: str) -> files.FileLock:
         return files.FileLock(f"{self._locks}/{lock_name}.lock",
                               timeout=self._entries.lock_timeout, what=what)
+
+
+def step(steps: Generator[Record, bool, None], took: bool) -> Record | None:
+    """Send ``took`` to a :meth:`Journal.replay_steps` generator; its next record, or None."""
+    try:
+        return steps.send(took)
+    except StopIteration:
+        return None
 
 
 def _seq(record_id: str) -> int:

@@ -9,12 +9,13 @@ from it. ``docs/operations.md`` explains the behaviour and how to size TTL and b
 
 from vault.cache._async import AsyncFallbackCache
 from vault.cache._breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
-from vault.cache._core import Fetched, SaveResult
+from vault.cache._core import Fetched, Pending, SaveResult
 from vault.cache._health import (
     CACHE_UNUSABLE,
     CACHE_WRITE_FAILED,
     DEGRADED,
     JOURNAL_BLOCKED,
+    JOURNAL_CONFLICT,
     JOURNALED,
     QUARANTINED,
     RECOVERED,
@@ -32,6 +33,7 @@ __all__ = [
     "HALF_OPEN",
     "JOURNALED",
     "JOURNAL_BLOCKED",
+    "JOURNAL_CONFLICT",
     "OPEN",
     "QUARANTINED",
     "RECOVERED",
@@ -42,5 +44,6 @@ __all__ = [
     "CircuitBreaker",
     "FallbackCache",
     "Fetched",
+    "Pending",
     "SaveResult",
 ]

@@ -17,13 +17,13 @@ from typing import Any, TypeVar
 
 from vault import _files as files
 from vault._crypto import format as fmt
-from vault._store.journal import Journal, Record
+from vault._store.journal import Journal, Record, step
 from vault._store.store import Vault
 from vault.cache._breaker import CircuitBreaker
 from vault.cache._core import SOURCE, CacheCore, Fetched, SaveResult, SourceFailure
 from vault.cache._health import CacheEvent
 from vault.errors import VaultError
-from vault.sources._base import AsyncSource
+from vault.sources._base import AsyncSource, conditional_save_async, value_digest
 from vault.sources._outage import is_outage
 
 __all__ = ["AsyncFallbackCache"]
@@ -108,22 +108,28 @@ class AsyncFallbackCache(CacheCore):
         """The shared replay loop (``CacheCore._replay_steps``), stepped in worker threads."""
         steps, count = self._replay_steps(), 0
         # Not closed explicitly: after a cancellation a worker thread may still be inside
-        # next(). A generator left at its yield is closed when dropped, and closing it there
+        # the generator. One left at its yield is closed when dropped, and closing it there
         # deletes nothing (the record whose apply failed stays).
-        while (record := await asyncio.to_thread(next, steps, None)) is not None:
-            await self._apply(record)
-            count += 1
+        record = await asyncio.to_thread(next, steps, None)
+        while record is not None:
+            took = await self._apply(record)
+            count += took
+            record = await asyncio.to_thread(step, steps, took)
         return count
 
-    async def _apply(self, record: Record) -> None:
+    async def _apply(self, record: Record) -> bool:
+        """As ``FallbackCache._apply``, awaiting the source."""
+        target = self._target(record)
         try:
-            if record.op == "save":
-                await self.source.save(record.name, record.value)
-            else:
-                await self.source.delete(record.name)
+            took = record.base is not None and await conditional_save_async(
+                self.source, record.name, target, record.base)
+            if not took:
+                took = value_digest(await self.source.load(record.name)) == value_digest(target)
         except Exception as exc:
             raise SourceFailure(exc) from exc
-        self._replayed(record)
+        if took:
+            self._replayed(record)
+        return took
 
     async def _call(self, op: Callable[[], Awaitable[T]]) -> tuple[bool, Any]:
         """As ``FallbackCache._call``, awaiting the source (the steps are ``CacheCore``'s)."""

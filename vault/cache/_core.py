@@ -37,6 +37,7 @@ from vault.cache._health import (
     CACHE_UNUSABLE,
     CACHE_WRITE_FAILED,
     JOURNAL_BLOCKED,
+    JOURNAL_CONFLICT,
     JOURNALED,
     QUARANTINED,
     REPLAYED,
@@ -54,9 +55,9 @@ from vault.errors import (
     UnknownKeyError,
     VaultError,
 )
-from vault.sources._base import check_storable
+from vault.sources._base import check_storable, value_digest
 
-__all__ = ["CACHE", "SOURCE", "CacheCore", "Fetched", "SaveResult", "SourceFailure"]
+__all__ = ["CACHE", "SOURCE", "CacheCore", "Fetched", "Pending", "SaveResult", "SourceFailure"]
 
 SOURCE, CACHE = "source", "cache"
 
@@ -87,6 +88,16 @@ class SaveResult:
 
     journaled: bool
     record_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Pending:
+    """The journal's backlog: ``count`` records waiting for the source, the age of the
+    oldest (None if none opens), and ``conflicts`` set aside (``credseal journal``)."""
+
+    count: int
+    oldest_age_seconds: float | None
+    conflicts: int
 
 
 @dataclass(frozen=True)
@@ -183,10 +194,36 @@ class CacheCore:
         self.breaker.record_success()
         self.health.recovered()
 
-    def _replay_steps(self) -> Generator[Record, None, None]:
-        """The journal's replay loop with this cache's quarantine events (caller holds the
-        replay lock)."""
-        return self.journal.replay_steps(self._quarantined_record)
+    def _replay_steps(self) -> Generator[Record, bool, None]:
+        """The journal's replay loop with this cache's quarantine and conflict events (the
+        caller holds the replay lock)."""
+        return self.journal.replay_steps(self._quarantined_record, self._conflicted_record)
+
+    @property
+    def pending(self) -> Pending:
+        """Journaled writes waiting for the source, and conflicts set aside (reads files)."""
+        count, age, conflicts = self.journal.summary()
+        return Pending(count, age, conflicts)
+
+    def _base_for(self, name: str, now: int) -> str | None:
+        """The digest of what ``get`` would have returned for ``name`` now, during an outage:
+        the newest pending write, else a valid cached copy; None when that is unknown."""
+        try:
+            record = self.journal.latest(name)
+        except (VaultError, OSError):
+            return None
+        if record is not None:
+            return value_digest(record.value if record.op == "save" else None)
+        try:
+            _, value = self._entries.load(name, now)
+        except (VaultError, OSError):
+            return None
+        return value_digest(value)
+
+    @staticmethod
+    def _target(record: Record) -> Any:
+        """What a record sets its name to (None: deleted)."""
+        return record.value if record.op == "save" else None
 
     # ---- vault side (synchronous file I/O)
 
@@ -347,12 +384,14 @@ class CacheCore:
 
     def _journal_write(self, op: str, name: str, value: Any, plaintext: bytes,
                        cause: BaseException) -> SaveResult:
-        """Journal a save or delete the source could not take, then update the vault."""
+        """Journal a save or delete the source could not take, based on what a ``get`` would
+        have returned (replayed only over that: compare-and-set), then update the vault."""
         try:
+            base = self._base_for(name, _clock.now_ms())
             if op == "save":
-                rid = self.journal.append_save(name, value)
+                rid = self.journal.append_save(name, value, base)
             else:
-                rid = self.journal.append_delete(name)
+                rid = self.journal.append_delete(name, base)
         except (VaultError, OSError) as exc:
             raise SourceUnavailableError(
                 f"could not {op} {name!r}: the source failed ({describe(cause)}) and the "
@@ -369,6 +408,12 @@ class CacheCore:
     def _replayed(self, record: Record) -> None:
         with self._lock:
             self._memo.pop(record.name, None)
+
+    def _conflicted_record(self, record: Record, path: Path) -> None:
+        self.health.emit(JOURNAL_CONFLICT, logging.ERROR, f"journaled {record.op} of "
+                         f"{record.name!r} ({record.id}) was not applied: the source no longer "
+                         "holds the value it was based on; set aside in "
+                         f"{path.parent} (`credseal journal` lists it)", record.name)
 
     def _quarantined_record(self, record_id: str, exc: VaultError, path: Path) -> None:
         self.health.emit(QUARANTINED, logging.ERROR, f"journal record {record_id} failed to "

@@ -26,6 +26,7 @@ logger = logging.getLogger("vault.cache")
 DEGRADED, STILL_DEGRADED, RECOVERED = "degraded", "still_degraded", "recovered"
 JOURNALED, REPLAYED, JOURNAL_BLOCKED = "journaled", "replayed", "journal_blocked"
 QUARANTINED, CACHE_UNUSABLE = "quarantined", "cache_unusable"
+JOURNAL_CONFLICT = "journal_conflict"
 CACHE_WRITE_FAILED = "cache_write_failed"
 
 

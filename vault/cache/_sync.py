@@ -32,13 +32,13 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from vault._crypto import format as fmt
-from vault._store.journal import Journal, Record
+from vault._store.journal import Journal, Record, step
 from vault._store.store import Vault
 from vault.cache._breaker import CircuitBreaker
 from vault.cache._core import SOURCE, CacheCore, Fetched, SaveResult, SourceFailure
 from vault.cache._health import CacheEvent
 from vault.errors import VaultError
-from vault.sources._base import Source
+from vault.sources._base import Source, conditional_save, value_digest
 from vault.sources._outage import is_outage
 
 __all__ = ["CacheEvent", "FallbackCache", "Fetched", "SaveResult"]
@@ -127,21 +127,28 @@ class FallbackCache(CacheCore):
     def _replay(self) -> int:
         count = 0
         with self.journal.replay_lock(), contextlib.closing(self._replay_steps()) as steps:
-            for record in steps:
-                self._apply(record)
-                count += 1
+            record = next(steps, None)
+            while record is not None:
+                took = self._apply(record)
+                count += took
+                record = step(steps, took)
         self._replay_done(count)
         return count
 
-    def _apply(self, record: Record) -> None:
+    def _apply(self, record: Record) -> bool:
+        """Compare-and-set the record into the source: True if the source now holds its value
+        (written over its base, or already there), False for a conflict."""
+        target = self._target(record)
         try:
-            if record.op == "save":
-                self.source.save(record.name, record.value)
-            else:
-                self.source.delete(record.name)
+            took = record.base is not None and conditional_save(self.source, record.name,
+                                                                target, record.base)
+            if not took:
+                took = value_digest(self.source.load(record.name)) == value_digest(target)
         except Exception as exc:
             raise SourceFailure(exc) from exc
-        self._replayed(record)
+        if took:
+            self._replayed(record)
+        return took
 
     def _call(self, op: Callable[[], T]) -> tuple[bool, Any]:
         """Run ``op`` on the source after replaying the journal: (True, result), or

@@ -177,16 +177,16 @@ def duration(text: str) -> timedelta:
     return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
 
 
-def open_keyed(con: Console) -> tuple[KeySource, Vault]:
-    """The key source and the vault of the settings, for the commands that change a vault
-    (the directory must exist: they never create one)."""
+def open_keyed(con: Console, *, read_only: bool = False) -> tuple[KeySource, Vault]:
+    """The key source and the vault of the settings (the directory must exist: commands
+    never create one); ``read_only`` for the commands that only report."""
     settings = con.settings()
     source = source_from_settings(settings, con.passphrase(settings))
     directory = os.fspath(settings.require_dir())
     Vault(directory, read_only=True)  # exists and is private: checked before anything else
-    v = Vault(directory, keys=source) if settings.ttl is None else Vault(
-        directory, keys=source, ttl=settings.ttl)
-    return source, v
+    if settings.ttl is None:
+        return source, Vault(directory, keys=source, read_only=read_only)
+    return source, Vault(directory, keys=source, ttl=settings.ttl, read_only=read_only)
 
 
 def progress_bar(con: Console) -> Callable[[str, int, int], None] | None:

@@ -55,6 +55,8 @@ def cmd_status(args: argparse.Namespace, con: Console) -> int:
             f"{age(report.newest_age_seconds)})")
     con.out(f"expired     {report.expired_unverified} (from unverified headers; "
             "`credseal verify` authenticates)")
+    con.out(f"journal     {report.journal_pending} pending (oldest "
+            f"{age(report.journal_oldest_age_seconds)}), {report.journal_conflicts} conflicts")
     con.out(f"key source  {report.key_source or 'error: ' + str(report.key_source_error)}")
     if report.kdf_profile:
         con.out(f"kdf         {report.kdf_profile}")

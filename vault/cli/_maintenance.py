@@ -145,6 +145,52 @@ def cmd_retire(args: argparse.Namespace, con: Console) -> int:
     return EXIT_OK
 
 
+def _journal_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", nargs="?", choices=["resolve"],
+                        help="resolve: settle the conflicts of one entry")
+    parser.add_argument("name", nargs="?", help="the entry whose conflicts to settle")
+    parser.add_argument("--keep-primary", action="store_true",
+                        help="keep the source's value: the conflicting records move to "
+                             "quarantine/ (nothing is deleted)")
+
+
+@command("journal", json=True, arguments=_journal_arguments,
+         help="list journaled writes and conflicts (names and times, never values)", epilog="""\
+Without an action: every record waiting for the source and every conflict (a journaled
+write replay refused because the source no longer held the value it was based on). Needs the
+keys (entry names are sealed); changes nothing. Exit code 1 if there are conflicts.
+
+examples:
+  credseal journal
+  credseal journal --json
+  credseal journal resolve company/42 --keep-primary
+""")
+def cmd_journal(args: argparse.Namespace, con: Console) -> int:
+    _, v = open_keyed(con, read_only=args.action is None)
+    if args.action == "resolve":
+        if not args.name or not args.keep_primary:
+            raise ConfigurationError("journal resolve needs NAME and --keep-primary",
+                                     hint="credseal journal resolve NAME --keep-primary")
+        settled = ops.resolve_conflicts(v, args.name)
+        con.out(f"settled {settled} conflict(s) of {args.name!r}: the source's value stays; "
+                "the records are in quarantine/")
+        return EXIT_OK
+    if args.name or args.keep_primary:
+        raise ConfigurationError("NAME and --keep-primary go with `journal resolve`")
+    report = ops.journal_report(v)
+    if args.json:
+        con.emit_json({**report.to_dict(), "pending": report.count("pending"),
+                       "conflicts": report.count("conflict")})
+    else:
+        for item in report.items:
+            what = (f"{item.op} {item.name!r} at {item.at}" if item.name is not None
+                    else item.detail)
+            con.out(f"{item.state:<11} {item.id}  {what}")
+        con.out(f"{report.count('pending')} pending, {report.count('conflict')} conflicts, "
+                f"{report.count('unreadable')} unreadable")
+    return EXIT_FAILED if report.count("conflict") else EXIT_OK
+
+
 def _prune_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quarantined-older-than", type=duration, metavar="AGE",
                         help="also remove quarantined files older than AGE (30d, ...)")

@@ -21,6 +21,7 @@ from vault.ops._everyday import (
     status,
     verify,
 )
+from vault.ops._journal import JournalItem, JournalReport, journal_report, resolve_conflicts
 from vault.ops._prune import PrunePlan, PruneResult, apply_prune, plan_prune
 from vault.ops._reports import Report
 from vault.ops._rotation import (
@@ -38,6 +39,8 @@ __all__ = [
     "EntryCheck",
     "InitResult",
     "InspectReport",
+    "JournalItem",
+    "JournalReport",
     "KeyUsage",
     "PrunePlan",
     "PruneResult",
@@ -52,7 +55,9 @@ __all__ = [
     "diagnose",
     "init_vault",
     "inspect_entry",
+    "journal_report",
     "plan_prune",
+    "resolve_conflicts",
     "retire",
     "rewrap_targets",
     "rotate",

@@ -21,6 +21,7 @@ from vault._crypto.keys import RETIRED, Key, KeyState
 from vault._store.audit import AuditLog
 from vault._store.context import Context
 from vault._store.entries import EntryInfo, invalidity, ms
+from vault._store.journal import Journal
 from vault._store.store import DEFAULT_TTL, Vault
 from vault.config import VaultSettings, current_context, source_from_settings
 from vault.errors import ConfigurationError, EntryExpiredError, VaultError
@@ -135,11 +136,16 @@ class StatusReport(Report):
     newest_age_seconds: float | None
     expired_unverified: int
     problems: tuple[str, ...]
+    journal_pending: int = 0
+    journal_oldest_age_seconds: float | None = None
+    journal_conflicts: int = 0
 
     @property
     def ok(self) -> bool:
-        """No problem found (key source readable, every file readable, no orphaned entry)."""
-        return not self.problems and self.key_source_error is None
+        """No problem found (key source readable, every file readable, no orphaned entry, no
+        journal conflict waiting for an operator)."""
+        return (not self.problems and self.key_source_error is None
+                and not self.journal_conflicts)
 
 
 def _expired(info: EntryInfo, now: datetime, ttl: timedelta) -> bool:
@@ -158,7 +164,8 @@ def status(settings: VaultSettings, *, now: datetime | None = None) -> StatusRep
     directory = existing_dir(settings)
     now = now or datetime.now(UTC)
     ttl = timedelta(seconds=settings.ttl) if settings.ttl else DEFAULT_TTL
-    scan = Vault(directory, read_only=True).scan()
+    read_only_vault = Vault(directory, read_only=True)
+    scan = read_only_vault.scan()
     problems = [f"{path.name}: {why}" for path, why in scan.problems]
     detail: str | None = None
     states: list[KeyState] = []
@@ -179,12 +186,19 @@ def status(settings: VaultSettings, *, now: datetime | None = None) -> StatusRep
                             f"{'retired' if key.state else 'does not hold'}: they cannot be "
                             "opened")
     ages = [(now - info.created_at).total_seconds() for info in scan.entries]
+    pending, oldest, conflicts = Journal(read_only_vault).unverified_summary()
+    if conflicts:
+        problems.append(f"{conflicts} journaled writes conflict with the source's value: "
+                        "`credseal journal` lists them")
     return StatusReport(
         directory=directory, key_source=detail, key_source_error=error, kdf_profile=profile,
         keys=tuple(usage), entries=len(scan.entries),
         oldest_age_seconds=max(ages, default=None), newest_age_seconds=min(ages, default=None),
         expired_unverified=sum(_expired(info, now, ttl) for info in scan.entries),
-        problems=tuple(problems))
+        problems=tuple(problems), journal_pending=pending,
+        journal_oldest_age_seconds=None if oldest is None else max(
+            0.0, now.timestamp() - oldest / 1000),
+        journal_conflicts=conflicts)
 
 
 @dataclass(frozen=True)

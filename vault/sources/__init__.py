@@ -17,11 +17,28 @@ was saved. ``save`` overwrites, ``delete`` of a missing name is not an error. On
 source raises its driver's own exception; it does not translate it. The cache decides what is
 an outage with :func:`is_outage` (or the classifier you give it); anything else, such as a
 missing table, is a programming error and reaches the caller unchanged.
+
+**Compare-and-set.** A :class:`ConditionalSource` also has ``save_if(name, value,
+base_digest)``: it writes only while the name still holds the value the write was based on
+(compared by :func:`value_digest`, ``ABSENT`` for none), atomically. The journal's replay uses
+it so that a write made during an outage never overwrites a newer one. The built-in sources
+have it; for a source without it the cache loads, compares and saves, which leaves a window
+in which another writer's update can be lost (``docs/operations.md``).
 """
 
-from vault.sources._base import AsyncSource, Source, ThreadedAsyncSource, check_storable
+from vault.sources._base import (
+    ABSENT,
+    AsyncConditionalSource,
+    AsyncSource,
+    ConditionalSource,
+    Source,
+    ThreadedAsyncSource,
+    check_storable,
+    value_digest,
+)
 from vault.sources._outage import is_outage
 from vault.sources.sqlite import SQLiteSource
 
-__all__ = ["AsyncSource", "SQLiteSource", "Source", "ThreadedAsyncSource", "check_storable",
-           "is_outage"]
+__all__ = ["ABSENT", "AsyncConditionalSource", "AsyncSource", "ConditionalSource",
+           "SQLiteSource", "Source", "ThreadedAsyncSource", "check_storable", "is_outage",
+           "value_digest"]

@@ -6,12 +6,19 @@ The contract is in the docstring of ``vault.sources``.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 from typing import Any, Protocol, runtime_checkable
 
+from vault import codec
 from vault.errors import ConfigurationError, SerializationError
 
-__all__ = ["AsyncSource", "Source", "ThreadedAsyncSource", "check_storable", "check_table_name"]
+__all__ = ["ABSENT", "AsyncConditionalSource", "AsyncSource", "ConditionalSource", "Source",
+           "ThreadedAsyncSource", "check_storable", "check_table_name", "conditional_save",
+           "conditional_save_async", "value_digest"]
+
+#: The base digest of a name that holds no value.
+ABSENT = "absent"
 
 
 @runtime_checkable
@@ -48,6 +55,78 @@ class AsyncSource(Protocol):
         ...
 
 
+@runtime_checkable
+class ConditionalSource(Source, Protocol):
+    """A source that can write atomically only over the value a write was based on."""
+
+    def save_if(self, name: str, value: Any, base_digest: str) -> bool:
+        """If ``name`` holds the value whose :func:`value_digest` is ``base_digest`` (``ABSENT``:
+        no value), store ``value`` (``None``: delete ``name``) and return True; else change
+        nothing and return False. Atomic: one transaction in the built-in sources."""
+        ...
+
+
+@runtime_checkable
+class AsyncConditionalSource(AsyncSource, Protocol):
+    """The asyncio twin of :class:`ConditionalSource`."""
+
+    async def save_if(self, name: str, value: Any, base_digest: str) -> bool:
+        """As ``ConditionalSource.save_if``."""
+        ...
+
+
+def _canonical(value: Any) -> Any:
+    if type(value) is dict:
+        return {key: _canonical(value[key]) for key in sorted(value)}
+    if type(value) is list:
+        return [_canonical(item) for item in value]
+    return value
+
+
+def value_digest(value: Any) -> str:
+    """SHA-256 (hex) of ``value``'s canonical codec form, keys sorted (PostgreSQL's ``jsonb``
+    does not keep key order); ``ABSENT`` for ``None`` (no value).
+
+    Replay compares these, never ciphertext or stored bytes.
+
+    Raises:
+        SerializationError: not a codec value.
+    """
+    if value is None:
+        return ABSENT
+    return hashlib.sha256(codec.dumps(_canonical(value))).hexdigest()
+
+
+def conditional_save(source: Source, name: str, value: Any, base_digest: str) -> bool:
+    """``source.save_if`` if it has one; else load, compare and save (or delete), which is
+    **not atomic**: a write by another process between the load and the save is lost."""
+    save_if = getattr(source, "save_if", None)
+    if save_if is not None:
+        return bool(save_if(name, value, base_digest))
+    if value_digest(source.load(name)) != base_digest:
+        return False
+    if value is None:
+        source.delete(name)
+    else:
+        source.save(name, value)
+    return True
+
+
+async def conditional_save_async(source: AsyncSource, name: str, value: Any,
+                                 base_digest: str) -> bool:
+    """The asyncio twin of :func:`conditional_save` (the same window without ``save_if``)."""
+    save_if = getattr(source, "save_if", None)
+    if save_if is not None:
+        return bool(await save_if(name, value, base_digest))
+    if value_digest(await source.load(name)) != base_digest:
+        return False
+    if value is None:
+        await source.delete(name)
+    else:
+        await source.save(name, value)
+    return True
+
+
 class ThreadedAsyncSource:
     """An :class:`AsyncSource` that runs a thread-safe sync :class:`Source` in worker threads.
 
@@ -72,6 +151,10 @@ class ThreadedAsyncSource:
     async def delete(self, name: str) -> None:
         """``source.delete`` in a worker thread."""
         await asyncio.to_thread(self.source.delete, name)
+
+    async def save_if(self, name: str, value: Any, base_digest: str) -> bool:
+        """:func:`conditional_save` on the source, in a worker thread."""
+        return await asyncio.to_thread(conditional_save, self.source, name, value, base_digest)
 
 
 def check_storable(value: object) -> None:

@@ -48,7 +48,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from vault import codec
 from vault.errors import ConfigurationError
-from vault.sources._base import check_storable, check_table_name
+from vault.sources._base import ABSENT, check_storable, check_table_name, value_digest
 
 if TYPE_CHECKING:
     from psycopg_pool import AsyncConnectionPool, ConnectionPool
@@ -83,6 +83,9 @@ class _Common:
                                "DO UPDATE SET value = EXCLUDED.value, updated_at = now()"
                                ).format(ident)
         self._delete = sql.SQL("DELETE FROM {} WHERE name = %s").format(ident)
+        self._lock_row = sql.SQL("SELECT value FROM {} WHERE name = %s FOR UPDATE").format(ident)
+        self._insert_new = sql.SQL("INSERT INTO {} (name, value) VALUES (%s, %s) "
+                                   "ON CONFLICT (name) DO NOTHING").format(ident)
         self._set_timeout = sql.SQL("SET LOCAL statement_timeout = {}").format(
             sql.Literal(self._statement_ms))
         self._conninfo: str | None = None
@@ -132,6 +135,11 @@ def _positive(value: float | None, default: float) -> float:
         raise ConfigurationError("connect_timeout must be a positive number of seconds "
                                  "(0 would mean waiting forever)")
     return float(value)
+
+
+def _encode(value: Any) -> bytes:
+    check_storable(value)
+    return codec.dumps(value)
 
 
 def _decode(row: tuple[Any, ...] | None) -> Any:
@@ -200,6 +208,28 @@ class PostgresSource(_Common):
     def delete(self, name: str) -> None:
         """Remove ``name`` (a missing name is not an error). Raises as :meth:`load`."""
         self._run(lambda conn: conn.execute(self._delete, (name,)))
+
+    def save_if(self, name: str, value: Any, base_digest: str) -> bool:
+        """Store ``value`` (``None``: delete) only while ``name`` holds the value of
+        ``base_digest`` (``ABSENT``: none), in one transaction: the row is locked with
+        ``SELECT ... FOR UPDATE`` and compared; a missing row is created with ``INSERT ... ON
+        CONFLICT DO NOTHING``, so a concurrent insert wins. Returns whether it wrote."""
+        data = None if value is None else _encode(value)
+
+        def compare_and_set(conn: Conn) -> bool:
+            with conn.transaction():
+                if base_digest == ABSENT:
+                    if data is None:
+                        return conn.execute(self._select, (name,)).fetchone() is None
+                    return conn.execute(self._insert_new, (name, data)).rowcount == 1
+                row = conn.execute(self._lock_row, (name,)).fetchone()
+                if row is None or value_digest(_decode(row)) != base_digest:
+                    return False
+                conn.execute(self._delete if data is None else self._upsert,
+                             (name,) if data is None else (name, data))
+                return True
+
+        return self._run(compare_and_set)
 
     def close(self) -> None:
         """Close the source's own connection (a pool is the caller's to close)."""
@@ -302,6 +332,26 @@ class AsyncPostgresSource(_Common):
             await conn.execute(self._delete, (name,))
 
         await self._run(delete)
+
+    async def save_if(self, name: str, value: Any, base_digest: str) -> bool:
+        """As the sync source's ``save_if``."""
+        data = None if value is None else _encode(value)
+
+        async def compare_and_set(conn: AConn) -> bool:
+            async with conn.transaction():
+                if base_digest == ABSENT:
+                    if data is None:
+                        cursor = await conn.execute(self._select, (name,))
+                        return await cursor.fetchone() is None
+                    return (await conn.execute(self._insert_new, (name, data))).rowcount == 1
+                row = await (await conn.execute(self._lock_row, (name,))).fetchone()
+                if row is None or value_digest(_decode(row)) != base_digest:
+                    return False
+                await conn.execute(self._delete if data is None else self._upsert,
+                                   (name,) if data is None else (name, data))
+                return True
+
+        return await self._run(compare_and_set)
 
     async def aclose(self) -> None:
         """Close the source's own connection (a pool is the caller's to close)."""

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from vault import codec
-from vault.sources._base import check_storable, check_table_name
+from vault.sources._base import ABSENT, check_storable, check_table_name, value_digest
 
 __all__ = ["DEFAULT_TABLE", "SQLiteSource"]
 
@@ -132,6 +132,36 @@ class SQLiteSource:
     def delete(self, name: str) -> None:
         """Remove ``name`` (a missing name is not an error). Raises as :meth:`load`."""
         self._run(lambda conn: conn.execute(self._delete, (name,)))
+
+    def save_if(self, name: str, value: Any, base_digest: str) -> bool:
+        """Store ``value`` (``None``: delete) only while ``name`` holds the value of
+        ``base_digest`` (``ABSENT``: none); one ``BEGIN IMMEDIATE`` transaction. Returns
+        whether it wrote. Raises as :meth:`save`."""
+        text = None
+        if value is not None:
+            check_storable(value)
+            text = codec.dumps(value).decode("utf-8")
+
+        def compare_and_set(conn: sqlite3.Connection) -> bool:
+            conn.execute("BEGIN IMMEDIATE")  # the write lock first: nobody writes in between
+            try:
+                row = conn.execute(self._select, (name,)).fetchone()
+                current = ABSENT if row is None else value_digest(codec.loads(row[0]))
+                if current != base_digest:
+                    conn.execute("ROLLBACK")
+                    return False
+                if text is None:
+                    conn.execute(self._delete, (name,))
+                else:
+                    conn.execute(self._upsert, (name, text, time.time()))
+                conn.execute("COMMIT")
+                return True
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                raise
+
+        return self._run(compare_and_set)
 
     def close(self) -> None:
         """Close the connection; the next call opens the file again."""

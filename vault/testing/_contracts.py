@@ -12,11 +12,19 @@ from typing import Any
 
 import pytest
 
-from vault.sources._base import AsyncSource, Source
+from vault.sources._base import (
+    ABSENT,
+    AsyncConditionalSource,
+    AsyncSource,
+    ConditionalSource,
+    Source,
+    value_digest,
+)
 
 __all__ = ["CONTRACT_VALUES", "LARGE_VALUE", "AsyncSourceContract", "SourceContract", "same"]
 
 
+#: Values every source must round-trip with their types: bytes stay bytes, ints stay ints.
 CONTRACT_VALUES: tuple[Any, ...] = (
     "a string", 42, -1.5, True, b"\x00\xffbytes", [], {},
     {"noiseKey": {"private": bytes(range(32)), "public": b"\x05" * 33}, "registrationId": 4711,
@@ -76,6 +84,24 @@ class SourceContract:
         """Deleting a name that does not exist does nothing."""
         source.delete("contract-never-there")
         assert source.load("contract-never-there") is None
+
+    def test_save_if_writes_only_over_its_base(self, source: Source) -> None:
+        """save_if (where the source has it) writes only while the name holds the value of
+        the base digest; ABSENT means no value; a None value deletes; keys' order does not
+        change a digest."""
+        if not isinstance(source, ConditionalSource):
+            pytest.skip("this source has no save_if: the cache compares and saves itself")
+        assert source.save_if("contract-cas", {"v": 1}, value_digest({"other": 0})) is False
+        assert source.load("contract-cas") is None
+        assert source.save_if("contract-cas", {"a": 1, "b": 2}, ABSENT) is True
+        assert source.save_if("contract-cas", {"v": 2}, ABSENT) is False
+        assert source.save_if("contract-cas", {"v": 2}, value_digest({"b": 2, "a": 1})) is True
+        assert source.save_if("contract-cas", {"v": 3}, value_digest({"a": 1, "b": 2})) is False
+        assert source.load("contract-cas") == {"v": 2}
+        assert source.save_if("contract-cas", None, value_digest({"v": 1})) is False
+        assert source.save_if("contract-cas", None, value_digest({"v": 2})) is True
+        assert source.load("contract-cas") is None
+        assert source.save_if("contract-cas", None, ABSENT) is True  # nothing to delete: ok
 
     def test_names_are_independent(self, source: Source) -> None:
         """Saving or deleting one name leaves the others alone."""
@@ -145,6 +171,23 @@ class AsyncSourceContract:
             await source.delete("contract-value")
             await source.delete("contract-value")
             assert await source.load("contract-value") is None
+
+        self.run(source, body)
+
+    def test_save_if_writes_only_over_its_base(self, source: AsyncSource) -> None:
+        """As the sync contract's save_if test, awaited."""
+        if not isinstance(source, AsyncConditionalSource):
+            pytest.skip("this source has no save_if: the cache compares and saves itself")
+
+        async def body() -> None:
+            assert await source.save_if("contract-cas", {"v": 1}, value_digest(0)) is False
+            assert await source.save_if("contract-cas", {"a": 1, "b": 2}, ABSENT) is True
+            assert await source.save_if("contract-cas", {"v": 2}, ABSENT) is False
+            assert await source.save_if("contract-cas", {"v": 2},
+                                        value_digest({"b": 2, "a": 1})) is True
+            assert await source.load("contract-cas") == {"v": 2}
+            assert await source.save_if("contract-cas", None, value_digest({"v": 2})) is True
+            assert await source.load("contract-cas") is None
 
         self.run(source, body)
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from vault import codec
-from vault.sources._base import check_storable
+from vault.sources._base import check_storable, value_digest
 
 __all__ = ["AsyncMemorySource", "MemorySource"]
 
@@ -71,6 +71,23 @@ class _MemoryStore:
         with self._lock:
             self._data.pop(name, None)
 
+    def _save_if(self, name: str, value: Any, base_digest: str) -> bool:
+        self._check("save_if", name)
+        data = None
+        if value is not None:
+            check_storable(value)
+            data = codec.dumps(value)
+        with self._lock:
+            stored = self._data.get(name)
+            current = value_digest(None if stored is None else codec.loads(stored))
+            if current != base_digest:
+                return False
+            if data is None:
+                self._data.pop(name, None)
+            else:
+                self._data[name] = data
+            return True
+
 
 class MemorySource(_MemoryStore):
     """A thread-safe in-memory :class:`~vault.sources.Source` for tests.
@@ -94,6 +111,10 @@ class MemorySource(_MemoryStore):
         """Remove ``name``; raises the simulated failure if any."""
         self._delete(name)
 
+    def save_if(self, name: str, value: Any, base_digest: str) -> bool:
+        """Compare-and-set (``vault.sources.ConditionalSource``); atomic under the lock."""
+        return self._save_if(name, value, base_digest)
+
 
 class AsyncMemorySource(_MemoryStore):
     """The :class:`~vault.sources.AsyncSource` twin of :class:`MemorySource`."""
@@ -113,7 +134,6 @@ class AsyncMemorySource(_MemoryStore):
         """Remove ``name``; raises the simulated failure if any."""
         self._delete(name)
 
-
-# ---- contract suites
-
-#: Values every source must round-trip with their types: bytes stay bytes, ints stay ints.
+    async def save_if(self, name: str, value: Any, base_digest: str) -> bool:
+        """Compare-and-set, as ``MemorySource.save_if``."""
+        return self._save_if(name, value, base_digest)

@@ -1,0 +1,160 @@
+"""Tests of compare-and-set replay: a journaled write applies only over the value it was based
+on, so an old or replanted record never overwrites a newer value in the primary source."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import vault
+from tests.helpers.backends import FakeClock
+from vault._store.journal import Journal
+from vault.cache import JOURNAL_CONFLICT, CacheEvent, FallbackCache, Pending
+from vault.sources import ABSENT, value_digest
+from vault.sources.sqlite import SQLiteSource
+from vault.testing import MemorySource
+
+
+@pytest.fixture
+def sqlite_source(tmp_path: Path) -> SQLiteSource:
+    """An empty SQLite source (the embedded default) with its table."""
+    path = tmp_path / "primary.db"
+    path.touch()
+    source = SQLiteSource(path)
+    source.create_schema()
+    return source
+
+
+def _cache(source: object, v: vault.Vault, events: list[CacheEvent],
+           clock: FakeClock) -> FallbackCache:
+    return FallbackCache(source, v, on_event=events.append, clock=clock)  # type: ignore[arg-type]
+
+
+def _recover(source: MemorySource, cache: FallbackCache, clock: FakeClock) -> None:
+    source.recover()
+    clock.advance(cache.breaker.reset_after)
+
+
+def test_replanted_journal_record_never_rewrites_a_newer_value(
+        make_vault: Callable[..., vault.Vault], tmp_path: Path) -> None:
+    """A3 copies a record during an outage and puts it back long after recovery, when the
+    operator has saved a newer value: the record is a conflict, set aside, never applied; the
+    primary and the cached copy keep the newer value."""
+    source, clock, events = MemorySource(), FakeClock(), []
+    v = make_vault()
+    cache = _cache(source, v, events, clock)
+    cache.save("c1", {"v": 0})
+    source.fail_with()
+    rid = cache.save("c1", {"v": 1}).record_id
+    assert rid is not None
+    stolen = tmp_path / "stolen.cvj"
+    shutil.copy2(v.directory / "journal" / f"{rid}.cvj", stolen)
+    _recover(source, cache, clock)
+    assert cache.get("c1") == {"v": 1} and source.snapshot() == {"c1": {"v": 1}}
+    cache.save("c1", {"v": 2})  # the operator's newer value
+    shutil.copy2(stolen, v.directory / "journal" / f"{rid}.cvj")  # replanted
+    assert cache.get("c1") == {"v": 2}
+    assert source.snapshot() == {"c1": {"v": 2}} and v.get("c1") == {"v": 2}
+    assert Journal(v).ids() == [] and Journal(v).conflict_ids() == [rid]
+    assert cache.pending == Pending(0, None, 1)
+    conflict = [e for e in events if e.kind == JOURNAL_CONFLICT]
+    assert len(conflict) == 1 and conflict[0].name == "c1" and "'v'" not in conflict[0].message
+
+
+def test_a_write_based_on_an_unknown_value_is_a_conflict(
+        make_vault: Callable[..., vault.Vault]) -> None:
+    """A save during an outage of a name this host has no copy of is based on "unknown": it
+    applies only if the primary already holds that value, else it is a conflict."""
+    source, clock, events = MemorySource({"c1": "primary's"}), FakeClock(), []
+    cache = _cache(source, make_vault(), events, clock)
+    source.fail_with()
+    cache.save("c1", "mine")
+    cache.save("c2", "same")
+    assert Journal(cache.vault).read(Journal(cache.vault).ids()[0]).base is None
+    _recover(source, cache, clock)
+    source.save("c2", "same")
+    assert cache.get("c1") == "primary's"
+    assert source.snapshot() == {"c1": "primary's", "c2": "same"}
+    assert cache.pending.conflicts == 1 and cache.pending.count == 0
+
+
+def test_replay_retried_after_a_crash_counts_as_applied(
+        make_vault: Callable[..., vault.Vault]) -> None:
+    """A record whose value the primary already holds (the process died after the write and
+    before deleting the record) is applied again without a conflict."""
+    source, clock, events = MemorySource(), FakeClock(), []
+    cache = _cache(source, make_vault(), events, clock)
+    cache.save("c1", {"v": 0})
+    source.fail_with()
+    cache.save("c1", {"v": 1})
+    cache.delete("c1")
+    _recover(source, cache, clock)
+    source.save("c1", {"v": 1})  # the first record reached the source before a crash
+    assert cache.get("c1") is None and source.snapshot() == {}
+    assert cache.pending == Pending(0, None, 0)
+    assert not [e for e in events if e.kind == JOURNAL_CONFLICT]
+
+
+def test_two_hosts_journaling_one_name_end_with_one_write_and_one_conflict(
+        make_vault: Callable[..., vault.Vault], sqlite_source: SQLiteSource) -> None:
+    """Two hosts (two vault directories, one primary) save the same name during one outage:
+    the first replay wins, the other host's record is a visible conflict, nothing is lost."""
+    clock, events = FakeClock(), []
+    host_a = _cache(sqlite_source, make_vault("a"), events, clock)
+    host_b = _cache(sqlite_source, make_vault("b"), events, clock)
+    host_a.save("c1", {"v": 0})
+    assert host_b.get("c1") == {"v": 0}
+    host_a.breaker.record_failure()
+    host_a.breaker.record_failure()  # both hosts see the outage: their breakers open
+    host_b.breaker.record_failure()
+    host_b.breaker.record_failure()
+    assert host_a.save("c1", {"v": "a"}).journaled and host_b.save("c1", {"v": "b"}).journaled
+    clock.advance(host_a.breaker.reset_after)
+    assert host_a.get("c1") == {"v": "a"} and host_b.get("c1") == {"v": "a"}
+    assert sqlite_source.load("c1") == {"v": "a"}
+    assert host_a.pending.conflicts == 0 and host_b.pending.conflicts == 1
+    (rid,) = Journal(host_b.vault).conflict_ids()
+    record = Journal(host_b.vault).read_conflict(rid)
+    assert record.value == {"v": "b"} and record.base == value_digest({"v": 0})
+
+
+def test_journaled_writes_chain_their_bases(make_vault: Callable[..., vault.Vault]) -> None:
+    """Each journaled write is based on what get returned then: the copy, then the newest
+    pending write (a delete: ABSENT); key order does not change a digest."""
+    source, clock, events = MemorySource(), FakeClock(), []
+    cache = _cache(source, make_vault(), events, clock)
+    cache.save("c1", {"a": 1, "b": 2})
+    source.fail_with()
+    cache.save("c1", {"v": 1})
+    cache.delete("c1")
+    cache.save("c1", {"v": 2})
+    journal = Journal(cache.vault)
+    bases = [journal.read(rid).base for rid in journal.ids()]
+    assert bases == [value_digest({"b": 2, "a": 1}), value_digest({"v": 1}), ABSENT]
+    _recover(source, cache, clock)
+    assert cache.get("c1") == {"v": 2} and cache.pending == Pending(0, None, 0)
+
+
+def test_planted_record_name_cannot_hide_later_records(
+        make_vault: Callable[..., vault.Vault]) -> None:
+    """A keyless file named 99999999999999999999-1-00000000.cvj used to push every later id to
+    21 digits, invisible to replay although save said journaled: now the sequence comes from
+    records that open, the planted one is quarantined, and the acknowledged write lands."""
+    source, clock, events = MemorySource(), FakeClock(), []
+    v = make_vault()
+    cache = _cache(source, v, events, clock)
+    cache.save("c1", {"v": 0})
+    source.fail_with()
+    cache.save("c1", {"v": 1})
+    planted = v.directory / "journal" / "99999999999999999999-1-00000000.cvj"
+    planted.write_bytes(b"CVLT" + bytes(200))
+    planted.chmod(0o600)
+    result = cache.save("c1", {"v": 2})
+    assert result.journaled and result.record_id in Journal(v).ids()
+    assert len(result.record_id or "") < 40
+    _recover(source, cache, clock)
+    assert cache.get("c1") == {"v": 2} and source.snapshot() == {"c1": {"v": 2}}
+    assert not planted.exists() and list((v.directory / "quarantine").glob("*.cvj"))

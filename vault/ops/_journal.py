@@ -1,0 +1,93 @@
+"""``credseal journal``: the pending writes and the conflicts of a vault, and settling them.
+
+The listing opens every record (it needs the keys: a record's entry name is sealed) and shows
+names, operations and times, never values; it changes nothing. ``resolve`` settles the
+conflicts of one name, audited.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from vault._store.audit import AuditLog
+from vault._store.context import Context
+from vault._store.journal import Journal
+from vault._store.store import Vault
+from vault.config import current_context
+from vault.errors import EntryNotFoundError, VaultError
+from vault.ops._reports import Report
+
+__all__ = ["JournalItem", "JournalReport", "journal_report", "resolve_conflicts"]
+
+
+@dataclass(frozen=True)
+class JournalItem(Report):
+    """One record: ``state`` "pending" (waits for replay), "conflict" (set aside), or
+    "unreadable" (does not open: ``detail`` says why; replay quarantines it)."""
+
+    id: str
+    state: Literal["pending", "conflict", "unreadable"]
+    name: str | None
+    op: str | None
+    at: str | None
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class JournalReport(Report):
+    """Every record of the journal and of its conflicts, oldest first."""
+
+    directory: Path
+    items: tuple[JournalItem, ...]
+
+    def count(self, state: str) -> int:
+        """How many items have ``state``."""
+        return sum(item.state == state for item in self.items)
+
+
+def journal_report(vault: Vault) -> JournalReport:
+    """List pending and conflict records (opened with the vault's keys; nothing changes)."""
+    journal = Journal(vault)
+    items: list[JournalItem] = []
+    for state, ids, read in (("pending", journal.ids(), journal.read),
+                             ("conflict", journal.conflict_ids(), journal.read_conflict)):
+        for rid in ids:
+            try:
+                record = read(rid)
+            except FileNotFoundError:
+                continue
+            except VaultError as exc:
+                items.append(JournalItem(rid, "unreadable", None, None, None,
+                                         f"{type(exc).__name__}: {exc.message}"))
+                continue
+            items.append(JournalItem(rid, state,  # type: ignore[arg-type]
+                                     record.name, record.op,
+                                     record.at.isoformat(timespec="milliseconds")))
+    return JournalReport(vault.directory, tuple(items))
+
+
+def resolve_conflicts(vault: Vault, name: str, *, context: Context | None = None) -> int:
+    """Settle the conflicts of entry ``name`` in favour of the source's value: their records
+    move to ``quarantine/`` (nothing is deleted; ``prune`` removes old quarantined files);
+    audited. Returns how many were settled.
+
+    Raises:
+        EntryNotFoundError: no conflict names ``name``.
+    """
+    journal = Journal(vault)
+    settled = 0
+    for rid in journal.conflict_ids():
+        try:
+            record = journal.read_conflict(rid)
+        except (FileNotFoundError, VaultError):
+            continue
+        if record.name == name and journal.settle_conflict(rid) is not None:
+            settled += 1
+    if not settled:
+        raise EntryNotFoundError(f"no journal conflict names {name!r}",
+                                 hint="`credseal journal` lists the conflicts")
+    AuditLog(vault.directory, context or current_context()).append(
+        "journal-resolve", outcome="kept-primary", records=settled)
+    return settled
