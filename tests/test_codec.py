@@ -7,6 +7,7 @@ import enum
 import hashlib
 import json
 import math
+import re
 from collections import OrderedDict, namedtuple
 from typing import Any
 
@@ -124,7 +125,7 @@ def buffer_shaped(value: Any) -> bool:
             or any(buffer_shaped(v) for v in value.values()))
 
 
-node_scalars = scalars.filter(lambda x: not (isinstance(x, int) and abs(x) >= 2**2048))
+node_scalars = scalars.filter(lambda x: not (isinstance(x, int) and abs(x) >= 2**53))
 node_values = st.recursive(
     node_scalars,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(keys, inner, max_size=4),
@@ -165,10 +166,11 @@ def reference_tree(value: Any, tagged: bool) -> Any:
                 for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [reference_tree(v, tagged) for v in value]
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**2048:
-        if not tagged:
-            raise OverflowError("the node dialect refuses it")
-        return {"$i": hex(value)}
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not tagged and abs(value) >= 2**53:
+            raise OverflowError("the node dialect refuses it: JavaScript would round it")
+        if abs(value) >= 2**2048:
+            return {"$i": hex(value)}
     return value
 
 
@@ -179,7 +181,7 @@ def test_dumps_writes_what_the_standard_encoder_writes(value: Any, dialect: str)
     try:
         tree = reference_tree(value, dialect == "tagged")
     except OverflowError:
-        with pytest.raises(SerializationError, match="Infinity"):
+        with pytest.raises(SerializationError, match="JavaScript Number rounds"):
             codec.dumps(value, dialect)
         return
     try:
@@ -511,3 +513,41 @@ def test_baileys_creds_read_and_written_back_byte_identical() -> None:
                            "lid": "1234567890:12@lid"}
     assert codec.dumps(creds, "node") == BAILEYS_CREDS.encode()
     assert same(codec.loads(codec.dumps(creds)), creds)  # and it is stored exactly
+
+
+# --- parser differentials: one document, one value ----------------------------------------
+
+@pytest.mark.parametrize("dialect", codec.DIALECTS)
+@pytest.mark.parametrize(("doc", "where"), [
+    ('{"a":1,"a":2}', "at $"),
+    ('{"creds":{"noiseKey":{"private":1,"private":2}}}', "at $.creds.noiseKey"),
+    ('[{"x":1},{"k":[],"k":[]}]', "at $[1]"),
+    ('{"$b":"AA==","$b":"AQ=="}', "at $"),
+])
+def test_duplicate_keys_are_refused(doc: str, where: str, dialect: str) -> None:
+    """A duplicate key is refused with its path: readers differ on which one wins, so one
+    document could mean two values (it used to keep the last one)."""
+    with pytest.raises(SerializationError, match=f"same key twice {re.escape(where)}"):
+        codec.loads(doc, dialect)
+
+
+@pytest.mark.parametrize("dialect", codec.DIALECTS)
+def test_lone_surrogates_are_refused_on_read(dialect: str) -> None:
+    """Escaped lone surrogates (which dumps would refuse) are refused by loads, in values and
+    keys; an escaped pair is one character; a str holding a raw surrogate is not text."""
+    for doc, where in (('["\\ud800"]', "$[0]"), ('{"k":"a\\udfffb"}', "$.k"),
+                       ('{"\\udc00":1}', "$")):
+        with pytest.raises(SerializationError, match=re.escape(where)):
+            codec.loads(doc, dialect)
+    assert codec.loads('"\\ud83d\\ude00"', dialect) == "\U0001f600"
+    with pytest.raises(SerializationError, match="lone surrogate"):
+        codec.loads('"\ud800"', dialect)
+
+
+def test_node_dialect_refuses_ints_javascript_would_round() -> None:
+    """The node dialect writes only safe integers (|x| < 2**53); tagged keeps any int."""
+    assert codec.dumps({"n": 2**53 - 1}, "node") == b'{"n":9007199254740991}'
+    for big in (2**53, -(2**53), 2**64):
+        with pytest.raises(SerializationError, match=r"2\*\*53 - 1 .* at \$\.n"):
+            codec.dumps({"n": big}, "node")
+        assert codec.loads(codec.dumps({"n": big})) == {"n": big}

@@ -257,3 +257,41 @@ def test_a_garbage_dotenv_is_a_configuration_error(setenv: SetEnv, tmp_path: Pat
     (tmp_path / ".env").write_bytes(b"CREDSEAL_DIR=\xff\xfe\x00garbage\n")
     with pytest.raises(ConfigurationError, match="could not be read"):
         VaultSettings()
+
+
+def test_a_dotenv_others_can_write_is_refused(setenv: SetEnv, tmp_path: Path) -> None:
+    """A world- or group-writable .env that sets our settings (here the KDF profile "test",
+    which would let passwd rewrap the keyfile with t=1, m=8 KiB) is a ConfigurationError
+    naming the file and its mode, never its content; a private one is read; a .env without
+    our settings is none of our business."""
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("CREDSEAL_KDF_PROFILE=test\n")
+    dotenv.chmod(0o666)
+    with pytest.raises(ConfigurationError, match="mode 666") as caught:
+        VaultSettings()
+    assert "chmod go-w" in (caught.value.hint or "") and "test" not in caught.value.message
+    dotenv.chmod(0o620)
+    with pytest.raises(ConfigurationError, match="group or others may write"):
+        VaultSettings()
+    dotenv.chmod(0o644)
+    assert VaultSettings().kdf_profile == "test"
+    dotenv.write_text("OTHER_APP=1\n")
+    dotenv.chmod(0o666)
+    assert VaultSettings().kdf_profile is None
+    assert VaultSettings(_env_file=None).kdf_profile is None
+
+
+def test_a_dotenv_of_another_user_is_refused(setenv: SetEnv, tmp_path: Path) -> None:
+    """A .env with our settings owned by another user (not root) is refused (needs root to
+    give the file away, as CI runs)."""
+    if os.geteuid() != 0:
+        pytest.skip("giving a file to another user needs root")
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("export VAULT_DIR=/somewhere\n")
+    dotenv.chmod(0o644)
+    os.chown(dotenv, 65534, 65534)
+    with pytest.raises(ConfigurationError, match="owned by uid 65534"):
+        VaultSettings()
+    os.chown(dotenv, 0, 0)
+    with pytest.raises(ConfigurationError, match="VAULT_DIR is set but CREDSEAL_DIR"):
+        VaultSettings()

@@ -32,10 +32,11 @@ def test_write_atomic_creates_private_file(private_dir: str) -> None:
 
 
 def test_write_atomic_cleans_up_on_failure(private_dir: str) -> None:
-    """When the rename fails, the temp file is removed and the error propagates."""
+    """When the rename fails (a directory stands at the target), the temp file is removed and
+    the error names the directory (an InsecureFileError, not a raw OSError)."""
     target = os.path.join(private_dir, "sub")
     os.mkdir(target)
-    with pytest.raises(OSError):
+    with pytest.raises(InsecureFileError, match="is a directory"):
         files.write_atomic(target, b"data", "sub")
     assert os.listdir(private_dir) == ["sub"]
 

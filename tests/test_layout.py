@@ -67,8 +67,8 @@ PINNED: dict[str, set[str]] = {
         "OSKeyringSource", "PassphraseKeySource", "RETIRED"},
     "vault.config": {
         "Context", "HASHICORP_VARIABLES", "KeySourceKind", "LEGACY_PREFIX", "PREFIX",
-        "VaultSettings", "current_context", "hashicorp_variables", "legacy_variables",
-        "open_vault", "source_from_settings", "unknown_variables"},
+        "VaultSettings", "check_dotenv", "current_context", "hashicorp_variables",
+        "legacy_variables", "open_vault", "source_from_settings", "unknown_variables"},
     "vault.ops": {
         "Check", "DiagnoseReport", "EntryCheck", "InitResult", "InspectReport", "JournalItem",
         "JournalReport", "KeyUsage", "PrunePlan", "PruneResult", "Report", "RetireResult",

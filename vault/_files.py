@@ -92,6 +92,9 @@ def open_nofollow(path: str, flags: int, what: str) -> tuple[int, os.stat_result
         if exc.errno == errno.ELOOP:
             raise InsecureFileError(f"{what} {path} is a symlink",
                                     hint="remove it: a vault never creates symlinks") from None
+        if exc.errno in (errno.ENXIO, errno.EOPNOTSUPP, errno.ENODEV):
+            raise InsecureFileError(f"{path} is not a regular file (a socket or a device)",
+                                    hint="remove it: a vault never creates one") from None
         raise
     try:
         st = os.fstat(fd)
@@ -183,11 +186,19 @@ def write_atomic(path: str, data: bytes, stem: str) -> None:
     temp = _write_temp(directory, stem, data)
     try:
         os.replace(temp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
+        if isinstance(exc, IsADirectoryError | NotADirectoryError):
+            raise _not_a_file(path) from None
         raise
     fsync_dir(directory)
+
+
+def _not_a_file(path: str) -> InsecureFileError:
+    return InsecureFileError(f"{path} is a directory, where the vault keeps a file",
+                             hint="move it out of the vault directory: a vault never creates "
+                                  "a directory there")
 
 
 def write_new(path: str, data: bytes) -> None:
@@ -296,6 +307,8 @@ def unlink_durably(path: str) -> bool:
         os.unlink(path)
     except FileNotFoundError:
         return False
+    except IsADirectoryError:
+        raise _not_a_file(path) from None
     fsync_dir(os.path.dirname(path))
     return True
 

@@ -25,7 +25,12 @@ keys ``type`` = ``"Buffer"`` and ``data``, or ``buffer`` = ``true`` and ``value`
 holding base64 (as lenient as Node: url-safe alphabet, no padding, whitespace) or a list of
 ints 0-255; and an object whose keys are exactly ``"0"``..``"n-1"`` (n >= 1, any order) with
 int 0-255 values (a Uint8Array's plain JSON). Base64-looking strings stay strings; keys are
-not escaped; ints of magnitude >= 2**2048 are refused (JavaScript reads them as Infinity).
+not escaped; :func:`dumps` refuses ints of magnitude 2**53 or more (a JavaScript Number would
+silently round them).
+
+**One document, one value**: :func:`loads` refuses an object with a duplicate key and a string
+or key holding a lone surrogate (escaped as ``\\ud800``), in both dialects: JSON readers
+disagree on such documents, and two readers of one value must never see two values.
 **Ambiguity:** a dict of one of those shapes comes back as bytes (or, holding bad base64 or
 bytes, is an error) in this dialect; store arbitrary data with ``"tagged"``.
 
@@ -53,6 +58,9 @@ Value: TypeAlias = dict[str, "Value"] | list["Value"] | str | int | float | bool
 
 _b2a = binascii.b2a_base64
 _BIG_INT = 1 << 2048  # decimal below this is readable whatever int_max_str_digits (>= 640) is
+_JS_SAFE = 1 << 53  # Number.MAX_SAFE_INTEGER + 1
+_DUPLICATE = "an object has the same key twice"
+_ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
 _TOO_DEEP = f"nested deeper than {MAX_DEPTH} levels"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -113,6 +121,9 @@ def _make_writer(tagged: bool, escape: Callable[[str], str]) -> _Writer:
     without building that tree first: a credential is mostly small dicts of bytes.
     """
     bytes_open = '{"$b":"' if tagged else '{"type":"Buffer","data":"'
+    # Tagged: any int (hex tag from 2**2048). Node: JavaScript's safe integers only, since a
+    # Number silently rounds anything beyond 2**53 - 1.
+    limit = _BIG_INT if tagged else _JS_SAFE
 
     def write(x: Any, depth: int, out: list[str], keys: dict[str, str]) -> None:
         t = type(x)
@@ -137,7 +148,7 @@ def _make_writer(tagged: bool, escape: Callable[[str], str]) -> _Writer:
                         out.append(f'{sep}{key}{bytes_open}{_b2a(v, newline=False).decode()}"}}')
                     elif tv is str:
                         out.append(f"{sep}{key}{escape(v)}")
-                    elif tv is int and -_BIG_INT < v < _BIG_INT:
+                    elif tv is int and -limit < v < limit:
                         out.append(f"{sep}{key}{int.__repr__(v)}")
                     else:
                         out.append(sep + key)
@@ -157,12 +168,13 @@ def _make_writer(tagged: bool, escape: Callable[[str], str]) -> _Writer:
         elif t is bool:
             out.append("true" if x else "false")
         elif t is int:
-            if -_BIG_INT < x < _BIG_INT:
+            if -limit < x < limit:
                 out.append(int.__repr__(x))
             elif tagged:
                 out.append(f'{{"$i":"{hex(x)}"}}')
             else:
-                raise _Fail("int of magnitude 2**2048 or more (JavaScript reads it as Infinity)")
+                raise _Fail("int beyond 2**53 - 1 in magnitude, which a JavaScript Number "
+                            "rounds (store it as a string)")
         elif t is list or t is tuple:
             if depth >= MAX_DEPTH:
                 raise _Fail(_TOO_DEEP)
@@ -324,9 +336,92 @@ def _finite(s: str) -> float:
     raise SerializationError("invalid JSON: NaN, Infinity or a number out of float range")
 
 
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """object_pairs_hook: refuse a duplicate key (two readers of one document must never
+    disagree on its value, and JSON parsers differ on which duplicate wins)."""
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        raise _Fail(_DUPLICATE)
+    return d
+
+
+def _tagged_pairs(pairs: list[tuple[str, Any]]) -> object:
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        raise _Fail(_DUPLICATE)
+    for k in d:
+        if k[:1] == "$":
+            return _untag(d)
+    return d
+
+
+def _bytes_pairs(pairs: list[tuple[str, Any]]) -> object:
+    """_bytes_hook with the duplicate check, in one call (the hot path of ``get``)."""
+    if len(pairs) == 1:
+        k, v = pairs[0]
+        if k == "$b" and type(v) is str:
+            try:
+                return binascii.a2b_base64(v, strict_mode=True)
+            except ValueError:
+                pass
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        raise _Fail(_DUPLICATE)
+    return _untag(d) if "$b" in d else d
+
+
+def _node_pairs(pairs: list[tuple[str, Any]]) -> object:
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        raise _Fail(_DUPLICATE)
+    return _node_hook(d)
+
+
 _PLAIN, _TAGGED, _TAGGED_BYTES, _NODE = (
-    json.JSONDecoder(object_hook=hook, parse_float=_finite, parse_constant=_finite)
-    for hook in (None, _tagged_hook, _bytes_hook, _node_hook))
+    json.JSONDecoder(object_pairs_hook=hook, parse_float=_finite, parse_constant=_finite)
+    for hook in (_unique, _tagged_pairs, _bytes_pairs, _node_pairs))
+_PAIRS = json.JSONDecoder(object_pairs_hook=lambda pairs: _Pairs(pairs), parse_float=_finite,
+                          parse_constant=_finite)
+
+
+class _Pairs(list):  # type: ignore[type-arg]
+    """An object as decoded for locating an error: its (key, value) pairs, duplicates kept."""
+
+
+def _locate_duplicate(x: Any, parts: list[str | int]) -> bool:
+    """Find the first object with a duplicate key in a ``_PAIRS`` tree; its path in ``parts``
+    (innermost first)."""
+    if isinstance(x, _Pairs):
+        keys = [k for k, _ in x]
+        if len(set(keys)) != len(keys):
+            return True
+        items: Any = x
+    elif type(x) is list:
+        items = enumerate(x)
+    else:
+        return False
+    for k, v in items:
+        if _locate_duplicate(v, parts):
+            parts.append(k)
+            return True
+    return False
+
+
+def _check_surrogates(x: Any) -> None:
+    """Raise _Fail for a lone surrogate in a decoded key or string (JSON's ``\\ud800``
+    escapes decode to them; UTF-8 cannot hold them, so ``dumps`` would refuse the value)."""
+    if type(x) is str:
+        if _SURROGATE.search(x):
+            raise _Fail("a string holds a lone surrogate")
+        return
+    for k, v in x.items() if type(x) is dict else enumerate(x) if type(x) is list else ():
+        try:
+            if type(k) is str and _SURROGATE.search(k):
+                raise _Fail("a key holds a lone surrogate")
+            _check_surrogates(v)
+        except _Fail as e:
+            e.parts.append(k)
+            raise
 
 
 def _as_text(data: object, max_size: int | None) -> str:
@@ -336,6 +431,8 @@ def _as_text(data: object, max_size: int | None) -> str:
     if max_size is not None and len(raw) > max_size:
         raise SerializationError(f"input too large: {len(raw)} bytes, limit {max_size}")
     if isinstance(data, str):
+        if _SURROGATE.search(data):
+            raise SerializationError("invalid text: a lone surrogate (not Unicode text)")
         return data
     try:
         return raw.decode("utf-8")
@@ -381,10 +478,20 @@ def loads(data: bytes | str, dialect: str = "tagged", *, max_size: int | None = 
         value: Value = decoder.decode(text)
         if text.count("{") + text.count("[") > MAX_DEPTH and type(value) in (dict, list):
             _check_depth(value, 0)  # with fewer brackets it cannot be too deep
+        if "\\u" in text and _ESCAPED_SURROGATE.search(text):
+            _check_surrogates(value)  # escaped pairs decode whole: what is left is lone
         return value
     except _Fail as e:
         fail, message = e, ""
-        if e.reason != _TOO_DEEP:  # a bad tag or Buffer: redo the revival to learn its path
+        if e.reason == _DUPLICATE:
+            parts: list[str | int] = []
+            try:
+                _locate_duplicate(_PAIRS.decode(text), parts)
+                fail = _Fail(_DUPLICATE, parts)
+            except (RecursionError, ValueError, SerializationError):
+                message = f"cannot decode: {_DUPLICATE}"
+        elif e.reason != _TOO_DEEP and "surrogate" not in e.reason:
+            # a bad tag or Buffer: redo the revival to learn its path
             try:
                 _revisit(_PLAIN.decode(text), lambda x: hook(x) if type(x) is dict else x)
             except _Fail as located:

@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
 import socket
+import stat
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -46,8 +48,8 @@ from vault.keysources import (
 )
 
 __all__ = ["HASHICORP_VARIABLES", "LEGACY_PREFIX", "PREFIX", "Context", "KeySourceKind",
-           "VaultSettings", "current_context", "hashicorp_variables", "legacy_variables",
-           "open_vault", "source_from_settings", "unknown_variables"]
+           "VaultSettings", "check_dotenv", "current_context", "hashicorp_variables",
+           "legacy_variables", "open_vault", "source_from_settings", "unknown_variables"]
 
 KeySourceKind = Literal["env", "keyring", "passphrase"]
 PREFIX = "CREDSEAL_"
@@ -99,6 +101,37 @@ def legacy_variables(names: Iterable[str]) -> list[tuple[str, str]]:
     return pairs
 
 
+_OUR_LINE = re.compile(rb"^[ \t]*(?:export[ \t]+)?(?:CREDSEAL|VAULT)_[A-Za-z_]*[ \t]*=", re.M)
+
+
+def check_dotenv(path: str | os.PathLike[str]) -> None:
+    """Refuse a ``.env`` that holds credseal settings (``CREDSEAL_*`` or the old ``VAULT_*``)
+    unless it is owned by this user or root and not writable by group or others: whoever can
+    write it chooses the key source, the KDF profile and the directory (ssh's rule for its
+    own configuration). A missing or unreadable file is left to pydantic-settings.
+
+    Raises:
+        ConfigurationError: naming the file and what is wrong, never its content.
+    """
+    try:
+        st = os.stat(path)
+        with open(path, "rb") as stream:
+            head = stream.read(1024 * 1024)
+    except OSError:
+        return
+    if not _OUR_LINE.search(head):
+        return
+    where = os.fspath(path)
+    if st.st_uid not in (os.geteuid(), 0):
+        raise ConfigurationError(f"{where} sets credseal settings but is owned by uid "
+                                 f"{st.st_uid}, not by this user or root",
+                                 hint=f"check who wrote it; then chown {os.geteuid()} {where}")
+    if stat.S_IMODE(st.st_mode) & 0o022:
+        raise ConfigurationError(f"{where} sets credseal settings but group or others may "
+                                 f"write it (mode {stat.S_IMODE(st.st_mode):o})",
+                                 hint=f"check its content; then chmod go-w {where}")
+
+
 class _LegacySettings(BaseSettings):
     """The pre-rename ``VAULT_*`` names, read exactly as the settings are (environment and
     ``.env`` by pydantic-settings, empty values unset); only which are set is used."""
@@ -140,6 +173,9 @@ class VaultSettings(BaseSettings):
     kdf_profile: str | None = None
 
     def __init__(self, **values: Any) -> None:
+        env_file = values.get("_env_file", ".env")
+        if isinstance(env_file, str | os.PathLike):
+            check_dotenv(env_file)
         try:
             super().__init__(**values)
             sources = {key: value for key, value in values.items() if key == "_env_file"}

@@ -486,3 +486,23 @@ def test_keyring_falls_back_to_the_legacy_service_with_a_warning(
         nothing.load()
     assert nothing.service == "credseal-renamed-test" and "credseal init" in (
         missing.value.hint or "")
+
+
+def test_swapped_keyfiles_cost_one_derivation_each(make_keyfile: Callable[..., Any],
+                                                   derivations: list[bytes],
+                                                   tmp_path: Path) -> None:
+    """A writer of the directory swapping two keyfiles back and forth (with the costliest
+    parameters the caps allow, that was seconds and a GiB per swap) makes the source derive
+    once per distinct keyfile, not once per swap: the claim "once per process" holds per
+    keyfile."""
+    _, key_a = make_keyfile("a")
+    _, key_b = make_keyfile("b")
+    file_a = (tmp_path / "a" / "keyfile.json").read_bytes()
+    file_b = (tmp_path / "b" / "keyfile.json").read_bytes()
+    service = PassphraseKeySource(tmp_path / "a", PASSPHRASE)
+    derivations.clear()
+    target = tmp_path / "a" / "keyfile.json"
+    for i in range(10):
+        target.write_bytes(file_b if i % 2 else file_a)
+        assert service.load().primary == (key_b if i % 2 else key_a)
+    assert len(derivations) == 2

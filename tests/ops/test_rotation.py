@@ -15,6 +15,7 @@ from tests.helpers.locks import held_rotation_lock
 from tests.hygiene import CANARY_PASSPHRASE
 from tests.realparts import SecretService
 from vault._store.audit import AuditLog
+from vault._store.entries import name_stem
 from vault._store.journal import Journal
 from vault._store.state import LOCK_FILE, RotationLock
 from vault._store.store import entries_of
@@ -281,3 +282,25 @@ def test_extra_rewrap_targets_need_names_of_their_own(tmp_path: Path) -> None:
             rewrap_targets(v, [Named(bad)])  # type: ignore[list-item]
     assert [t.name for t in rewrap_targets(v, [Named("rows")])] == [  # type: ignore[list-item]
         "entries", "journal", "rows"]
+
+
+def test_a_failed_rotation_leaves_no_state_that_pins_its_key(passphrase_setup: Setup) -> None:
+    """A rotation with an entry that cannot be rewrapped reports "failed" but clears its
+    resume state: the next plain rotate makes a new key (it used to reuse the failed run's key
+    forever), and --rewrap-only retries the failed item."""
+    source, v = passphrase_setup()
+    damaged = v.directory / f"{name_stem('e1')}.cve"
+    good = damaged.read_bytes()
+    damaged.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))
+    first = rotate(v, source)
+    assert first.outcome == "failed" and first.entries.failed == 1
+    lock = RotationLock(v.directory, CONTEXT)
+    assert lock.acquire() is None  # nothing left to resume
+    lock.release(finished=False)
+    damaged.write_bytes(good)  # restored from a backup: still under the old key
+    retry = rotate(v, source, rewrap_only=True)
+    assert retry.outcome == "rotated" and retry.new_key_id == first.new_key_id
+    assert retry.resumed is None
+    second = rotate(v, source)
+    assert second.new_key_id not in (first.old_key_id, first.new_key_id)
+    assert second.resumed is None and second.outcome == "rotated"

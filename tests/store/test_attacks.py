@@ -250,3 +250,33 @@ def test_garbage_in_structural_fields_is_a_format_error(
     path_of(v, "x").write_bytes(bytes(data))
     with pytest.raises(FormatError):
         v.get("x")
+
+
+def test_directory_or_socket_planted_at_an_entry_path_gives_vault_errors(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A directory planted at an entry's path makes put, get and delete raise a VaultError
+    (they used to let IsADirectoryError escape); a socket there is replaced by put like any
+    non-file, and read as "not a regular file"; the cache only logs."""
+    import socket
+
+    from vault._store.entries import name_stem
+    from vault.testing import MemorySource
+
+    ring = vault.KeyRing([vault.Key.generate()])
+    v = vault.Vault(tmp_path / "v", keys=ring)
+    (v.directory / f"{name_stem('d')}.cve").mkdir(mode=0o700)
+    for attempt in (lambda: v.put("d", 1), lambda: v.get("d"), lambda: v.delete("d")):
+        with pytest.raises(vault.InsecureFileError):
+            attempt()
+    cache = vault.FallbackCache(MemorySource({"d": 1}), v)
+    assert cache.fetch("d").value == 1 and not cache.save("d", 2).journaled
+    sock = socket.socket(socket.AF_UNIX)
+    try:
+        monkeypatch.chdir(v.directory)  # a socket path is limited to 108 bytes
+        sock.bind(f"{name_stem('s')}.cve")
+        with pytest.raises(vault.InsecureFileError, match="not a regular file"):
+            v.get("s")
+        v.put("s", 3)
+        assert v.get("s") == 3
+    finally:
+        sock.close()

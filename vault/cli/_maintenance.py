@@ -82,6 +82,8 @@ def cmd_rotate(args: argparse.Namespace, con: Console) -> int:
     else:
         _print_rotation(con, result)
     if result.outcome == "failed":
+        con.note("hint: fix or quarantine the items listed as failed, then run "
+                 "`credseal rotate --rewrap-only` (a plain rotate would make another key)")
         return EXIT_FAILED
     return EXIT_NOTHING_TO_DO if result.outcome in ("current", "not-due") else EXIT_OK
 

@@ -30,6 +30,7 @@ from vault.keysources._states import (
 __all__ = ["PassphraseKeySource"]
 
 _STALE_KEYFILE_TEMP = re.compile(r"\.keyfile\.[0-9a-f]{16}\.tmp")
+_KEK_CACHE = 8  # distinct (params, salt) pairs remembered per source
 
 
 class PassphraseKeySource:
@@ -56,7 +57,9 @@ class PassphraseKeySource:
         self.path = self.directory / kf.KEYFILE_NAME
         self._passphrase = None if passphrase is None else kdf.encode_passphrase(passphrase)
         self._new_params = kdf.profile(profile)
-        self._kek: tuple[kdf.KdfParams, bytes, bytes] | None = None
+        # Derived KEKs by (params, salt): a keyfile swapped back and forth (by an attacker, or
+        # a restore) costs one derivation per distinct keyfile, not one per swap.
+        self._keks: dict[tuple[kdf.KdfParams, bytes], bytes] = {}
         self._ring: KeyRing | None = None
         self._signature: tuple[int, int, int] | None = None
 
@@ -77,14 +80,20 @@ class PassphraseKeySource:
         return (st.st_ino, st.st_mtime_ns, st.st_size), kf.parse(data, str(self.path))
 
     def _kek_for(self, params: kdf.KdfParams, salt: bytes) -> bytes:
-        if self._kek is not None and self._kek[:2] == (params, salt):
-            return self._kek[2]
+        kek = self._keks.get((params, salt))
+        if kek is not None:
+            return kek
         if self._passphrase is None:
             raise KeySourceError("the keyfile's passphrase is needed",
                                  hint="set CREDSEAL_PASSPHRASE, or run on a terminal to be asked")
         kek = kdf.derive(self._passphrase, salt, params)
-        self._kek = (params, salt, kek)
+        self._remember(params, salt, kek)
         return kek
+
+    def _remember(self, params: kdf.KdfParams, salt: bytes, kek: bytes) -> None:
+        if len(self._keks) >= _KEK_CACHE:
+            del self._keks[next(iter(self._keks))]  # the oldest
+        self._keks[params, salt] = kek
 
     def _open(self) -> tuple[kf.Keyfile, dict[str, Key], bytes]:
         signature, keyfile = self._read()
@@ -191,4 +200,6 @@ class PassphraseKeySource:
             salt = os.urandom(kdf.SALT_SIZE)
             kek = kdf.derive(secret, salt, params)
             self._write(kf.build(params, salt, kek, keyfile.states, keys))
-            self._passphrase, self._kek = secret, (params, salt, kek)
+            self._passphrase = secret
+            self._keks.clear()  # derived from the old passphrase: never reuse them
+            self._remember(params, salt, kek)

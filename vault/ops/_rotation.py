@@ -206,7 +206,10 @@ def rotate(vault: Vault, source: KeySource, *, rewrap_only: bool = False,
                      targets={name: {"rewrapped": r.rewrapped, "failed": r.failed}
                               for name, r in reports.items()},
                      resumed_from_pid=resumed.get("pid") if resumed else None)
-        finished = not failed
+        # The key change is complete (promoted; every target visited): nothing to resume. A
+        # failed item is retried with rewrap_only; keeping the state would make every later
+        # rotate reuse this key instead of making a new one.
+        finished = True
         return RotationResult(outcome, old_id, new_id, reports, resumed,
                               seconds=time.monotonic() - started)
     finally:
