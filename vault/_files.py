@@ -313,21 +313,74 @@ def unlink_durably(path: str) -> bool:
     return True
 
 
-def overwrite_and_unlink(path: str) -> None:
-    """Overwrite ``path`` in place with random bytes, fsync, then unlink it durably.
+def open_dir(path: str) -> int:
+    """Open directory ``path`` without following a symlink, for work relative to it.
+
+    Raises:
+        InsecureFileError: a symlink or not a directory. OSError: it cannot be opened.
+    """
+    try:
+        return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise InsecureFileError(f"{path} is a symlink or not a directory (not followed)",
+                                    hint="name the real directory") from None
+        raise
+
+
+def read_foreign_at(dir_fd: int, name: str, max_size: int) -> tuple[bytes, os.stat_result]:
+    """:func:`read_foreign` of ``name`` inside the directory open as ``dir_fd``."""
+    if "/" in name or name in ("", ".", ".."):
+        raise InsecureFileError(f"{name!r} is not a plain file name")
+    try:
+        fd = os.open(name, _READ_FLAGS | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise InsecureFileError(f"{name} is a symlink (not followed)") from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise InsecureFileError(f"{name} is not a regular file")
+        chunks, size = [], 0
+        while size <= max_size and (chunk := os.read(fd, 1 << 20)):
+            chunks.append(chunk)
+            size += len(chunk)
+    finally:
+        os.close(fd)
+    if size > max_size:
+        raise FormatError(f"{name} is over the limit of {max_size} bytes")
+    return b"".join(chunks), st
+
+
+def overwrite_and_unlink_at(dir_fd: int, name: str, identity: tuple[int, int]) -> None:
+    """Overwrite file ``name`` of the directory open as ``dir_fd`` with random bytes, fsync,
+    and unlink it durably, but only if it is still the file ``identity`` (st_dev, st_ino)
+    that the caller checked: nothing outside that directory, and no swapped-in file, is
+    touched.
 
     **Limits**: SSDs, copy-on-write file systems, snapshots and backups may keep the old
     content; this removes the copy the file system shows, nothing more.
+
+    Raises:
+        InsecureFileError: ``name`` is no longer the checked file (nothing was changed).
     """
-    fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    fd = os.open(name, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
     try:
-        remaining = os.fstat(fd).st_size
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) != identity or not stat.S_ISREG(st.st_mode):
+            raise InsecureFileError(f"{name} was replaced after it was checked; nothing was "
+                                    "overwritten", hint="find out who changes the folder")
+        remaining = st.st_size
         while remaining > 0:
             remaining -= os.write(fd, os.urandom(min(remaining, 1 << 20)))
         os.fsync(fd)
     finally:
         os.close(fd)
-    unlink_durably(path)
+    now = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    if (now.st_dev, now.st_ino) == identity:
+        os.unlink(name, dir_fd=dir_fd)
+        os.fsync(dir_fd)
 
 
 class FileLock:

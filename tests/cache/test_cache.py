@@ -307,11 +307,12 @@ def test_save_and_delete_during_an_outage_are_journaled_and_replayed_in_order(
     assert kinds(events)[-2:] == ["replayed", "recovered"]
 
 
-def test_journal_needing_an_unknown_key_blocks_reads_from_the_source(
+def test_keyless_journal_header_never_blocks_a_healthy_source(
         sqlite_backend: SQLiteBackend, setup: Callable[..., Any],
         events: list[CacheEvent]) -> None:
-    """A pending record the ring cannot open keeps the source unread (it could be older than
-    that write): cached copies are served with an error event; corrupt records are skipped."""
+    """One well-formed journal header naming a key id the ring never held used to make every
+    call skip the healthy source (journal_blocked) until the cached copies expired: now it is
+    quarantined with an error event, like a corrupt record, and the source is read."""
     recorders: list[Recorder] = []
     _, v, cache = setup(sqlite_backend,
                         wrap=lambda s: recorders.append(Recorder(s)) or recorders[0])
@@ -324,9 +325,10 @@ def test_journal_needing_an_unknown_key_blocks_reads_from_the_source(
             ).append_save("c1", {"v": 2})
     recorders[0].calls.clear()
     fetched = cache.fetch("c1")
-    assert fetched.origin == "cache" and fetched.value == CRED and recorders[0].calls == []
-    assert kinds(events) == ["quarantined", "journal_blocked", "degraded"]
-    assert len(Journal(v).ids()) == 1 and cache.breaker.state == "closed"
+    assert fetched.origin == "source" and fetched.value == CRED
+    assert recorders[0].calls == [("load", "c1")]
+    assert kinds(events) == ["quarantined", "quarantined"] and not cache.degraded
+    assert Journal(v).ids() == [] and len(list((v.directory / "quarantine").glob("*.cvj"))) == 2
 
 
 def test_save_fails_loudly_when_the_journal_cannot_be_written(

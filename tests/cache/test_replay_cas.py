@@ -41,8 +41,9 @@ def _recover(source: MemorySource, cache: FallbackCache, clock: FakeClock) -> No
 def test_replanted_journal_record_never_rewrites_a_newer_value(
         make_vault: Callable[..., vault.Vault], tmp_path: Path) -> None:
     """A3 copies a record during an outage and puts it back long after recovery, when the
-    operator has saved a newer value: the record is a conflict, set aside, never applied; the
-    primary and the cached copy keep the newer value."""
+    operator has saved a newer value: the record is refused (applied already: at or below the
+    sealed high-water mark) and quarantined, never applied; the primary and the cached copy
+    keep the newer value."""
     source, clock, events = MemorySource(), FakeClock(), []
     v = make_vault()
     cache = _cache(source, v, events, clock)
@@ -58,10 +59,48 @@ def test_replanted_journal_record_never_rewrites_a_newer_value(
     shutil.copy2(stolen, v.directory / "journal" / f"{rid}.cvj")  # replanted
     assert cache.get("c1") == {"v": 2}
     assert source.snapshot() == {"c1": {"v": 2}} and v.get("c1") == {"v": 2}
-    assert Journal(v).ids() == [] and Journal(v).conflict_ids() == [rid]
-    assert cache.pending == Pending(0, None, 1)
-    conflict = [e for e in events if e.kind == JOURNAL_CONFLICT]
-    assert len(conflict) == 1 and conflict[0].name == "c1" and "'v'" not in conflict[0].message
+    assert Journal(v).ids() == [] and Journal(v).conflict_ids() == []
+    assert cache.pending == Pending(0, None, 0)
+    refused = [e for e in events if e.kind == "quarantined" and "applied already" in e.message]
+    assert len(refused) == 1 and list((v.directory / "quarantine").glob(f"*{rid}.cvj"))
+
+
+def test_replanted_record_cannot_apply_twice_even_where_its_base_is_back(
+        make_vault: Callable[..., vault.Vault], tmp_path: Path) -> None:
+    """A-B-A: after a record applied, the primary is set back to the value it was based on;
+    the replanted record would pass compare-and-set, but the high-water mark refuses it."""
+    source, clock, events = MemorySource(), FakeClock(), []
+    v = make_vault()
+    cache = _cache(source, v, events, clock)
+    cache.save("c1", "A")
+    source.fail_with()
+    rid = cache.save("c1", "B").record_id
+    stolen = (v.directory / "journal" / f"{rid}.cvj").read_bytes()
+    _recover(source, cache, clock)
+    assert cache.get("c1") == "B"
+    source.save("c1", "A")  # back to the record's base
+    (v.directory / "journal" / f"{rid}.cvj").write_bytes(stolen)
+    (v.directory / "journal" / f"{rid}.cvj").chmod(0o600)
+    assert cache.get("c1") == "A" and source.snapshot() == {"c1": "A"}
+    assert Journal(v).ids() == [] and cache.pending.conflicts == 0
+
+
+def test_a_forged_vault_state_never_blocks_a_healthy_source(
+        make_vault: Callable[..., vault.Vault]) -> None:
+    """A keyless vault.state (the vault's sealed state) is not followed: pending records wait,
+    an error event says why, and the healthy source is read all the same."""
+    source, clock, events = MemorySource({"c1": "primary's"}), FakeClock(), []
+    v = make_vault()
+    cache = _cache(source, v, events, clock)
+    cache.save("c0", "x")
+    source.fail_with()
+    cache.save("c0", "y")
+    (v.directory / "vault.state").write_bytes(b"CVLT" + bytes(200))
+    (v.directory / "vault.state").chmod(0o600)
+    _recover(source, cache, clock)
+    assert cache.fetch("c1").origin == "source"
+    assert len(Journal(v).ids()) == 1
+    assert any(e.kind == "journal_blocked" and "does not open" in e.message for e in events)
 
 
 def test_a_write_based_on_an_unknown_value_is_a_conflict(

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 import vault
 from tests import hygiene
-from vault import codec
+from vault import _files, codec
 from vault._store.audit import AuditLog
 from vault._store.store import entries_of
 from vault.config import current_context
@@ -538,7 +538,7 @@ def test_plans_never_expose_values(vlt: vault.Vault, copy_of: Callable[[str], Pa
 @settings(max_examples=25, deadline=None)
 @given(st.dictionaries(st.text("abcdefghij_-:/é", min_size=1, max_size=8),  # no Buffer shapes
                        st.one_of(st.binary(max_size=40), st.text(max_size=20),
-                                 st.integers(-(2**53), 2**53), st.booleans(), st.none(),
+                                 st.integers(-(2**53) + 1, 2**53 - 1), st.booleans(), st.none(),
                                  st.lists(st.binary(max_size=8), max_size=3)), max_size=6))
 def test_folder_file_round_trip_property(value: dict[str, Any]) -> None:
     """Any file Baileys 7 could write imports and exports back to the same bytes."""
@@ -577,3 +577,39 @@ def test_library_migration_and_export_write_their_own_audit_records(
                        ("migrate", "verified"), ("export", "written"), ("export", "written")]
     text = (vlt.directory / "audit.jsonl").read_text()
     assert "wa/" not in text and "company/" not in text and str(CANARY_KEY) not in text
+
+
+def test_remove_plaintext_survives_a_folder_swapped_for_a_symlink(
+        vlt: vault.Vault, copy_of: Callable[[str], Path], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The folder's owner swaps it for a symlink to another directory between the checks and
+    the overwrites (this won 10 of 10 tries): the files of that other directory, same names,
+    are neither overwritten nor removed, and the plaintext that was checked is destroyed."""
+    folder = copy_of("auth")
+    plan = baileys.plan_auth_folder(folder, vlt, prefix="wa", now=NOW)
+    result = baileys.apply(plan, vlt)
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    for path in plan.digests:
+        (victim / Path(path).name).write_bytes(b"someone else's file")
+    moved = tmp_path / "moved-away"
+    real = _files.overwrite_and_unlink_at
+    swapped: list[bool] = []
+
+    def swap_then_overwrite(dir_fd: int, name: str, identity: tuple[int, int]) -> None:
+        if not swapped:
+            folder.rename(moved)
+            folder.symlink_to(victim, target_is_directory=True)
+            swapped.append(True)
+        real(dir_fd, name, identity)
+
+    monkeypatch.setattr(_files, "overwrite_and_unlink_at", swap_then_overwrite)
+    removed = baileys.remove_plaintext(plan, result, vlt)
+    assert swapped and len(removed) == len(plan.digests)
+    assert all((victim / Path(p).name).read_bytes() == b"someone else's file"
+               for p in plan.digests)
+    assert not [p for p in moved.iterdir() if p.suffix == ".json"]
+    folder.unlink()
+    folder.symlink_to(victim, target_is_directory=True)  # a symlink named as the folder
+    with pytest.raises(MigrationError, match="symlink or not a directory"):
+        baileys.remove_plaintext(plan, result, vlt)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from tests.realparts import SecretService
 from vault._store.audit import AuditLog
 from vault._store.entries import name_stem
 from vault._store.journal import Journal
-from vault._store.state import LOCK_FILE, RotationLock
+from vault._store.state import LOCK_FILE, RotationLock, StateFile
 from vault._store.store import entries_of
 from vault.config import current_context
 from vault.errors import KeyInUseError, KeySourceError, RotationInProgressError
@@ -166,30 +167,53 @@ def test_second_rotation_is_refused_naming_the_holder(passphrase_setup: Setup) -
 
 
 def test_lock_left_by_a_dead_process_is_taken_over(passphrase_setup: Setup) -> None:
-    """A lock file left by a killed rotation is taken over, and the result says so."""
+    """A lock file left by a killed rotation is taken over; its JSON is advisory (it resumes
+    nothing); a finished run leaves nothing to resume in the sealed state."""
     source, v = passphrase_setup()
     (v.directory / LOCK_FILE).write_text(json.dumps({"pid": 999999, "host": "old-host",
                                                      "since": "2026-01-01T00:00:00+00:00"}))
     (v.directory / LOCK_FILE).chmod(0o600)
     result = rotate(v, source)
-    assert result.outcome == "rotated" and result.resumed == {
-        "pid": 999999, "host": "old-host", "since": "2026-01-01T00:00:00+00:00"}
-    # a finished run leaves nothing to resume
-    assert RotationLock(v.directory, CONTEXT).acquire() is None
+    assert result.outcome == "rotated" and result.resumed is None
+    state = StateFile(entries_of(v)).read()
+    assert state is not None and state.rotation is None
 
 
 def test_killed_rotation_resumes_with_its_new_key(passphrase_setup: Setup) -> None:
     """A run killed after adding its new key is finished with that key, not another one."""
     source, v = passphrase_setup()
     added = vault.Key.generate()
-    source.add(added)  # what the killed run managed to do
-    (v.directory / LOCK_FILE).write_text(json.dumps({"pid": 999999, "host": "h", "since": "s",
-                                                     "phase": "promoting",
-                                                     "new_key_id": added.id}))
-    (v.directory / LOCK_FILE).chmod(0o600)
+    source.add(added)  # what the killed run managed to do, and recorded in the sealed state
+    StateFile(entries_of(v)).update(lambda s: replace(s, rotation={"phase": "promoting",
+                                                                   "new_key_id": added.id}))
     result = rotate(v, source)
     assert result.new_key_id == added.id and result.entries.rewrapped == 3
+    assert result.resumed == {"phase": "promoting", "new_key_id": added.id}
     assert len(source.states()) == 2
+
+
+def test_planted_rotation_lock_cannot_steer_rotation_back_to_an_old_key(
+        passphrase_setup: Setup) -> None:
+    """A planted rotation.lock naming the old, decrypt-only key used to be "resumed": exit 0
+    with every entry rewrapped under the attacker's choice. The lock's JSON now steers
+    nothing, and even a genuine sealed resume state moves only forward (or records --to)."""
+    source, v = passphrase_setup()
+    old = source.load().primary.id
+    rotate(v, source)
+    current = source.load().primary.id
+    (v.directory / LOCK_FILE).write_text(json.dumps({"pid": 1, "host": "h", "since": "s",
+                                                     "phase": "rewrapping",
+                                                     "new_key_id": old}))
+    (v.directory / LOCK_FILE).chmod(0o600)
+    result = rotate(v, source)
+    assert result.new_key_id not in (old, current) and result.resumed is None
+    newest = result.new_key_id
+    StateFile(entries_of(v)).update(lambda s: replace(s, rotation={"phase": "rewrapping",
+                                                                   "new_key_id": old}))
+    again = rotate(v, source)
+    assert again.new_key_id not in (old, current, newest) and again.resumed is None
+    assert source.load().primary.id == again.new_key_id
+    assert {info.key_id for info in v.scan().entries} == {again.new_key_id}
 
 
 def test_if_older_than(passphrase_setup: Setup) -> None:
@@ -281,7 +305,7 @@ def test_extra_rewrap_targets_need_names_of_their_own(tmp_path: Path) -> None:
         with pytest.raises(vault.ConfigurationError):
             rewrap_targets(v, [Named(bad)])  # type: ignore[list-item]
     assert [t.name for t in rewrap_targets(v, [Named("rows")])] == [  # type: ignore[list-item]
-        "entries", "journal", "rows"]
+        "entries", "journal", "state", "rows"]
 
 
 def test_a_failed_rotation_leaves_no_state_that_pins_its_key(passphrase_setup: Setup) -> None:
@@ -304,3 +328,31 @@ def test_a_failed_rotation_leaves_no_state_that_pins_its_key(passphrase_setup: S
     second = rotate(v, source)
     assert second.new_key_id not in (first.old_key_id, first.new_key_id)
     assert second.resumed is None and second.outcome == "rotated"
+
+
+def test_forged_headers_claiming_the_old_key_do_not_block_retire(
+        passphrase_setup: Setup) -> None:
+    """Keyless files whose headers claim the old key id (an entry and a journal record) used
+    to block retiring it forever; they fail to open under it, so they are quarantined and the
+    retirement goes on. Real items under the key still block it."""
+    from vault._crypto import aead
+    from vault._crypto import format as fmt
+
+    source, v = passphrase_setup()
+    old = source.load().primary.id
+    rotate(v, source)
+    forged_entry = aead.seal(b"\x07" * 32, bytes.fromhex(old), kind=fmt.KIND_ENTRY,
+                             name="forged", plaintext=b"{}", created_at=T0, expires_at=T0 + 1)
+    (v.directory / f"{name_stem('forged')}.cve").write_bytes(forged_entry)
+    (v.directory / f"{name_stem('forged')}.cve").chmod(0o600)
+    rid = f"{T0 * 10**6:020d}-1-0000beef"
+    (v.directory / "journal").mkdir(mode=0o700, exist_ok=True)
+    forged_record = aead.seal(b"\x07" * 32, bytes.fromhex(old), kind=fmt.KIND_JOURNAL,
+                              name=rid, plaintext=b"{}", created_at=T0, expires_at=T0)
+    (v.directory / "journal" / f"{rid}.cvj").write_bytes(forged_record)
+    (v.directory / "journal" / f"{rid}.cvj").chmod(0o600)
+    assert {i.name: i.key_id for i in v.scan().entries}["forged"] == old  # unverified
+    retire(v, source, old)
+    assert {s.id: s.state for s in source.states()}[old] == RETIRED
+    assert sorted(p.suffix for p in (v.directory / "quarantine").iterdir()) == [".cve", ".cvj"]
+    assert "forged" not in v.names() and Journal(v).ids() == []

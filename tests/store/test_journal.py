@@ -17,7 +17,8 @@ from tests.hygiene import CANARY_VALUE
 from vault import _files as files
 from vault._crypto import format as fmt
 from vault._store.journal import Journal, Record
-from vault.errors import DecryptionError, LockTimeoutError, UnknownKeyError
+from vault.errors import DecryptionError, LockTimeoutError
+from vault.keysources import PassphraseKeySource
 
 ROOT = Path(__file__).resolve().parents[2]
 VALUE = {"secret": CANARY_VALUE, "key": b"\x00\x01\xff"}
@@ -141,16 +142,47 @@ def test_corrupt_record_is_quarantined_and_skipped(journal: Journal) -> None:
     assert list((journal.directory.parent / "quarantine").glob(f"*-{ids[1]}.cvj"))
 
 
-def test_record_under_an_unknown_key_stops_the_replay(tmp_path: Path) -> None:
-    """A record sealed under a key the ring lacks stops the replay there (nothing reordered)."""
+def test_record_under_a_key_never_held_is_quarantined_not_followed(tmp_path: Path) -> None:
+    """A record sealed under a key id this vault never held (to this ring it is a made-up
+    header) is quarantined as unreadable; the replay goes on with the others."""
     old, new = vault.Key.generate(), vault.Key.generate()
     Journal(vault.Vault(tmp_path / "v", keys=vault.KeyRing([old]))).append_save("a", 1)
     journal = Journal(vault.Vault(tmp_path / "v", keys=vault.KeyRing([new])))
     journal.append_save("a", 2)
     seen: list[object] = []
-    with pytest.raises(UnknownKeyError):
-        journal.replay(lambda r: seen.append(r.value) or True)
-    assert seen == [] and len(journal) == 2
+    quarantined: list[str] = []
+    assert journal.replay(lambda r: seen.append(r.value) or True,
+                          on_quarantine=lambda rid, exc, p: quarantined.append(
+                              type(exc).__name__)) == 1
+    assert seen == [2] and quarantined == ["UnknownKeyError"] and len(journal) == 0
+
+
+def test_record_under_a_retired_key_waits_and_blocks_nothing_else(tmp_path: Path) -> None:
+    """A record under a key the source records but no longer holds (retired; here put back
+    from a backup) waits in the journal, reported, while later records replay."""
+    directory = tmp_path / "v"
+    source = PassphraseKeySource(directory, "pw", profile="test")
+    first = vault.Key.generate()
+    source.create(first)
+    v = vault.Vault(directory, keys=source)
+    old_rid = Journal(v).append_save("a", 1)
+    backup = (directory / "journal" / f"{old_rid}.cvj").read_bytes()
+    second = vault.Key.generate()
+    source.add(second)
+    source.promote(second.id)
+    assert Journal(v).rewrap(source.load()).rewrapped == 1
+    Journal(v).discard(old_rid)
+    source.retire(first.id)
+    (directory / "journal" / f"{old_rid}.cvj").write_bytes(backup)
+    (directory / "journal" / f"{old_rid}.cvj").chmod(0o600)
+    v = vault.Vault(directory, keys=PassphraseKeySource(directory, "pw"))
+    journal = Journal(v)
+    journal.append_save("b", 2)
+    seen: list[object] = []
+    waiting: list[str] = []
+    assert journal.replay(lambda r: seen.append(r.value) or True,
+                          on_waiting=lambda rid, exc: waiting.append(exc.key_id)) == 1
+    assert seen == [2] and waiting == [first.id] and journal.ids() == [old_rid]
 
 
 def test_records_never_expire(tmp_path: Path) -> None:

@@ -17,7 +17,9 @@ MAGIC = b"CVLT"
 VERSION = 1
 KIND_ENTRY = 1
 KIND_JOURNAL = 2
-KINDS = frozenset({KIND_ENTRY, KIND_JOURNAL})
+# 3 stays undefined: a frozen vector (format-kind-3) pins it as a format error.
+KIND_STATE = 4
+KINDS = frozenset({KIND_ENTRY, KIND_JOURNAL, KIND_STATE})
 
 KEY_ID_SIZE = 8
 SALT_SIZE = 32

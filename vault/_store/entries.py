@@ -27,6 +27,7 @@ from vault._crypto import format as fmt
 from vault._crypto.keys import KeyRing
 from vault._store.rewrap import PendingWrite, prepare_rewrap
 from vault.errors import (
+    DecryptionError,
     EntryExpiredError,
     EntryNotFoundError,
     FormatError,
@@ -160,6 +161,16 @@ class EntryStore:
             if ring is not None:
                 self._ring = ring
 
+    def known_key_ids(self) -> set[str]:
+        """Every key id this vault's key source holds or records (retired ones included, for
+        the keyring and keyfile sources; for a bare ring or the env source, the ring's)."""
+        ids = set(self.keys.ids)
+        states = getattr(self._source, "states", None)
+        if states is not None:
+            with contextlib.suppress(VaultError):
+                ids |= {state.id for state in states()}
+        return ids
+
     def open_envelope(self, data: bytes, *, kind: int, name: str) -> tuple[fmt.Header, bytes]:
         """Authenticate and decrypt ``data`` as ``kind``/``name``; reloads the ring once if it
         names a key id the ring lacks. No time check. Raises as ``KeyRing.open``."""
@@ -235,6 +246,26 @@ class EntryStore:
     def key_ids(self) -> Counter[str]:
         """Entries per key id, from unverified headers (a rewrap target's report)."""
         return Counter(info.key_id for info in self.scan().entries)
+
+    def sealed_under(self, key_id: str) -> list[str]:
+        """Entries that authenticate under ``key_id``; forged claims are quarantined (see
+        ``RewrapTarget.sealed_under``)."""
+        held = []
+        for info in self.scan().entries:
+            if info.key_id != key_id:
+                continue
+            try:
+                self.open(info.name, 0, check_ttl=False)
+            except (DecryptionError, FormatError):
+                with contextlib.suppress(EntryNotFoundError):
+                    self.quarantine(info.name)
+                continue
+            except EntryNotFoundError:
+                continue
+            except VaultError:  # the ring lacks the key: cannot tell, so it counts
+                pass
+            held.append(info.name)
+        return held
 
     def open(self, name: str, now_ms: int, *, check_ttl: bool = True) -> tuple[fmt.Header, bytes]:
         """Read and authenticate entry ``name``; with ``check_ttl``, also check its validity

@@ -54,8 +54,9 @@ from vault import _files as files
 from vault._crypto import format as fmt
 from vault._crypto.keys import KeyRing
 from vault._store.rewrap import PendingWrite, RewrapReport, prepare_rewrap, rewrap
+from vault._store.state import StateFile
 from vault._store.store import Vault, entries_of
-from vault.errors import DecryptionError, FormatError, VaultError
+from vault.errors import DecryptionError, FormatError, UnknownKeyError, VaultError
 
 __all__ = ["CONFLICTS_DIR", "JOURNAL_DIR", "RECORD_SUFFIX", "Journal", "Record", "step"]
 
@@ -95,6 +96,7 @@ class Journal:
     def __init__(self, vault: Vault) -> None:
         self._vault = vault
         self._entries = entries_of(vault)
+        self._state = StateFile(self._entries)
         self.directory = vault.directory / JOURNAL_DIR
         self._dir = str(self.directory)
         self._locks = os.path.join(self._dir, ".locks")
@@ -140,7 +142,11 @@ class Journal:
         ring = self._entries.keys
         with self._lock("append", "the journal (append)"):
             last = self._last_authenticated_seq()
-            seq = max(time.time_ns(), last + 1, self._last_seq + 1)
+            state = self._state.read()
+            applied = 0 if state is None else state.applied
+            # Above every record that exists, and above everything ever applied: a new record
+            # is never mistaken for one replayed already, even if the clock stepped back.
+            seq = max(time.time_ns(), last + 1, self._last_seq + 1, applied + 1)
             if seq > _MAX_SEQ:
                 raise FormatError(f"the next journal record id would have {len(str(seq))} "
                                   "digits, more than a record id holds; nothing was written",
@@ -242,6 +248,27 @@ class Journal:
                 counts[fmt.parse_header(prefix, size).key_id.hex()] += 1
         return counts
 
+    def sealed_under(self, key_id: str) -> list[str]:
+        """Records that authenticate under ``key_id``; a record whose header claims the key but
+        does not open is quarantined and not listed (``RewrapTarget.sealed_under``)."""
+        held = []
+        for rid in self.ids():
+            try:
+                prefix, size = files.read_private_prefix(self._path(rid), fmt.FIXED_HEADER_SIZE
+                                                         + fmt.MAX_NAME_LENGTH)
+                if fmt.parse_header(prefix, size).key_id.hex() != key_id:
+                    continue
+                self.read(rid)
+            except FileNotFoundError:
+                continue
+            except (DecryptionError, FormatError):
+                self.quarantine(rid)
+                continue
+            except VaultError:  # the ring lacks the key: cannot tell, so it counts
+                pass
+            held.append(rid)
+        return held
+
     def unverified_summary(self) -> tuple[int, int | None, int]:
         """(pending records, the oldest CREATED_AT in ms from **unverified** headers, conflicts),
         with no key: for inventory (``status``), never for a decision."""
@@ -300,7 +327,8 @@ class Journal:
 
     def replay(self, apply: Callable[[Record], bool], *,
                on_quarantine: Callable[[str, VaultError, Path], None] | None = None,
-               on_conflict: Callable[[Record, Path], None] | None = None) -> int:
+               on_conflict: Callable[[Record, Path], None] | None = None,
+               on_waiting: Callable[[str, UnknownKeyError], None] | None = None) -> int:
         """Apply every pending record in order; ``apply`` returns True when the source took it
         (the record is deleted) and False for a conflict (it moves to ``conflicts/``).
 
@@ -312,11 +340,10 @@ class Journal:
 
         Raises:
             whatever ``apply`` raises (the record stays, and so do the later ones);
-            UnknownKeyError: a record needs a key the ring lacks (the replay stops there);
             LockTimeoutError: another replayer held the lock too long.
         """
         applied = 0
-        steps = self.replay_steps(on_quarantine, on_conflict)
+        steps = self.replay_steps(on_quarantine, on_conflict, on_waiting)
         with self.replay_lock(), contextlib.closing(steps):
             record = next(steps, None)
             while record is not None:
@@ -326,7 +353,8 @@ class Journal:
         return applied
 
     def replay_steps(self, on_quarantine: Callable[[str, VaultError, Path], None] | None = None,
-                     on_conflict: Callable[[Record, Path], None] | None = None
+                     on_conflict: Callable[[Record, Path], None] | None = None,
+                     on_waiting: Callable[[str, UnknownKeyError], None] | None = None
                      ) -> Generator[Record, bool, None]:
         """The replay loop, for a caller that holds :meth:`replay_lock` (sync or async).
 
@@ -336,10 +364,14 @@ class Journal:
         apply fails: that record and the later ones stay. Corrupt records are quarantined and
         skipped; stale temp files are removed at the end. See :func:`step`.
 
-        Raises:
-            UnknownKeyError: a record needs a key the ring lacks (it is not skipped).
+        A record sealed under a key id this vault's key source never held (a keyless file
+        with a made-up header) is quarantined like a corrupt one. One under a key the source
+        knows but the ring lacks (retired, or not deployed here yet) waits, reported through
+        ``on_waiting(id, error)``; the others go on, and a later write of the same name, based
+        on the waiting one, is a conflict rather than a write out of order.
         """
         done: set[str] = set()
+        applied = self._state.ensure().applied  # adopts a vault id on the first replay
         while ids := [rid for rid in self.ids() if rid not in done]:
             for rid in ids:
                 done.add(rid)
@@ -347,12 +379,32 @@ class Journal:
                     record = self.read(rid)
                 except FileNotFoundError:
                     continue
+                except UnknownKeyError as exc:
+                    if exc.key_id in self._entries.known_key_ids():
+                        if on_waiting is not None:
+                            on_waiting(rid, exc)
+                        continue
+                    path = self.quarantine(rid)
+                    if path is not None and on_quarantine is not None:
+                        on_quarantine(rid, exc, path)
+                    continue
                 except (DecryptionError, FormatError) as exc:
                     path = self.quarantine(rid)
                     if path is not None and on_quarantine is not None:
                         on_quarantine(rid, exc, path)
                     continue
+                if _seq(rid) <= applied:
+                    # A record the source took already (restored, or replanted by someone
+                    # who copied it): it must not apply twice, even where its base is back.
+                    path = self.quarantine(rid)
+                    if path is not None and on_quarantine is not None:
+                        on_quarantine(rid, FormatError(
+                            f"journal record {rid} was applied already (at or below the "
+                            "vault's high-water mark)"), path)
+                    continue
                 if (yield record):
+                    self._state.applied(_seq(rid))  # before the record goes: never twice
+                    applied = max(applied, _seq(rid))
                     self.discard(rid)
                 else:
                     moved = self.set_aside(rid)
@@ -459,6 +511,8 @@ class Journal:
         return f"{self._dir}/{rid}{RECORD_SUFFIX}"
 
     def _lock(self, lock_name: str, what: str) -> files.FileLock:
+        if not self._entries.read_only:  # a journal/ made by someone else may lack .locks/
+            files.ensure_private_dir(self._locks)
         return files.FileLock(f"{self._locks}/{lock_name}.lock",
                               timeout=self._entries.lock_timeout, what=what)
 

@@ -81,7 +81,14 @@ class RewrapTarget(Protocol):
         ...
 
     def key_ids(self) -> Counter[str]:
-        """How many items each key id still seals (a key must not be retired while > 0)."""
+        """How many items each key id claims to seal, from unverified headers (cheap)."""
+        ...
+
+    def sealed_under(self, key_id: str) -> list[str]:
+        """The items that authenticate under ``key_id`` (a key must not be retired while any
+        does). An item whose header claims the key but that fails to open under it was not
+        sealed by it: it is quarantined, reported through the usual events, and not listed;
+        one that cannot be checked (the ring lacks the key) is listed."""
         ...
 
 

@@ -1,67 +1,237 @@
-"""The vault's state files beside its entries: for now the rotation lock and its resume state.
+"""The vault's own state beside its entries: the sealed ``vault.state`` and the rotation lock.
 
-``rotation.lock`` is ``flock``-ed for the whole of a rotation and records the holder (pid,
-host, since) and the phase, so that a rerun after a crash resumes instead of starting over.
-Its content is advisory JSON: ``docs/security.md`` says what a writer without the key can do
-with it.
+``vault.state`` is a ``KIND_STATE`` envelope (``docs/format.md``) sealed with the ring: the
+vault id, the high-water mark of journal records applied to the source, and the resume state
+of an unfinished rotation. A writer without the key can delete or restore an older copy of
+it, never forge it. A directory adopts a vault id the first time a keyed writer needs the
+state (a journal append or replay, a rotation); a ring that cannot open an existing state is
+another vault's and is refused. ``rotation.lock`` is only ``flock``-ed for the whole of a
+rotation; the holder (pid, host, since) written into it is advisory, shown in the "another
+rotation is running" message and never used to decide anything.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from vault import _clock, codec
 from vault import _files as files
+from vault._crypto import format as fmt
+from vault._crypto.keys import KeyRing
 from vault._store.context import Context
-from vault.errors import RotationInProgressError, VaultError
+from vault._store.entries import EntryStore
+from vault._store.rewrap import PendingWrite, prepare_rewrap
+from vault.errors import (
+    ConfigurationError,
+    DecryptionError,
+    FormatError,
+    RotationInProgressError,
+    UnknownKeyError,
+    VaultError,
+)
 
-__all__ = ["LOCK_FILE", "RotationLock"]
+__all__ = ["LOCK_FILE", "STATE_FILE", "RotationLock", "StateFile", "VaultState"]
 
 LOCK_FILE = "rotation.lock"
+STATE_FILE = "vault.state"
+STATE_NAME = "credseal vault state"  # the envelope's authenticated name
+
+
+@dataclass(frozen=True)
+class VaultState:
+    """The authenticated state of one vault directory.
+
+    Attributes:
+        vault_id: 32 hex digits naming the logical vault (one ring, any number of directories).
+        applied: the highest journal record sequence applied to the source (a record at or
+            below it is refused: a replanted record cannot apply twice).
+        rotation: an unfinished rotation, ``{"new_key_id", "phase", "back"}``, or None.
+    """
+
+    vault_id: str
+    applied: int = 0
+    rotation: dict[str, Any] | None = field(default=None)
+
+
+class StateFile:
+    """``vault.state`` of a vault directory: read, changed under its lock, rewrapped.
+
+    A rewrap target (``name`` "state") so that rotation reseals it like an entry.
+    """
+
+    name = "state"
+
+    def __init__(self, entries: EntryStore) -> None:
+        self._entries = entries
+        self.path = f"{entries.dir}/{STATE_FILE}"
+
+    def _lock(self) -> files.FileLock:
+        files.ensure_private_dir(self._entries.locks)
+        return files.FileLock(f"{self._entries.locks}/state.lock",
+                              timeout=self._entries.lock_timeout, what="the vault state")
+
+    def read(self) -> VaultState | None:
+        """The authenticated state, or None if the directory has none yet.
+
+        Raises:
+            ConfigurationError: it does not open with this ring: another vault's (or forged);
+                the vault refuses to follow it.
+        """
+        try:
+            data = files.read_private(self.path, 64 * 1024)
+        except FileNotFoundError:
+            return None
+        try:
+            _, plaintext = self._entries.open_envelope(data, kind=fmt.KIND_STATE,
+                                                            name=STATE_NAME)
+            doc = codec.loads(plaintext)
+        except (DecryptionError, FormatError, UnknownKeyError) as exc:
+            raise ConfigurationError(
+                f"{self.path} does not open with this key ring ({type(exc).__name__}): the "
+                "directory belongs to another vault, or the file was forged",
+                hint="use this directory's own keys; if the file is not genuine, move it "
+                     "aside (the journal's replay record is then lost)") from None
+        if (type(doc) is not dict or doc.get("v") != 1 or type(doc.get("vault_id")) is not str
+                or type(doc.get("applied")) is not int
+                or not (doc.get("rotation") is None or type(doc.get("rotation")) is dict)):
+            raise ConfigurationError(f"{self.path} has an unknown layout")
+        rotation = doc["rotation"]
+        return VaultState(str(doc["vault_id"]), int(str(doc["applied"])),
+                          None if rotation is None else dict(rotation))  # type: ignore[arg-type]
+
+    def _write(self, state: VaultState) -> None:
+        now = _clock.now_ms()
+        self._entries.refresh()
+        plaintext = codec.dumps({"v": 1, "vault_id": state.vault_id, "applied": state.applied,
+                                 "rotation": state.rotation})
+        envelope = self._entries.keys.seal(kind=fmt.KIND_STATE, name=STATE_NAME,
+                                           plaintext=plaintext, created_at=now,
+                                           expires_at=fmt.MAX_TIMESTAMP)
+        files.write_atomic(self.path, envelope, "state")
+
+    def ensure(self) -> VaultState:
+        """The state, adopting a new vault id first if the directory has none."""
+        state = self.read()
+        if state is not None:
+            return state
+        return self.update(lambda current: current)
+
+    def update(self, change: Callable[[VaultState], VaultState]) -> VaultState:
+        """Read (or adopt), apply ``change`` and durably write the state, under its lock."""
+        self._entries.check_writable()
+        with self._lock():
+            state = self.read() or VaultState(secrets.token_hex(16))
+            new = change(state)
+            self._write(new)
+            return new
+
+    def applied(self, seq: int) -> None:
+        """Raise the high-water mark of applied journal records to ``seq``."""
+        self.update(lambda s: s if s.applied >= seq else replace(s, applied=seq))
+
+    # ---- rewrap target
+
+    def items(self) -> list[str]:
+        """The state file, if any (its one item)."""
+        return [STATE_FILE] if os.path.lexists(self.path) else []
+
+    def prepare(self, item: str, ring: KeyRing,
+                wait: bool = True) -> tuple[str, str | None] | PendingWrite | None:
+        """Prepare the rewrap of the state (``prepare_rewrap``)."""
+        self._entries.check_writable()
+        return prepare_rewrap(self.path, "state", self._lock(), ring, kind=fmt.KIND_STATE,
+                              name=STATE_NAME, wait=wait)
+
+    def key_ids(self) -> Counter[str]:
+        """The key id the state's (unverified) header names."""
+        try:
+            prefix, size = files.read_private_prefix(self.path, fmt.FIXED_HEADER_SIZE + 64)
+            return Counter([fmt.parse_header(prefix, size).key_id.hex()])
+        except (FileNotFoundError, VaultError):
+            return Counter()
+
+    def sealed_under(self, key_id: str) -> list[str]:
+        """The state, if it claims ``key_id`` (it must open: a forged state is refused)."""
+        if self.key_ids().get(key_id):
+            self.read()
+            return [STATE_FILE]
+        return []
+
+
+def _shown(value: Any) -> str:
+    """An advisory field of the lock file, fit to be shown: short, printable, else "?"."""
+    text = str(value) if isinstance(value, str | int) and not isinstance(value, bool) else "?"
+    return text if len(text) <= 64 and text.isprintable() else "?"
 
 
 class RotationLock:
-    """The vault's rotation lock, holding who rotates and how far they got."""
+    """The vault's rotation lock: one rotation at a time, and where an unfinished one was.
 
-    def __init__(self, directory: str | os.PathLike[str], context: Context) -> None:
+    The ``flock`` on ``rotation.lock`` excludes other rotations (the kernel drops it when its
+    holder dies). How far a rotation got lives in the sealed vault state (``state``): a
+    planted or edited lock file steers nothing. The holder (pid, host, since) written into
+    the lock file is advisory, for the "another rotation is running" message only.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], context: Context,
+                 state: StateFile | None = None) -> None:
         self.path = os.path.join(os.fspath(directory), LOCK_FILE)
         self.context = context
+        self.state = state
         self._lock = files.FileLock(self.path, timeout=0.0, what="the rotation lock")
 
     def acquire(self) -> dict[str, Any] | None:
-        """Take the lock; return the state a dead previous holder left behind, if any.
+        """Take the lock; return the authenticated resume state an unfinished rotation left
+        (None without a state file, or when nothing is unfinished).
 
         Raises:
-            RotationInProgressError: a live process holds it; the message names it.
+            RotationInProgressError: a live process holds it; the message names it (advisory).
+            ConfigurationError: the vault state does not open with this ring.
         """
         if not self._lock.acquire(blocking=False):
             holder = self._read()
             raise RotationInProgressError(
-                f"another rotation is running: pid {holder.get('pid', '?')} on host "
-                f"{holder.get('host', '?')} since {holder.get('since', '?')}",
+                f"another rotation is running: pid {_shown(holder.get('pid'))} on host "
+                f"{_shown(holder.get('host'))} since {_shown(holder.get('since'))}",
                 hint="wait for it to finish; a rotation that was killed releases the lock "
                      "and the next run resumes it")
-        left = self._read()
-        return left if left.get("pid") is not None else None
+        try:
+            self._lock.write_state(json.dumps({
+                "pid": os.getpid(), "host": self.context.host,
+                "since": datetime.now(UTC).isoformat(timespec="seconds")}).encode())
+            if self.state is None:
+                return None
+            current = self.state.read()
+        except BaseException:
+            self._lock.release()
+            raise
+        return None if current is None else current.rotation
 
     def _read(self) -> dict[str, Any]:
         try:
             data = files.read_private(self.path, 64 * 1024)
-            state = json.loads(data) if data else {}
+            holder = json.loads(data) if data else {}
         except (FileNotFoundError, ValueError, VaultError):
             return {}
-        return state if isinstance(state, dict) else {}
+        return holder if isinstance(holder, dict) else {}
 
-    def record(self, **state: Any) -> None:
-        """Durably record the holder and ``state`` (phase, new key id) in the lock file."""
-        holder = {"pid": os.getpid(), "host": self.context.host,
-                  "since": datetime.now(UTC).isoformat(timespec="seconds"), **state}
-        self._lock.write_state(json.dumps(holder).encode())
+    def record(self, **progress: Any) -> None:
+        """Durably record how far the rotation got (phase, new key id) in the sealed state."""
+        if self.state is not None:
+            self.state.update(lambda s: replace(s, rotation=dict(progress)))
 
     def release(self, *, finished: bool) -> None:
-        """Release; with ``finished`` the recorded state is cleared (nothing to resume)."""
-        if finished:
+        """Release; with ``finished`` the resume state is cleared (nothing to resume)."""
+        try:
+            if finished and self.state is not None:
+                self.state.update(lambda s: s if s.rotation is None else replace(s, rotation=None))
             self._lock.write_state(b"")
-        self._lock.release()
+        finally:
+            self._lock.release()

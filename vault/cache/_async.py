@@ -22,7 +22,7 @@ from vault._store.store import Vault
 from vault.cache._breaker import CircuitBreaker
 from vault.cache._core import SOURCE, CacheCore, Fetched, SaveResult, SourceFailure
 from vault.cache._health import CacheEvent
-from vault.errors import VaultError
+from vault.errors import ConfigurationError, VaultError
 from vault.sources._base import AsyncSource, conditional_save_async, value_digest
 from vault.sources._outage import is_outage
 
@@ -68,7 +68,7 @@ class AsyncFallbackCache(CacheCore):
         plaintext = self._prepare_save(name, value)
         ok, result = await self._call(lambda: self.source.save(name, value))
         if ok:
-            return await asyncio.to_thread(self._saved, name, plaintext)
+            return await asyncio.to_thread(self._saved, name, plaintext, value_digest(value))
         return await asyncio.to_thread(self._journal_write, "save", name, value, plaintext,
                                        result)
 
@@ -141,6 +141,8 @@ class AsyncFallbackCache(CacheCore):
                     await self._replay()
             except SourceFailure as failure:
                 raise failure.error from None
+            except ConfigurationError as exc:
+                self._journal_refused(exc)  # records wait; the source is read all the same
             except (VaultError, OSError) as exc:
                 return False, self._journal_blocked(exc)
             result = await op()

@@ -139,6 +139,9 @@ class CacheCore:
         self._last_error: BaseException | None = None
         self._memo: dict[str, _Memo] = {}
         self._gen: dict[str, int] = {}
+        # The digest of what the source held for each name when this process last heard from
+        # it (a healthy load, save or delete): the best base for a write journaled later.
+        self._seen: dict[str, str] = {}
 
     @property
     def degraded(self) -> bool:
@@ -166,6 +169,15 @@ class CacheCore:
                              f"be replayed ({describe(exc)}); serving cached copies meanwhile",
                              cause=exc)
         return exc
+
+    def _journal_refused(self, exc: ConfigurationError) -> None:
+        """The vault's state does not open with this ring (another vault's, or forged): the
+        journal is not replayed (nothing unauthenticated is followed), but a healthy source
+        is still read: a planted file must not take the service down."""
+        if self.health.limited(JOURNAL_BLOCKED):
+            self.health.emit(JOURNAL_BLOCKED, logging.ERROR, "pending journal records are not "
+                             f"replayed: {exc.message}; reading the source meanwhile",
+                             cause=exc)
 
     def _open_cause(self) -> BaseException:
         cause = self._last_error
@@ -197,7 +209,8 @@ class CacheCore:
     def _replay_steps(self) -> Generator[Record, bool, None]:
         """The journal's replay loop with this cache's quarantine and conflict events (the
         caller holds the replay lock)."""
-        return self.journal.replay_steps(self._quarantined_record, self._conflicted_record)
+        return self.journal.replay_steps(self._quarantined_record, self._conflicted_record,
+                                         self._waiting_record)
 
     @property
     def pending(self) -> Pending:
@@ -206,14 +219,19 @@ class CacheCore:
         return Pending(count, age, conflicts)
 
     def _base_for(self, name: str, now: int) -> str | None:
-        """The digest of what ``get`` would have returned for ``name`` now, during an outage:
-        the newest pending write, else a valid cached copy; None when that is unknown."""
+        """The digest of what the write is based on: the newest pending write of ``name``,
+        else what this process last heard from the source, else a valid cached copy; None
+        when that is unknown."""
         try:
             record = self.journal.latest(name)
         except (VaultError, OSError):
             return None
         if record is not None:
             return value_digest(record.value if record.op == "save" else None)
+        with self._lock:
+            seen = self._seen.get(name)
+        if seen is not None:
+            return seen
         try:
             _, value = self._entries.load(name, now)
         except (VaultError, OSError):
@@ -294,6 +312,9 @@ class CacheCore:
 
     def _after_load(self, name: str, value: Any, generation: int) -> None:
         """Write a healthy answer through to the vault when needed; never raises."""
+        with self._lock:
+            if self._gen.get(name, 0) == generation:  # no save or delete overtook it
+                self._seen[name] = value_digest(value)
         try:
             if value is None:
                 self._drop_local(name, generation=generation)
@@ -374,11 +395,15 @@ class CacheCore:
             self.health.emit(CACHE_WRITE_FAILED, logging.ERROR, "could not update the cached "
                              f"copy of {name!r} ({describe(exc)})", name, exc)
 
-    def _saved(self, name: str, plaintext: bytes) -> SaveResult:
+    def _saved(self, name: str, plaintext: bytes, digest: str) -> SaveResult:
+        with self._lock:
+            self._seen[name] = digest
         self._local_write_logged(lambda: self._store_local(name, plaintext), name)
         return SaveResult(journaled=False)
 
     def _deleted(self, name: str) -> SaveResult:
+        with self._lock:
+            self._seen[name] = value_digest(None)
         self._local_write_logged(lambda: self._drop_local(name), name)
         return SaveResult(journaled=False)
 
@@ -408,6 +433,14 @@ class CacheCore:
     def _replayed(self, record: Record) -> None:
         with self._lock:
             self._memo.pop(record.name, None)
+            self._seen[record.name] = value_digest(self._target(record))
+
+    def _waiting_record(self, record_id: str, exc: UnknownKeyError) -> None:
+        if self.health.limited(f"{JOURNAL_BLOCKED}:{record_id}"):
+            self.health.emit(JOURNAL_BLOCKED, logging.ERROR, f"journal record {record_id} is "
+                             f"sealed under key {exc.key_id}, which this key ring does not hold "
+                             "(retired, or not deployed here yet): it waits; other records and "
+                             "reads of the source go on", cause=exc)
 
     def _conflicted_record(self, record: Record, path: Path) -> None:
         self.health.emit(JOURNAL_CONFLICT, logging.ERROR, f"journaled {record.op} of "

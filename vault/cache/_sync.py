@@ -37,7 +37,7 @@ from vault._store.store import Vault
 from vault.cache._breaker import CircuitBreaker
 from vault.cache._core import SOURCE, CacheCore, Fetched, SaveResult, SourceFailure
 from vault.cache._health import CacheEvent
-from vault.errors import VaultError
+from vault.errors import ConfigurationError, VaultError
 from vault.sources._base import Source, conditional_save, value_digest
 from vault.sources._outage import is_outage
 
@@ -102,7 +102,7 @@ class FallbackCache(CacheCore):
         plaintext = self._prepare_save(name, value)
         ok, result = self._call(lambda: self.source.save(name, value))
         if ok:
-            return self._saved(name, plaintext)
+            return self._saved(name, plaintext, value_digest(value))
         return self._journal_write("save", name, value, plaintext, result)
 
     def delete(self, name: str) -> SaveResult:
@@ -162,6 +162,8 @@ class FallbackCache(CacheCore):
                     self._replay()
             except SourceFailure as failure:
                 raise failure.error from None  # classified below, like op's own errors
+            except ConfigurationError as exc:
+                self._journal_refused(exc)  # records wait; the source is read all the same
             except (VaultError, OSError) as exc:
                 return False, self._journal_blocked(exc)
             result = op()

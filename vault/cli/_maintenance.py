@@ -96,13 +96,13 @@ def _rotation_dict(result: ops.RotationResult) -> dict[str, Any]:
     return {"outcome": result.outcome, "old_key_id": result.old_key_id,
             "new_key_id": result.new_key_id, "entries": report(result.entries),
             "journal": report(result.journal), "seconds": round(result.seconds, 3),
-            "resumed_from_pid": (result.resumed or {}).get("pid")}
+            "resumed": result.resumed is not None}
 
 
 def _print_rotation(con: Console, result: ops.RotationResult) -> None:
     if result.resumed:
-        con.note(f"resumed a rotation left by pid {result.resumed.get('pid')} on "
-                 f"{result.resumed.get('host')} (since {result.resumed.get('since')})")
+        con.note(f"resumed an unfinished rotation to key {result.new_key_id} (it had reached "
+                 f"{result.resumed.get('phase', '?')})")
     if result.outcome == "not-due":
         con.out(f"nothing to do: key {result.old_key_id} is younger than --if-older-than"
                 if result.new_key_id == result.old_key_id else

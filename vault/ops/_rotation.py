@@ -25,7 +25,7 @@ from vault._store.audit import AuditLog
 from vault._store.context import Context
 from vault._store.journal import Journal
 from vault._store.rewrap import RewrapReport, RewrapTarget, rewrap
-from vault._store.state import RotationLock
+from vault._store.state import RotationLock, StateFile
 from vault._store.store import REWRAP_BATCH, REWRAP_WORKERS, Vault, entries_of
 from vault.config import current_context
 from vault.errors import ConfigurationError, KeyInUseError, KeySourceError
@@ -93,7 +93,8 @@ def rewrap_targets(vault: Vault, extra: Sequence[RewrapTarget] = ()) -> list[Rew
         ConfigurationError: two targets share a name, or a name is not a short identifier
             (it labels the target in reports and audit records).
     """
-    targets: list[RewrapTarget] = [entries_of(vault), Journal(vault), *extra]
+    entries = entries_of(vault)
+    targets: list[RewrapTarget] = [entries, Journal(vault), StateFile(entries), *extra]
     names = [target.name for target in targets]
     for name in names:
         if not (isinstance(name, str) and _TARGET_NAME.fullmatch(name)) or name in _RESERVED:
@@ -150,14 +151,14 @@ def rotate(vault: Vault, source: KeySource, *, rewrap_only: bool = False,
     started = time.monotonic()
     context = context or current_context()
     audit = AuditLog(vault.directory, context)
-    lock = RotationLock(vault.directory, context)
+    lock = RotationLock(vault.directory, context, StateFile(entries_of(vault)))
     resumed = lock.acquire()
     finished = False
     try:
         ring = source.load()
         old_id = ring.primary.id
         new_id = old_id
-        resume_id = _resumable(source, resumed) if not rewrap_only else None
+        resume_id = _resumable(source, resumed, ring) if not rewrap_only else None
         if to_key_id is not None:
             new_id = _promote_existing(source, ring, to_key_id, lock)
         elif resume_id is not None:
@@ -205,12 +206,13 @@ def rotate(vault: Vault, source: KeySource, *, rewrap_only: bool = False,
                      journal_rewrapped=records.rewrapped, journal_failed=records.failed,
                      targets={name: {"rewrapped": r.rewrapped, "failed": r.failed}
                               for name, r in reports.items()},
-                     resumed_from_pid=resumed.get("pid") if resumed else None)
+                     resumed=resume_id is not None)
         # The key change is complete (promoted; every target visited): nothing to resume. A
         # failed item is retried with rewrap_only; keeping the state would make every later
         # rotate reuse this key instead of making a new one.
         finished = True
-        return RotationResult(outcome, old_id, new_id, reports, resumed,
+        return RotationResult(outcome, old_id, new_id, reports,
+                              resumed if resume_id is not None else None,
                               seconds=time.monotonic() - started)
     finally:
         lock.release(finished=finished)
@@ -236,18 +238,31 @@ def _promote_existing(source: KeySource, ring: KeyRing, key_id: str, lock: Rotat
         raise KeySourceError(f"key {key_id} is not held by the {source.kind} key source "
                              "(unknown or retired)", hint="`credseal status` lists the keys")
     if ring.primary.id != key_id:
-        lock.record(phase="promoting", new_key_id=key_id)
+        lock.record(phase="promoting", new_key_id=key_id, back=True)
         source.promote(key_id)
     return key_id
 
 
-def _resumable(source: KeySource, resumed: dict[str, Any] | None) -> str | None:
-    """The new key id a killed rotation left, if the source still holds that key."""
+def _resumable(source: KeySource, resumed: dict[str, Any] | None, ring: KeyRing) -> str | None:
+    """The new key id an unfinished rotation recorded in the sealed vault state, if a resume
+    may go there: the source still holds it, and it is the primary already (finish the
+    rewrap), or newer than the primary (move forward), or the state records an explicit
+    ``--to`` rollback. Never back to an older key on a resume's own say-so."""
     pending = resumed.get("new_key_id") if resumed else None
-    if not pending or not isinstance(source, ManagedKeySource) or source.kind == "env":
+    if (not isinstance(pending, str) or not isinstance(source, ManagedKeySource)
+            or source.kind == "env"):
         return None
-    states = {s.id: s.state for s in source.states()}
-    return str(pending) if states.get(pending) not in (None, RETIRED) else None
+    # The sources keep their records in the order the keys were added: later is newer (the
+    # dates have whole seconds only).
+    order = [s.id for s in source.states()]
+    states = {s.id: s for s in source.states()}
+    target = states.get(pending)
+    if target is None or target.state == RETIRED:
+        return None
+    if pending == ring.primary.id or (resumed or {}).get("back") is True:
+        return pending
+    newer = ring.primary.id in order and order.index(pending) > order.index(ring.primary.id)
+    return pending if newer else None
 
 
 def check_unused(vault: Vault, key_id: str, *,
@@ -255,16 +270,18 @@ def check_unused(vault: Vault, key_id: str, *,
     """Raise unless no target of ``vault`` (entries, journal, ``extra_targets``) still holds
     anything sealed under ``key_id``.
 
-    Returns the number of entries checked (counted from unverified headers: a header that
-    lies about its key id fails to open anyway).
+    Every item whose header claims the key is opened with it: one that fails was not sealed
+    by it (a keyless file with a forged header) and is quarantined instead of blocking the
+    retirement forever. Returns the number of entries checked.
 
     Raises:
         KeyInUseError: says how many items of which targets (naming a few entries), and where.
     """
-    scan = vault.scan()
-    using = [info.name for info in scan.entries if info.key_id == key_id]
-    held = {target.name: target.key_ids().get(key_id, 0)
-            for target in rewrap_targets(vault, extra_targets)[1:]}
+    targets = rewrap_targets(vault, extra_targets)
+    checked = len(vault.scan().entries)
+    using = targets[0].sealed_under(key_id) if targets[0].key_ids().get(key_id) else []
+    held = {target.name: len(target.sealed_under(key_id)) if target.key_ids().get(key_id)
+            else 0 for target in targets[1:]}
     if using or any(held.values()):
         where = ", ".join(repr(n) for n in using[:5]) + (" ..." if len(using) > 5 else "")
         others = "".join(f" and {n} {name} items" if name != "journal" else
@@ -273,7 +290,7 @@ def check_unused(vault: Vault, key_id: str, *,
             f"key {key_id} still seals {len(using)} entries"
             + (f" ({where})" if using else "") + others + f" in {vault.directory}",
             hint="run `credseal rotate --rewrap-only` first, then retire the key")
-    return len(scan.entries)
+    return checked
 
 
 def retire(vault: Vault, source: KeySource, key_id: str, *,

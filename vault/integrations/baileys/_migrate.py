@@ -417,19 +417,39 @@ def remove_plaintext(plan: MigrationPlan, result: MigrationResult, vault: Vault,
         raise MigrationError(f"{len(lost)} records or files were skipped as expired or malformed "
                              "and exist only in the plaintext; nothing was removed",
                              hint="import them (include_expired) or pass discard_skipped=True")
-    for path, digest in plan.digests.items():
-        data, st = _read_source(path)
-        if hashlib.sha256(data).hexdigest() != digest:
-            raise MigrationError(f"{path} changed since the plan; nothing was removed",
-                                 hint="stop the service that writes it, then plan and apply again")
-        if st.st_nlink != 1:
-            raise MigrationError(f"{path} has {st.st_nlink} hard links; nothing was removed",
-                                 hint="remove the other links first")
-    for path in plan.digests:
-        try:
-            files.overwrite_and_unlink(path)
-        except OSError as exc:
-            raise MigrationError(f"cannot overwrite and remove {path}: {exc.strerror}") from None
+    # The folder is opened once and every check, overwrite and unlink is relative to it, so a
+    # folder swapped for a symlink meanwhile cannot send them elsewhere.
+    folder = os.fspath(plan.path) if plan.kind == "auth-folder" else os.path.dirname(
+        os.path.abspath(plan.path))
+    try:
+        dir_fd = files.open_dir(folder)
+    except (VaultError, OSError) as exc:
+        raise MigrationError(f"cannot open {folder}: {_why(exc)}; nothing was removed") from None
+    try:
+        checked: dict[str, tuple[int, int]] = {}
+        for path, digest in plan.digests.items():
+            name = os.path.basename(path)
+            try:
+                data, st = files.read_foreign_at(dir_fd, name, MAX_SOURCE_SIZE)
+            except (VaultError, OSError) as exc:
+                raise MigrationError(f"cannot read {path}: {_why(exc)}; nothing was "
+                                     "removed") from None
+            if hashlib.sha256(data).hexdigest() != digest:
+                raise MigrationError(f"{path} changed since the plan; nothing was removed",
+                                     hint="stop the service that writes it, then plan and "
+                                          "apply again")
+            if st.st_nlink != 1:
+                raise MigrationError(f"{path} has {st.st_nlink} hard links; nothing was "
+                                     "removed", hint="remove the other links first")
+            checked[name] = (st.st_dev, st.st_ino)
+        for name, identity in checked.items():
+            try:
+                files.overwrite_and_unlink_at(dir_fd, name, identity)
+            except (VaultError, OSError) as exc:
+                raise MigrationError(f"cannot overwrite and remove {name} in {folder}: "
+                                     f"{_why(exc)}") from None
+    finally:
+        os.close(dir_fd)
     if plan.kind == "auth-folder":
         files.remove_empty_dir(os.fspath(plan.path))  # not empty: ignored files stay with it
     AuditLog(vault.directory, context or current_context()).append(
