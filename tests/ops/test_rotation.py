@@ -356,3 +356,31 @@ def test_forged_headers_claiming_the_old_key_do_not_block_retire(
     assert {s.id: s.state for s in source.states()}[old] == RETIRED
     assert sorted(p.suffix for p in (v.directory / "quarantine").iterdir()) == [".cve", ".cvj"]
     assert "forged" not in v.names() and Journal(v).ids() == []
+
+
+def test_a_forged_audit_line_no_longer_decides_rotation(tmp_path: Path) -> None:
+    """With the env source, `rotate --if-older-than` took key ages and pending publications
+    from audit.jsonl, plain JSON: one appended line stopped a daily timer forever. Ages and
+    publications now come from the sealed vault state only."""
+    from datetime import timedelta
+
+    key = vault.Key.generate()
+    v = vault.Vault(tmp_path / "v", keys=vault.KeyRing([key]))
+    v.put("a", 1)
+    source = EnvKeySource(key.to_text())
+    forged = [{"time": "2999-01-01T00:00:00+00:00", "action": "rotate", "outcome": "published",
+               "new_key_id": "0" * 16},
+              {"time": "2999-01-01T00:00:00+00:00", "action": "init", "new_key_id": key.id}]
+    (v.directory / "audit.jsonl").write_text("".join(json.dumps(r) + "\n" for r in forged))
+    (v.directory / "audit.jsonl").chmod(0o600)
+    due = rotate(v, source, if_older_than=timedelta(days=90))
+    assert due.outcome == "published" and due.new_key_id != "0" * 16  # age unknown: due
+    waiting = rotate(v, source, if_older_than=timedelta(days=90))
+    assert waiting.outcome == "not-due" and waiting.new_key_id == due.new_key_id
+    assert due.new_ring is not None
+    deployed = EnvKeySource(due.new_ring.to_text())
+    assert rotate(vault.Vault(v.directory, keys=deployed), deployed,
+                  rewrap_only=True).outcome == "rotated"
+    young = rotate(vault.Vault(v.directory, keys=deployed), deployed,
+                   if_older_than=timedelta(days=90))
+    assert young.outcome == "not-due" and young.new_key_id == due.new_key_id

@@ -53,11 +53,16 @@ class VaultState:
         applied: the highest journal record sequence applied to the source (a record at or
             below it is refused: a replanted record cannot apply twice).
         rotation: an unfinished rotation, ``{"new_key_id", "phase", "back"}``, or None.
+        keys: when this vault first named each key (ms), for the env source, which keeps no
+            dates of its own: ``rotate --if-older-than`` reads key ages here, authenticated.
+        published: a key ``rotate`` published for the env source and not yet deployed.
     """
 
     vault_id: str
     applied: int = 0
     rotation: dict[str, Any] | None = field(default=None)
+    keys: dict[str, int] = field(default_factory=dict)
+    published: str | None = None
 
 
 class StateFile:
@@ -98,19 +103,25 @@ class StateFile:
                 "directory belongs to another vault, or the file was forged",
                 hint="use this directory's own keys; if the file is not genuine, move it "
                      "aside (the journal's replay record is then lost)") from None
+        keys = doc.get("keys", {}) if type(doc) is dict else None
         if (type(doc) is not dict or doc.get("v") != 1 or type(doc.get("vault_id")) is not str
                 or type(doc.get("applied")) is not int
-                or not (doc.get("rotation") is None or type(doc.get("rotation")) is dict)):
+                or not (doc.get("rotation") is None or type(doc.get("rotation")) is dict)
+                or type(keys) is not dict or not all(type(v) is int for v in keys.values())
+                or not (doc.get("published") is None or type(doc.get("published")) is str)):
             raise ConfigurationError(f"{self.path} has an unknown layout")
-        rotation = doc["rotation"]
+        rotation, published = doc["rotation"], doc.get("published")
         return VaultState(str(doc["vault_id"]), int(str(doc["applied"])),
-                          None if rotation is None else dict(rotation))  # type: ignore[arg-type]
+                          None if rotation is None else dict(rotation),  # type: ignore[arg-type]
+                          {str(k): int(str(v)) for k, v in keys.items()},
+                          None if published is None else str(published))
 
     def _write(self, state: VaultState) -> None:
         now = _clock.now_ms()
         self._entries.refresh()
         plaintext = codec.dumps({"v": 1, "vault_id": state.vault_id, "applied": state.applied,
-                                 "rotation": state.rotation})
+                                 "rotation": state.rotation, "keys": state.keys,
+                                 "published": state.published})
         envelope = self._entries.keys.seal(kind=fmt.KIND_STATE, name=STATE_NAME,
                                            plaintext=plaintext, created_at=now,
                                            expires_at=fmt.MAX_TIMESTAMP)
@@ -131,6 +142,16 @@ class StateFile:
             new = change(state)
             self._write(new)
             return new
+
+    def named(self, key_id: str, *, published: bool = False) -> None:
+        """Record that this vault first named ``key_id`` now (kept if known already); with
+        ``published``, that it waits to be deployed."""
+        now = _clock.now_ms()
+
+        def change(s: VaultState) -> VaultState:
+            keys = s.keys if key_id in s.keys else {**s.keys, key_id: now}
+            return replace(s, keys=keys, published=key_id if published else s.published)
+        self.update(change)
 
     def applied(self, seq: int) -> None:
         """Raise the high-water mark of applied journal records to ``seq``."""

@@ -17,12 +17,13 @@ from typing import Literal
 
 from vault import _files as files
 from vault._crypto import kdf
-from vault._crypto.keys import RETIRED, Key, KeyState
+from vault._crypto.keys import RETIRED, Key, KeyRing, KeyState
 from vault._store.audit import AuditLog
 from vault._store.context import Context
 from vault._store.entries import EntryInfo, invalidity, ms
 from vault._store.journal import Journal
-from vault._store.store import DEFAULT_TTL, Vault
+from vault._store.state import StateFile
+from vault._store.store import DEFAULT_TTL, Vault, entries_of
 from vault.config import VaultSettings, current_context, source_from_settings
 from vault.errors import ConfigurationError, EntryExpiredError, VaultError
 from vault.keysources import EnvKeySource, PassphraseKeySource
@@ -65,6 +66,8 @@ def init_vault(settings: VaultSettings, *, passphrase: bytes | str | None = None
     key = Key.generate()
     if kind != "env":
         source_from_settings(settings, passphrase).create(key)
+    else:  # the env source keeps no dates: the vault's sealed state dates the key
+        StateFile(entries_of(Vault(directory, keys=KeyRing([key])))).named(key.id)
     AuditLog(directory, context or current_context()).append(
         "init", outcome="created", source_kind=kind, new_key_id=key.id)
     return InitResult(directory, kind, key.id, key.to_text() if kind == "env" else None)

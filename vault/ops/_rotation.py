@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,7 +25,7 @@ from vault._store.audit import AuditLog
 from vault._store.context import Context
 from vault._store.journal import Journal
 from vault._store.rewrap import RewrapReport, RewrapTarget, rewrap
-from vault._store.state import RotationLock, StateFile
+from vault._store.state import RotationLock, StateFile, VaultState
 from vault._store.store import REWRAP_BATCH, REWRAP_WORKERS, Vault, entries_of
 from vault.config import current_context
 from vault.errors import ConfigurationError, KeyInUseError, KeySourceError
@@ -106,27 +106,30 @@ def rewrap_targets(vault: Vault, extra: Sequence[RewrapTarget] = ()) -> list[Rew
     return targets
 
 
-def key_age(source: KeySource, audit: AuditLog, key_id: str,
+def key_age(source: KeySource, vault_state: VaultState | None, key_id: str,
             now: datetime) -> timedelta | None:
-    """How old key ``key_id`` is: from the source's records, else from the audit log."""
+    """How old key ``key_id`` is, from authenticated data only: the source's records, else
+    (env source) when this vault first named it in its sealed state; None if unknown."""
     if isinstance(source, ManagedKeySource):
         for state in source.states():
             if state.id == key_id and state.created_at is not None:
                 return now - state.created_at
-    for record in audit.records():  # env source: when init or rotate first named the key
-        if record.get("new_key_id") == key_id and "time" in record:
-            return now - datetime.fromisoformat(record["time"])
-    return None
+    named = None if vault_state is None else vault_state.keys.get(key_id)
+    if named is None:
+        return None
+    return now - datetime.fromtimestamp(named / 1000, UTC)
 
 
-def _pending_publication(audit: AuditLog, ring: KeyRing) -> str | None:
+def _published_key_deployed(lock: RotationLock, ring: KeyRing) -> None:
+    """Forget a published key once it is the deployed primary (env source)."""
+    sealed = lock.state.read() if lock.state is not None else None
+    if lock.state is not None and sealed is not None and sealed.published == ring.primary.id:
+        lock.state.update(lambda s: replace(s, published=None))
+
+
+def _pending_publication(vault_state: VaultState | None, ring: KeyRing) -> str | None:
     """The id of a key published for the env source but not yet deployed as primary."""
-    pending = None
-    for record in audit.records():
-        if record.get("action") == "rotate" and record.get("outcome") == "published":
-            pending = record.get("new_key_id")
-        elif record.get("new_key_id") == ring.primary.id:
-            pending = None
+    pending = None if vault_state is None else vault_state.published
     return pending if pending != ring.primary.id else None
 
 
@@ -158,6 +161,7 @@ def rotate(vault: Vault, source: KeySource, *, rewrap_only: bool = False,
         ring = source.load()
         old_id = ring.primary.id
         new_id = old_id
+        _published_key_deployed(lock, ring)
         resume_id = _resumable(source, resumed, ring) if not rewrap_only else None
         if to_key_id is not None:
             new_id = _promote_existing(source, ring, to_key_id, lock)
@@ -169,8 +173,9 @@ def rotate(vault: Vault, source: KeySource, *, rewrap_only: bool = False,
                 source.promote(new_id)
         elif not rewrap_only:
             if if_older_than is not None:
-                age = key_age(source, audit, old_id, datetime.now(UTC))
-                waiting = _pending_publication(audit, ring)
+                sealed = lock.state.read() if lock.state is not None else None
+                age = key_age(source, sealed, old_id, datetime.now(UTC))
+                waiting = _pending_publication(sealed, ring)
                 if (age is not None and age < if_older_than) or waiting is not None:
                     audit.append("rotate", outcome="not-due", old_key_id=old_id,
                                  new_key_id=waiting or old_id)
@@ -180,6 +185,7 @@ def rotate(vault: Vault, source: KeySource, *, rewrap_only: bool = False,
             new_key = Key.generate()
             new_id = new_key.id
             if not isinstance(source, ManagedKeySource) or source.kind == "env":
+                StateFile(entries_of(vault)).named(new_id, published=True)
                 audit.append("rotate", outcome="published", old_key_id=old_id, new_key_id=new_id)
                 finished = True
                 return RotationResult("published", old_id, new_id,
