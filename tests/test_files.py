@@ -120,3 +120,24 @@ def test_write_new_creates_whole_private_files_and_never_replaces(private_dir: s
         files.write_new(link, b"data")
     assert not os.path.exists(os.path.join(private_dir, "nowhere"))
     assert sorted(os.listdir(private_dir)) == ["dangling", "export.json"]
+
+
+def test_a_file_replaced_while_it_is_opened_is_read_again(private_dir: str,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reader that opens a file just as a writer replaces it (os.replace) sees link count
+    0 on the old inode: it reads the new file instead of calling it insecure (this made
+    concurrent readers of vault.state and of entries fail now and then)."""
+    target = os.path.join(private_dir, "f")
+    files.write_atomic(target, b"old", "f")
+    real_open = files.open_nofollow
+    replaced: list[bool] = []
+
+    def open_then_replace(path: str, flags: int, what: str) -> tuple[int, os.stat_result]:
+        fd, _ = real_open(path, flags, what)
+        if not replaced:
+            replaced.append(True)
+            files.write_atomic(target, b"new", "f")  # the writer wins the race once
+        return fd, os.fstat(fd)
+
+    monkeypatch.setattr(files, "open_nofollow", open_then_replace)
+    assert files.read_private(target, 100) == b"new" and replaced

@@ -106,17 +106,24 @@ def open_nofollow(path: str, flags: int, what: str) -> tuple[int, os.stat_result
 
 
 def _open_private(path: str) -> tuple[int, os.stat_result]:
-    fd, st = open_nofollow(path, _READ_FLAGS, "file")
-    try:
-        if not stat.S_ISREG(st.st_mode):
-            raise InsecureFileError(f"{path} is not a regular file", hint="remove it")
-        if st.st_nlink != 1:
-            raise InsecureFileError(f"{path} has {st.st_nlink} hard links",
-                                    hint="remove the other links: a vault file has exactly one")
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd, st
+    for _attempt in range(8):
+        fd, st = open_nofollow(path, _READ_FLAGS, "file")
+        if st.st_nlink == 0 and stat.S_ISREG(st.st_mode):
+            # Replaced (atomically, by a writer) between our open and fstat: read the new one.
+            os.close(fd)
+            continue
+        try:
+            if not stat.S_ISREG(st.st_mode):
+                raise InsecureFileError(f"{path} is not a regular file", hint="remove it")
+            if st.st_nlink != 1:
+                raise InsecureFileError(f"{path} has {st.st_nlink} hard links",
+                                        hint="remove the other links: a vault file has "
+                                             "exactly one")
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, st
+    raise FileNotFoundError(errno.ENOENT, "replaced again and again while being read", path)
 
 
 def read_private(path: str, max_size: int) -> bytes:

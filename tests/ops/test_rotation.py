@@ -283,7 +283,7 @@ def test_env_retire_is_a_library_call_with_its_audit_record(tmp_path: Path) -> N
     with pytest.raises(vault.KeySourceError, match="primary"):
         retire(v, source, new.id)
     rotate(vault.Vault(v.directory, keys=source), source, rewrap_only=True)
-    result = retire(v, source, old.id.upper())
+    result = retire(vault.Vault(v.directory, keys=source), source, old.id.upper())
     assert result.outcome == "published" and result.new_ring is not None
     assert result.new_ring.ids == (new.id,) and "new_ring" not in repr(result)
     last = list(AuditLog(v.directory, CONTEXT).records())[-1]

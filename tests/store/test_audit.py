@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import vault
 from vault._store.audit import AUDIT_FILE, AuditLog
 from vault.config import current_context
 from vault.errors import ConfigurationError, InsecureFileError
@@ -70,3 +71,38 @@ def test_damaged_lines_are_skipped(tmp_path: Path) -> None:
         f.write('{"torn": \n[1, 2]\n')
     log.append("second")
     assert [r["action"] for r in log.records()] == ["first", "second"]
+
+
+def test_keyed_audit_log_shows_edits_reordering_and_truncation(tmp_path: Path) -> None:
+    """With the ring, every line is MACed and chained (its head sealed in vault.state): check
+    reports an edited line, a removed or moved one, and a truncated log; lines under a key
+    the ring no longer holds are unverifiable, not forged."""
+    from vault._store.audit import audit_of
+    from vault._store.state import StateFile
+    from vault._store.store import entries_of
+
+    old, new = vault.Key.generate(), vault.Key.generate()
+    v = vault.Vault(tmp_path / "v", keys=vault.KeyRing([old]))
+    audit_of(v, CONTEXT).append("first", n=1)
+    audit_of(v, CONTEXT).append("second", n=2)
+    rotated = vault.Vault(v.directory, keys=vault.KeyRing([new, old]))
+    audit_of(rotated, CONTEXT).append("rotate", previous_key=old.id, n=3)
+    audit_of(rotated, CONTEXT).append("fourth", n=4)
+    log = AuditLog(v.directory, CONTEXT)
+    path = v.directory / "audit.jsonl"
+    good = path.read_text()
+    head = StateFile(entries_of(rotated)).read()
+    assert head is not None and head.audit_head is not None
+    ring = vault.KeyRing([new, old])
+    assert log.check(ring, head.audit_head).problem is None
+    assert log.check(ring, head.audit_head).verified == 4
+    lines = good.splitlines(keepends=True)
+    path.write_text(good.replace('"n":2', '"n":7'))
+    assert "line 2 was edited" in (log.check(ring).problem or "")
+    path.write_text(lines[0] + lines[2] + lines[1] + lines[3])
+    assert "chain breaks" in (log.check(ring).problem or "")
+    path.write_text("".join(lines[:3]))
+    assert "truncated" in (log.check(ring, head.audit_head).problem or "")
+    path.write_text(good)
+    retired = log.check(vault.KeyRing([new]), head.audit_head)
+    assert retired.problem is None and retired.unverifiable == 2 and retired.verified == 2

@@ -40,6 +40,16 @@ def key_id(material: bytes) -> bytes:
     return hmac.digest(material, KEY_ID_INFO, hashlib.sha256)[: fmt.KEY_ID_SIZE]
 
 
+AUDIT_INFO = b"credseal v1 audit line"
+
+
+def line_mac(material: bytes, data: bytes) -> bytes:
+    """HMAC-SHA256 of ``data`` under the audit subkey of a ring key (``docs/format.md`` 11)."""
+    # A subkey of its own: an audit MAC can never be confused with any use of the ring key.
+    subkey = HKDF(_SHA256, 32, None, AUDIT_INFO).derive(material)
+    return hmac.digest(subkey, data, hashlib.sha256)
+
+
 def _hkdf_sha256_64(ikm: bytes, salt: bytes, info: bytes) -> bytes:
     """HKDF-SHA256 (RFC 5869) with L = 64 (tests check it against RFC 5869's vectors).
 

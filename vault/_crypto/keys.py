@@ -276,6 +276,22 @@ class KeyRing:
 
     # Sealing and opening live here so that key material never leaves this module and aead.
 
+    def line_mac(self, data: bytes, key_id: str | None = None) -> tuple[str, str]:
+        """(key id, hex MAC of ``data``) under ``key_id``'s audit subkey (default: primary).
+
+        Raises:
+            UnknownKeyError: the ring lacks ``key_id``.
+        """
+        key = self.primary if key_id is None else self.get(key_id)
+        return key.id, aead.line_mac(key._material, data).hex()
+
+    def check_line_mac(self, data: bytes, key_id: str, mac: str) -> bool | None:
+        """Whether ``mac`` is ``data``'s MAC under ``key_id``; None if the ring lacks the key."""
+        if key_id not in self:
+            return None
+        expected = aead.line_mac(self.get(key_id)._material, data).hex()
+        return hmac.compare_digest(expected, mac)
+
     def seal(self, *, kind: int, name: str, plaintext: bytes, created_at: int,
              expires_at: int) -> bytes:
         """Seal under the primary key (``docs/format.md`` section 5); returns the envelope."""

@@ -56,6 +56,7 @@ class VaultState:
         keys: when this vault first named each key (ms), for the env source, which keeps no
             dates of its own: ``rotate --if-older-than`` reads key ages here, authenticated.
         published: a key ``rotate`` published for the env source and not yet deployed.
+        audit_head: the MAC of the audit log's last line, so a truncated log shows.
     """
 
     vault_id: str
@@ -63,6 +64,7 @@ class VaultState:
     rotation: dict[str, Any] | None = field(default=None)
     keys: dict[str, int] = field(default_factory=dict)
     published: str | None = None
+    audit_head: str | None = None
 
 
 class StateFile:
@@ -108,20 +110,22 @@ class StateFile:
                 or type(doc.get("applied")) is not int
                 or not (doc.get("rotation") is None or type(doc.get("rotation")) is dict)
                 or type(keys) is not dict or not all(type(v) is int for v in keys.values())
-                or not (doc.get("published") is None or type(doc.get("published")) is str)):
+                or not (doc.get("published") is None or type(doc.get("published")) is str)
+                or not (doc.get("audit_head") is None or type(doc.get("audit_head")) is str)):
             raise ConfigurationError(f"{self.path} has an unknown layout")
-        rotation, published = doc["rotation"], doc.get("published")
+        rotation, published, head = doc["rotation"], doc.get("published"), doc.get("audit_head")
         return VaultState(str(doc["vault_id"]), int(str(doc["applied"])),
                           None if rotation is None else dict(rotation),  # type: ignore[arg-type]
                           {str(k): int(str(v)) for k, v in keys.items()},
-                          None if published is None else str(published))
+                          None if published is None else str(published),
+                          None if head is None else str(head))
 
     def _write(self, state: VaultState) -> None:
         now = _clock.now_ms()
         self._entries.refresh()
         plaintext = codec.dumps({"v": 1, "vault_id": state.vault_id, "applied": state.applied,
                                  "rotation": state.rotation, "keys": state.keys,
-                                 "published": state.published})
+                                 "published": state.published, "audit_head": state.audit_head})
         envelope = self._entries.keys.seal(kind=fmt.KIND_STATE, name=STATE_NAME,
                                            plaintext=plaintext, created_at=now,
                                            expires_at=fmt.MAX_TIMESTAMP)

@@ -115,7 +115,10 @@ def cmd_verify(args: argparse.Namespace, con: Console) -> int:
                                                          else ""))
         con.out(f"{len(report.checks)} entries: {report.count('ok')} ok, "
                 f"{report.count('expired')} expired, {failed} failed ({report.seconds:.2f} s)")
-    return EXIT_FAILED if failed else EXIT_OK
+        con.out(f"audit log: {report.audit_lines} lines, {report.audit_verified} verified, "
+                f"{report.audit_unverifiable} unverifiable"
+                + (f"; PROBLEM: {report.audit_problem}" if report.audit_problem else ""))
+    return EXIT_FAILED if failed or report.audit_problem else EXIT_OK
 
 
 @command("diagnose", json=True, help="check settings, vault directory, keyring backend",

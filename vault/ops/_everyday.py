@@ -18,7 +18,7 @@ from typing import Literal
 from vault import _files as files
 from vault._crypto import kdf
 from vault._crypto.keys import RETIRED, Key, KeyRing, KeyState
-from vault._store.audit import AuditLog
+from vault._store.audit import AuditLog, audit_of
 from vault._store.context import Context
 from vault._store.entries import EntryInfo, invalidity, ms
 from vault._store.journal import Journal
@@ -65,10 +65,13 @@ def init_vault(settings: VaultSettings, *, passphrase: bytes | str | None = None
     Vault(directory)  # creates the directory 0700, or checks an existing one
     key = Key.generate()
     if kind != "env":
-        source_from_settings(settings, passphrase).create(key)
+        source = source_from_settings(settings, passphrase)
+        source.create(key)
+        keyed = Vault(directory, keys=source)
     else:  # the env source keeps no dates: the vault's sealed state dates the key
-        StateFile(entries_of(Vault(directory, keys=KeyRing([key])))).named(key.id)
-    AuditLog(directory, context or current_context()).append(
+        keyed = Vault(directory, keys=KeyRing([key]))
+        StateFile(entries_of(keyed)).named(key.id)
+    audit_of(keyed, context or current_context()).append(
         "init", outcome="created", source_kind=kind, new_key_id=key.id)
     return InitResult(directory, kind, key.id, key.to_text() if kind == "env" else None)
 
@@ -252,6 +255,10 @@ class VerifyReport(Report):
     directory: Path
     checks: tuple[EntryCheck, ...]
     seconds: float
+    audit_lines: int = 0
+    audit_verified: int = 0
+    audit_unverifiable: int = 0
+    audit_problem: str | None = None
 
     def count(self, status: str) -> int:
         """How many checks have ``status`` ("ok", "expired" or "failed")."""
@@ -281,5 +288,16 @@ def verify(settings: VaultSettings, *, passphrase: bytes | str | None = None) ->
         else:
             checks.append(EntryCheck(info.name, "ok", info.key_id))
     checks.sort(key=lambda c: c.name)
+    try:
+        sealed = StateFile(entries_of(vault)).read()
+        audit = AuditLog(vault.directory, current_context()).check(
+            vault.keys, None if sealed is None else sealed.audit_head)
+        lines, verified, unverifiable, problem = (audit.lines, audit.verified,
+                                                  audit.unverifiable, audit.problem)
+    except VaultError as exc:
+        lines = verified = unverifiable = 0
+        problem = exc.message
     return VerifyReport(directory=vault.directory, checks=tuple(checks),
-                        seconds=time.monotonic() - started)
+                        seconds=time.monotonic() - started, audit_lines=lines,
+                        audit_verified=verified, audit_unverifiable=unverifiable,
+                        audit_problem=problem)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from vault._store.audit import AuditLog
+from vault._store.audit import audit_of
 from vault._store.context import Context
 from vault._store.journal import Journal
 from vault._store.store import Vault
@@ -88,6 +88,6 @@ def resolve_conflicts(vault: Vault, name: str, *, context: Context | None = None
     if not settled:
         raise EntryNotFoundError(f"no journal conflict names {name!r}",
                                  hint="`credseal journal` lists the conflicts")
-    AuditLog(vault.directory, context or current_context()).append(
+    audit_of(vault, context or current_context()).append(
         "journal-resolve", outcome="kept-primary", records=settled)
     return settled

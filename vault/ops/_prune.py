@@ -16,7 +16,7 @@ from pathlib import Path
 
 from vault import _clock
 from vault import _files as files
-from vault._store.audit import AuditLog
+from vault._store.audit import audit_of
 from vault._store.context import Context
 from vault._store.entries import QUARANTINE_DIR, EntryStore
 from vault._store.store import Vault, entries_of
@@ -115,7 +115,7 @@ def apply_prune(vault: Vault, plan: PrunePlan, *, now_ms: int | None = None,
     for path in plan.quarantined:
         if path.is_symlink() or path.is_file():
             gone += files.unlink_durably(os.fspath(path))
-    audit = AuditLog(vault.directory, context or current_context())
+    audit = audit_of(vault, context or current_context())
     audit.append("prune", outcome="pruned", removed_entries=len(removed),
                  removed_quarantined=gone, kept=len(kept))
     return PruneResult(tuple(removed), gone, tuple(kept))

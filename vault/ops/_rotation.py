@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from vault._crypto.keys import RETIRED, Key, KeyRing
-from vault._store.audit import AuditLog
+from vault._store.audit import audit_of
 from vault._store.context import Context
 from vault._store.journal import Journal
 from vault._store.rewrap import RewrapReport, RewrapTarget, rewrap
@@ -153,7 +153,7 @@ def rotate(vault: Vault, source: KeySource, *, rewrap_only: bool = False,
     """
     started = time.monotonic()
     context = context or current_context()
-    audit = AuditLog(vault.directory, context)
+    audit = audit_of(vault, context)
     lock = RotationLock(vault.directory, context, StateFile(entries_of(vault)))
     resumed = lock.acquire()
     finished = False
@@ -206,7 +206,10 @@ def rotate(vault: Vault, source: KeySource, *, rewrap_only: bool = False,
         moved = sum(r.rewrapped for r in reports.values())
         outcome = "failed" if failed else "rotated" if moved or new_id != old_id else "current"
         entries, records = reports["entries"], reports["journal"]
-        audit.append("rotate", outcome=outcome, old_key_id=old_id, new_key_id=new_id,
+        entries_of(vault).refresh(force=True)
+        audit = audit_of(vault, context)  # the ring now holds the new primary: it MACs the line
+        audit.append("rotate", previous_key=old_id if old_id != new_id else None,
+                     outcome=outcome, old_key_id=old_id, new_key_id=new_id,
                      rewrapped=entries.rewrapped, current=entries.current, failed=entries.failed,
                      skipped=entries.skipped, by_key=entries.by_key,
                      journal_rewrapped=records.rewrapped, journal_failed=records.failed,
@@ -312,7 +315,7 @@ def retire(vault: Vault, source: KeySource, key_id: str, *,
         KeySourceError: the key is unknown, active, or the source cannot be changed.
     """
     key_id = key_id.strip().lower()
-    audit = AuditLog(vault.directory, context or current_context())
+    audit = audit_of(vault, context or current_context())
     if isinstance(source, ManagedKeySource) and source.kind != "env":
         checked = check_unused(vault, key_id, extra_targets=extra_targets)
         source.retire(key_id)

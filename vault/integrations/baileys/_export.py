@@ -18,7 +18,7 @@ from typing import Any
 
 from vault import _files as files
 from vault import codec
-from vault._store.audit import AuditLog
+from vault._store.audit import audit_of
 from vault._store.context import Context
 from vault._store.store import Vault, entries_of
 from vault.config import current_context
@@ -88,7 +88,7 @@ def write_cache_file(vault: Vault, names: Iterable[str], output: str | os.PathLi
     except FileExistsError:
         raise ConfigurationError(f"{target} exists: export writes a new file",
                                  hint="choose a new --output path") from None
-    AuditLog(vault.directory, context or current_context()).append(
+    audit_of(vault, context or current_context()).append(
         "export", outcome="written", kind="cache-file", files=1)
     return Path(target)
 
@@ -125,6 +125,6 @@ def export_auth_folder(vault: Vault, prefix: str, directory: str | os.PathLike[s
     for path, (created, value) in zip(paths, opened, strict=True):
         files.write_atomic(path, codec.dumps(value, "node"), "export")
         files.set_mtime(path, created * 1_000_000)
-    AuditLog(vault.directory, context or current_context()).append(
+    audit_of(vault, context or current_context()).append(
         "export", outcome="written", kind="auth-folder", files=len(paths))
     return [Path(p) for p in paths]

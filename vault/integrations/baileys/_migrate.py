@@ -37,7 +37,7 @@ from typing import Any, NoReturn
 from vault import _clock, codec
 from vault import _files as files
 from vault._crypto import format as fmt
-from vault._store.audit import AuditLog
+from vault._store.audit import audit_of
 from vault._store.context import Context
 from vault._store.entries import EntryStore
 from vault._store.store import Vault, entries_of
@@ -384,7 +384,7 @@ def apply(plan: MigrationPlan, vault: Vault, *, overwrite: bool = False,
         check = _verify_one(entries, entry)
         outcomes.append(Outcome(entry.name, IMPORTED) if check.status == PRESENT else check)
     result = MigrationResult(plan.plan_id, tuple(outcomes))
-    AuditLog(vault.directory, context or current_context()).append(
+    audit_of(vault, context or current_context()).append(
         "migrate", outcome="verified" if result.verified else "failed", source_kind=plan.kind,
         entries=len(plan.entries), skipped=len(plan.skipped),
         imported=sum(o.status == IMPORTED for o in outcomes))
@@ -452,7 +452,7 @@ def remove_plaintext(plan: MigrationPlan, result: MigrationResult, vault: Vault,
         os.close(dir_fd)
     if plan.kind == "auth-folder":
         files.remove_empty_dir(os.fspath(plan.path))  # not empty: ignored files stay with it
-    AuditLog(vault.directory, context or current_context()).append(
+    audit_of(vault, context or current_context()).append(
         "migrate", outcome="plaintext-removed", source_kind=plan.kind,
         plaintext_removed=len(plan.digests))
     return [Path(p) for p in plan.digests]
