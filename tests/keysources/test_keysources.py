@@ -283,7 +283,7 @@ def test_refresh_sees_rotation_by_another_source(make_keyfile: Callable[..., Any
     assert len(derivations) == 1  # once per source, not per entry
     source = entries_of(service)._source
     assert source is not None and source.refresh(service.keys) is None
-    admin_source = PassphraseKeySource(tmp_path / "v", PASSPHRASE)
+    admin_source = PassphraseKeySource(tmp_path / "v", PASSPHRASE, profile="test")
     new = vault.Key.generate()
     admin_source.add(new)
     admin_source.promote(new.id)
@@ -506,3 +506,22 @@ def test_swapped_keyfiles_cost_one_derivation_each(make_keyfile: Callable[..., A
         target.write_bytes(file_b if i % 2 else file_a)
         assert service.load().primary == (key_b if i % 2 else key_a)
     assert len(derivations) == 2
+
+
+def test_passwd_never_weakens_the_keyfile_below_the_configured_profile(
+        make_keyfile: Callable[..., Any], tmp_path: Path) -> None:
+    """A .env (or anything) that set the KDF profile to "test" once made passwd rewrap the
+    keyfile with t=1, m=8 KiB. Rewrapping with parameters weaker than the source's configured
+    profile is refused and changes nothing; the configured profile itself is accepted."""
+    source, key = make_keyfile()
+    path = tmp_path / "v" / "keyfile.json"
+    before = path.read_bytes()
+    strict = PassphraseKeySource(tmp_path / "v", PASSPHRASE)  # the default profile
+    with pytest.raises(KeySourceError, match="weaker than the configured profile") as caught:
+        strict.change_passphrase(NEW_PASSPHRASE)  # would keep the keyfile's test params
+    assert "CREDSEAL_KDF_PROFILE=rfc9106-low-memory" in (caught.value.hint or "")
+    with pytest.raises(KeySourceError, match="weaker"):
+        strict.change_passphrase(NEW_PASSPHRASE, profile="test")
+    assert path.read_bytes() == before
+    source.change_passphrase(NEW_PASSPHRASE)  # configured "test": allowed
+    assert PassphraseKeySource(tmp_path / "v", NEW_PASSPHRASE).load().primary == key

@@ -132,6 +132,13 @@ def profile(name: str) -> KdfParams:
                                  f"{', '.join(sorted(PROFILES))}") from None
 
 
+def weaker(params: KdfParams, than: KdfParams) -> bool:
+    """Whether ``params`` cost an attacker less than ``than``: less memory, or less work
+    (passes times memory). Argon2id's strength is mostly its memory."""
+    return (params.memory_cost_kib < than.memory_cost_kib
+            or params.time_cost * params.memory_cost_kib < than.time_cost * than.memory_cost_kib)
+
+
 def profile_name(params: KdfParams) -> str | None:
     """Return the name of the profile equal to ``params``, or ``None`` for custom ones."""
     return next((name for name, p in PROFILES.items() if p == params), None)

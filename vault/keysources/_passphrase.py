@@ -188,15 +188,25 @@ class PassphraseKeySource:
         """Rewrap the keyfile under ``new_passphrase`` with a new salt (``credseal passwd``).
 
         Entries are untouched: only the wrapping of the ring keys changes. ``profile`` sets new
-        KDF parameters; by default the keyfile's are kept.
+        KDF parameters; by default the keyfile's are kept. Parameters weaker than this
+        source's profile (``profile=`` when it was made: ``CREDSEAL_KDF_PROFILE``, else the
+        default) are refused: a rewrap never weakens the keyfile below what is configured.
 
         Raises:
-            KeySourceError: the current passphrase is wrong, or the new one is empty.
+            KeySourceError: the current passphrase is wrong, the new one is empty, or the
+                parameters are weaker than the configured profile (nothing is changed).
         """
         secret = kdf.encode_passphrase(new_passphrase)
         with self._lock():
             keyfile, keys, _ = self._open()
             params = kdf.profile(profile) if profile is not None else keyfile.params
+            if kdf.weaker(params, self._new_params):
+                wanted = kdf.profile_name(self._new_params) or "the configured profile"
+                raise KeySourceError(
+                    f"the KDF parameters ({kdf.profile_name(params) or 'custom'}) are weaker "
+                    f"than the configured profile {wanted}; the keyfile was not changed",
+                    hint=f"run passwd with CREDSEAL_KDF_PROFILE={wanted} (or stronger) to "
+                         "rewrap the keyfile with it")
             salt = os.urandom(kdf.SALT_SIZE)
             kek = kdf.derive(secret, salt, params)
             self._write(kf.build(params, salt, kek, keyfile.states, keys))

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from vault._crypto import kdf
 from vault._store.store import Vault
 from vault.config import VaultSettings, hashicorp_variables, unknown_variables
 from vault.errors import ConfigurationError, VaultError
@@ -70,6 +71,15 @@ def _keys_check(settings: VaultSettings) -> Check:
     for state in states:
         by_state[state.state] = by_state.get(state.state, 0) + 1
     text = f"{detail}: " + ", ".join(f"{n} {s}" for s, n in by_state.items())
+    if profile == "test" and settings.kdf_profile != "test":
+        return Check("keys", "warning", text + "; KDF profile 'test' is for tests only",
+                     "run `credseal passwd` with CREDSEAL_KDF_PROFILE=rfc9106-low-memory")
+    configured = settings.kdf_profile or kdf.DEFAULT_PROFILE
+    if profile is not None and profile in kdf.PROFILES and kdf.weaker(
+            kdf.PROFILES[profile], kdf.PROFILES[configured]):
+        return Check("keys", "warning", text + f"; the keyfile's KDF profile {profile} is "
+                     f"weaker than the configured {configured}",
+                     f"run `credseal passwd` with CREDSEAL_KDF_PROFILE={configured}")
     if profile == "test":
         return Check("keys", "warning", text + "; KDF profile 'test' is for tests only",
                      "run `credseal passwd` with CREDSEAL_KDF_PROFILE=rfc9106-low-memory")
