@@ -68,7 +68,8 @@ PINNED: dict[str, set[str]] = {
     "vault.config": {
         "Context", "HASHICORP_VARIABLES", "KeySourceKind", "LEGACY_PREFIX", "PREFIX",
         "VaultSettings", "check_dotenv", "current_context", "hashicorp_variables",
-        "legacy_variables", "open_vault", "source_from_settings", "unknown_variables"},
+        "legacy_variables", "open_primary", "open_vault", "source_from_settings",
+        "unknown_variables"},
     "vault.ops": {
         "Check", "DiagnoseReport", "EntryCheck", "InitResult", "InspectReport", "JournalItem",
         "JournalReport", "KeyUsage", "PrunePlan", "PruneResult", "Report", "RetireResult",

@@ -13,6 +13,8 @@ expected, **never the value** (pydantic's own messages quote the input, so they 
 | ``CREDSEAL_KEYS`` | ``env`` source: key texts, comma-separated, primary first (secret) | |
 | ``CREDSEAL_KEYRING_SERVICE`` | ``keyring`` source: the service name of the items | ``credseal`` |
 | ``CREDSEAL_PASSPHRASE`` | ``passphrase`` source: the keyfile's passphrase (secret) | |
+| ``CREDSEAL_PRIMARY`` | the primary's URL (secret): ``sqlite:///<path>``, ``postgresql://...`` | |
+| ``CREDSEAL_PRIMARY_TABLE`` | its table | the source's default |
 | ``CREDSEAL_KDF_PROFILE`` | KDF profile of new keyfiles (init, passwd) | rfc9106-low-memory |
 
 Before the rename the prefix was ``VAULT_``: such a variable set without its ``CREDSEAL_``
@@ -46,10 +48,12 @@ from vault.keysources import (
     OSKeyringSource,
     PassphraseKeySource,
 )
+from vault.sources import Source, SQLiteSource
 
 __all__ = ["HASHICORP_VARIABLES", "LEGACY_PREFIX", "PREFIX", "Context", "KeySourceKind",
            "VaultSettings", "check_dotenv", "current_context", "hashicorp_variables",
-           "legacy_variables", "open_vault", "source_from_settings", "unknown_variables"]
+           "legacy_variables", "open_primary", "open_vault", "source_from_settings",
+           "unknown_variables"]
 
 KeySourceKind = Literal["env", "keyring", "passphrase"]
 PREFIX = "CREDSEAL_"
@@ -74,6 +78,8 @@ _EXPECTED = {
     "keyring_service": "a non-empty keyring service name",
     "passphrase": "a non-empty passphrase",
     "kdf_profile": f"one of {', '.join(sorted(kdf.PROFILES))}",
+    "primary": "a URL: sqlite:///<absolute path> or postgresql://...",
+    "primary_table": "a lowercase table name, optionally schema-qualified",
 }
 _HINT = "fix the variable in the environment or in .env; `credseal diagnose` checks them all"
 
@@ -147,6 +153,8 @@ class _LegacySettings(BaseSettings):
     keyring_service: SecretStr | None = None
     passphrase: SecretStr | None = None
     kdf_profile: SecretStr | None = None
+    primary: SecretStr | None = None
+    primary_table: SecretStr | None = None
 
 
 class VaultSettings(BaseSettings):
@@ -171,6 +179,8 @@ class VaultSettings(BaseSettings):
     keyring_service: str = Field(default=DEFAULT_SERVICE, min_length=1)
     passphrase: SecretStr | None = None
     kdf_profile: str | None = None
+    primary: SecretStr | None = None
+    primary_table: str | None = None
 
     def __init__(self, **values: Any) -> None:
         env_file = values.get("_env_file", ".env")
@@ -286,6 +296,43 @@ def source_from_settings(settings: VaultSettings,
         passphrase = settings.passphrase.get_secret_value()
     return PassphraseKeySource(settings.require_dir(), passphrase,
                                profile=settings.kdf_profile or kdf.DEFAULT_PROFILE)
+
+
+def open_primary(settings: VaultSettings | None = None) -> Source:
+    """The primary source that ``CREDSEAL_PRIMARY`` names (for the CLI's ``journal resolve
+    --apply``; services usually build their source themselves).
+
+    ``sqlite:///<absolute path>`` opens a :class:`~vault.sources.SQLiteSource` (the file must
+    exist); ``postgresql://...`` (or ``postgres://``) a ``vault.sources.postgres``
+    ``PostgresSource`` (needs the ``postgres`` extra). The URL is never shown in an error.
+
+    Raises:
+        ConfigurationError: the setting is missing or not such a URL.
+    """
+    settings = settings if settings is not None else VaultSettings()
+    if settings.primary is None:
+        raise ConfigurationError("CREDSEAL_PRIMARY is not set: expected the primary source's "
+                                 "URL", hint="export CREDSEAL_PRIMARY=sqlite:///var/lib/app/app"
+                                             ".db (or postgresql://...)")
+    url = settings.primary.get_secret_value()
+    if url.startswith("sqlite:///"):
+        path = url.removeprefix("sqlite://")
+        if not os.path.isabs(path):
+            raise ConfigurationError("CREDSEAL_PRIMARY: a sqlite URL needs an absolute path "
+                                     "(sqlite:///<path>)")
+        if settings.primary_table is None:
+            return SQLiteSource(path)
+        return SQLiteSource(path, table=settings.primary_table)
+    if url.startswith(("postgresql://", "postgres://")):
+        try:
+            from vault.sources.postgres import PostgresSource  # an optional extra
+        except ImportError:
+            raise ConfigurationError("CREDSEAL_PRIMARY names PostgreSQL but psycopg is not "
+                                     "installed", hint="pip install 'credseal[postgres]'") from None
+        if settings.primary_table is None:
+            return PostgresSource(url)
+        return PostgresSource(url, table=settings.primary_table)
+    raise ConfigurationError("CREDSEAL_PRIMARY: expected sqlite:///<path> or postgresql://...")
 
 
 def open_vault(settings: VaultSettings | None = None, *, passphrase: bytes | str | None = None,

@@ -454,3 +454,36 @@ def test_journal_lists_and_resolves_conflicts_without_showing_values(cli: Cli) -
     assert again.returncode == 4 and "no journal conflict names" in again.stderr
     audit = [json.loads(line) for line in (cli.dir / "audit.jsonl").read_text().splitlines()]
     assert audit[-1]["action"] == "journal-resolve" and audit[-1]["records"] == 1
+
+
+def test_journal_resolve_apply_writes_the_journaled_value_to_the_primary(
+        cli: Cli, tmp_path: Path) -> None:
+    """`journal resolve NAME --apply` writes the newest conflicting value to the source named
+    by CREDSEAL_PRIMARY (a sqlite:/// URL here), audited; without the setting it says what to
+    set; the URL never appears in output."""
+    from vault.sources import SQLiteSource
+
+    keys = cli.init_env()
+    db = tmp_path / "primary.db"
+    db.touch()
+    source = SQLiteSource(db)
+    source.create_schema()
+    cache = vault.FallbackCache(source, vault.Vault(cli.dir, keys=vault.KeyRing.from_text(keys)))
+    away = tmp_path / "away.db"
+    db.rename(away)  # the database is gone: an outage
+    assert cache.save("company/2", {"password": PLAINTEXT}).journaled
+    away.rename(db)
+    cache.breaker.reset()
+    source.save("company/2", {"password": "someone else's"})
+    cache.get("company/1")  # the replay sets the journaled write aside as a conflict
+    missing = cli.run("journal", "resolve", "company/2", "--apply", key_source="env", keys=keys)
+    assert missing.returncode == 2 and "CREDSEAL_PRIMARY is not set" in missing.stderr
+    applied = cli.run("journal", "resolve", "company/2", "--apply", key_source="env",
+                      keys=keys, primary=f"sqlite://{db}")
+    assert applied.returncode == 0, applied.stderr
+    assert str(db) not in applied.stdout + applied.stderr
+    assert source.load("company/2") == {"password": PLAINTEXT}
+    assert "0 conflicts" in cli.run("journal", key_source="env", keys=keys).stdout
+    audit = [json.loads(line) for line in (cli.dir / "audit.jsonl").read_text().splitlines()]
+    assert (audit[-1]["action"], audit[-1]["outcome"]) == ("journal-resolve", "applied")
+    source.close()

@@ -25,6 +25,7 @@ from vault.cli._console import (
     open_keyed,
     progress_bar,
 )
+from vault.config import open_primary
 from vault.errors import ConfigurationError, RotationInProgressError
 from vault.integrations import baileys
 
@@ -151,9 +152,14 @@ def _journal_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", nargs="?", choices=["resolve"],
                         help="resolve: settle the conflicts of one entry")
     parser.add_argument("name", nargs="?", help="the entry whose conflicts to settle")
-    parser.add_argument("--keep-primary", action="store_true",
-                        help="keep the source's value: the conflicting records move to "
-                             "quarantine/ (nothing is deleted)")
+    how = parser.add_mutually_exclusive_group()
+    how.add_argument("--keep-primary", action="store_true",
+                     help="keep the source's value: the conflicting records move to "
+                          "quarantine/ (nothing is deleted)")
+    how.add_argument("--apply", action="store_true",
+                     help="write the newest conflicting value to the source named by "
+                          "CREDSEAL_PRIMARY, over what it holds; the records move to "
+                          "quarantine/")
 
 
 @command("journal", json=True, arguments=_journal_arguments,
@@ -166,19 +172,27 @@ examples:
   credseal journal
   credseal journal --json
   credseal journal resolve company/42 --keep-primary
+  CREDSEAL_PRIMARY=sqlite:///var/lib/app/app.db credseal journal resolve company/42 --apply
 """)
 def cmd_journal(args: argparse.Namespace, con: Console) -> int:
     _, v = open_keyed(con, read_only=args.action is None)
     if args.action == "resolve":
-        if not args.name or not args.keep_primary:
-            raise ConfigurationError("journal resolve needs NAME and --keep-primary",
+        if not args.name or not (args.keep_primary or args.apply):
+            raise ConfigurationError("journal resolve needs NAME and --keep-primary or --apply",
                                      hint="credseal journal resolve NAME --keep-primary")
-        settled = ops.resolve_conflicts(v, args.name)
-        con.out(f"settled {settled} conflict(s) of {args.name!r}: the source's value stays; "
-                "the records are in quarantine/")
+        primary = open_primary(con.settings()) if args.apply else None
+        try:
+            settled = ops.resolve_conflicts(v, args.name, apply_to=primary)
+        finally:
+            close = getattr(primary, "close", None)
+            if close is not None:
+                close()
+        con.out(f"settled {settled} conflict(s) of {args.name!r}: "
+                + ("the newest journaled value is now the source's" if args.apply else
+                   "the source's value stays") + "; the records are in quarantine/")
         return EXIT_OK
-    if args.name or args.keep_primary:
-        raise ConfigurationError("NAME and --keep-primary go with `journal resolve`")
+    if args.name or args.keep_primary or args.apply:
+        raise ConfigurationError("NAME, --keep-primary and --apply go with `journal resolve`")
     report = ops.journal_report(v)
     if args.json:
         con.emit_json({**report.to_dict(), "pending": report.count("pending"),

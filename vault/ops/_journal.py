@@ -18,6 +18,7 @@ from vault._store.store import Vault
 from vault.config import current_context
 from vault.errors import EntryNotFoundError, VaultError
 from vault.ops._reports import Report
+from vault.sources import Source
 
 __all__ = ["JournalItem", "JournalReport", "journal_report", "resolve_conflicts"]
 
@@ -68,26 +69,40 @@ def journal_report(vault: Vault) -> JournalReport:
     return JournalReport(vault.directory, tuple(items))
 
 
-def resolve_conflicts(vault: Vault, name: str, *, context: Context | None = None) -> int:
-    """Settle the conflicts of entry ``name`` in favour of the source's value: their records
-    move to ``quarantine/`` (nothing is deleted; ``prune`` removes old quarantined files);
-    audited. Returns how many were settled.
+def resolve_conflicts(vault: Vault, name: str, *, apply_to: Source | None = None,
+                      context: Context | None = None) -> int:
+    """Settle the conflicts of entry ``name``; audited. Returns how many were settled.
+
+    Without ``apply_to`` the source's value is kept (``--keep-primary``). With it, the newest
+    conflicting write (a save or a delete) is written to that source, over whatever it holds
+    now: the operator's decision (``--apply``); the cached copy follows on the next ``get``.
+    Either way the records move to ``quarantine/`` (nothing is deleted; ``prune`` removes old
+    quarantined files).
 
     Raises:
         EntryNotFoundError: no conflict names ``name``.
+        the source's own errors (nothing is settled then).
     """
     journal = Journal(vault)
-    settled = 0
+    mine = []
     for rid in journal.conflict_ids():
         try:
             record = journal.read_conflict(rid)
         except (FileNotFoundError, VaultError):
             continue
-        if record.name == name and journal.settle_conflict(rid) is not None:
-            settled += 1
-    if not settled:
+        if record.name == name:
+            mine.append(record)
+    if not mine:
         raise EntryNotFoundError(f"no journal conflict names {name!r}",
                                  hint="`credseal journal` lists the conflicts")
+    if apply_to is not None:
+        newest = mine[-1]  # ids sort in append order
+        if newest.op == "save":
+            apply_to.save(name, newest.value)
+        else:
+            apply_to.delete(name)
+    settled = sum(journal.settle_conflict(record.id) is not None for record in mine)
     audit_of(vault, context or current_context()).append(
-        "journal-resolve", outcome="kept-primary", records=settled)
+        "journal-resolve", outcome="kept-primary" if apply_to is None else "applied",
+        records=settled)
     return settled
