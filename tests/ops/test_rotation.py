@@ -384,3 +384,24 @@ def test_a_forged_audit_line_no_longer_decides_rotation(tmp_path: Path) -> None:
     young = rotate(vault.Vault(v.directory, keys=deployed), deployed,
                    if_older_than=timedelta(days=90))
     assert young.outcome == "not-due" and young.new_key_id == due.new_key_id
+
+
+def test_if_older_than_applies_to_resumes(passphrase_setup: Setup) -> None:
+    """An unfinished rotation that had not promoted its key yet is not resumed by
+    `rotate --if-older-than` while the primary is young; once promoted, finishing it is
+    always allowed."""
+    from datetime import timedelta
+
+    source, v = passphrase_setup()
+    primary = source.load().primary.id
+    added = vault.Key.generate()
+    source.add(added)
+    StateFile(entries_of(v)).update(lambda s: replace(s, rotation={"phase": "promoting",
+                                                                   "new_key_id": added.id}))
+    young = rotate(v, source, if_older_than=timedelta(days=90))
+    assert young.outcome == "not-due" and source.load().primary.id == primary
+    source.promote(added.id)
+    StateFile(entries_of(v)).update(lambda s: replace(s, rotation={"phase": "rewrapping",
+                                                                   "new_key_id": added.id}))
+    finished = rotate(v, source, if_older_than=timedelta(days=90))
+    assert finished.new_key_id == added.id and finished.entries.rewrapped == 3

@@ -98,3 +98,28 @@ def test_a_planted_file_breaks_nothing(place: str, content: str, tmp_path: Path)
     else:
         assert ops.rotate(v, env, rewrap_only=True).outcome in ("current", "rotated", "failed")
     assert v.get("c1") == "v0" and source.snapshot()["c1"] == "v0"
+
+
+@pytest.mark.parametrize("content", sorted(CONTENTS))
+def test_a_planted_keyfile_is_a_clear_key_source_error(content: str, tmp_path: Path) -> None:
+    """A forged, truncated or random keyfile.json: opening the keys fails with a
+    KeySourceError naming the keyfile (never an internal error); a running service that
+    holds its ring still reads its healthy source, and its failing write-through is an
+    event, not a crash."""
+    from vault.keysources import PassphraseKeySource
+
+    directory = tmp_path / "v"
+    PassphraseKeySource(directory, "pw", profile="test").create(vault.Key.generate())
+    v = vault.Vault(directory, keys=PassphraseKeySource(directory, "pw"), refresh_interval=0)
+    source = MemorySource({"c1": "v0"})
+    events: list[vault.CacheEvent] = []
+    cache = vault.FallbackCache(source, v, on_event=events.append, clock=FakeClock())
+    assert cache.get("c1") == "v0"
+    keyfile = directory / "keyfile.json"
+    keyfile.write_bytes(CONTENTS[content](keyfile, keyfile.read_bytes()))
+    keyfile.chmod(0o600)
+    with pytest.raises(vault.KeySourceError, match="keyfile"):
+        PassphraseKeySource(directory, "pw").load()
+    source.save("c1", "v1")
+    assert cache.fetch("c1").origin == "source" and cache.get("c1") == "v1"
+    assert any(e.kind == "cache_write_failed" for e in events)

@@ -13,6 +13,7 @@ rotation is running" message and never used to decide anything.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 from collections import Counter
@@ -42,6 +43,7 @@ __all__ = ["LOCK_FILE", "STATE_FILE", "RotationLock", "StateFile", "VaultState"]
 LOCK_FILE = "rotation.lock"
 STATE_FILE = "vault.state"
 STATE_NAME = "credseal vault state"  # the envelope's authenticated name
+logger = logging.getLogger("vault.store")
 
 
 @dataclass(frozen=True)
@@ -142,7 +144,13 @@ class StateFile:
         """Read (or adopt), apply ``change`` and durably write the state, under its lock."""
         self._entries.check_writable()
         with self._lock():
-            state = self.read() or VaultState(secrets.token_hex(16))
+            state = self.read()
+            if state is None:
+                state = VaultState(secrets.token_hex(16))
+                if self._entries.items():
+                    logger.warning("vault %s had no vault id: it adopts %s now (a vault made "
+                                   "before credseal 0.2); keep vault.state with its entries",
+                                   self._entries.dir, state.vault_id)
             new = change(state)
             self._write(new)
             return new

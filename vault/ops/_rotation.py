@@ -163,6 +163,13 @@ def rotate(vault: Vault, source: KeySource, *, rewrap_only: bool = False,
         new_id = old_id
         _published_key_deployed(lock, ring)
         resume_id = _resumable(source, resumed, ring) if not rewrap_only else None
+        if resume_id is not None and resume_id != ring.primary.id and if_older_than is not None:
+            # --if-older-than applies to resumes too: an unfinished rotation that had not yet
+            # promoted its key goes on only when the primary is due.
+            age = key_age(source, lock.state.read() if lock.state else None, old_id,
+                          datetime.now(UTC))
+            if age is not None and age < if_older_than:
+                resume_id = None
         if to_key_id is not None:
             new_id = _promote_existing(source, ring, to_key_id, lock)
         elif resume_id is not None:
