@@ -278,16 +278,20 @@ def read_foreign(path: str, max_size: int) -> tuple[bytes, os.stat_result]:
         InsecureFileError: a symlink or not a regular file. FormatError: over ``max_size``.
         OSError: it cannot be read.
     """
+    return _read_foreign(path, max_size, None)
+
+
+def _read_foreign(name: str, max_size: int, dir_fd: int | None) -> tuple[bytes, os.stat_result]:
     try:
-        fd = os.open(path, _READ_FLAGS | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(name, _READ_FLAGS | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise InsecureFileError(f"{path} is a symlink (not followed)") from None
+            raise InsecureFileError(f"{name} is a symlink (not followed)") from None
         raise
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise InsecureFileError(f"{path} is not a regular file")
+            raise InsecureFileError(f"{name} is not a regular file")
         chunks, size = [], 0
         while size <= max_size and (chunk := os.read(fd, 1 << 20)):
             chunks.append(chunk)
@@ -295,7 +299,7 @@ def read_foreign(path: str, max_size: int) -> tuple[bytes, os.stat_result]:
     finally:
         os.close(fd)
     if size > max_size:
-        raise FormatError(f"{path} is over the limit of {max_size} bytes")
+        raise FormatError(f"{name} is over the limit of {max_size} bytes")
     return b"".join(chunks), st
 
 
@@ -339,25 +343,7 @@ def read_foreign_at(dir_fd: int, name: str, max_size: int) -> tuple[bytes, os.st
     """:func:`read_foreign` of ``name`` inside the directory open as ``dir_fd``."""
     if "/" in name or name in ("", ".", ".."):
         raise InsecureFileError(f"{name!r} is not a plain file name")
-    try:
-        fd = os.open(name, _READ_FLAGS | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise InsecureFileError(f"{name} is a symlink (not followed)") from None
-        raise
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise InsecureFileError(f"{name} is not a regular file")
-        chunks, size = [], 0
-        while size <= max_size and (chunk := os.read(fd, 1 << 20)):
-            chunks.append(chunk)
-            size += len(chunk)
-    finally:
-        os.close(fd)
-    if size > max_size:
-        raise FormatError(f"{name} is over the limit of {max_size} bytes")
-    return b"".join(chunks), st
+    return _read_foreign(name, max_size, dir_fd)
 
 
 def overwrite_and_unlink_at(dir_fd: int, name: str, identity: tuple[int, int]) -> None:

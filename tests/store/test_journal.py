@@ -269,3 +269,26 @@ def test_stale_temp_files_are_removed_by_replay(journal: Journal) -> None:
     assert journal.ids() == [rid]
     journal.replay(lambda r: True)
     assert not temp.exists() and journal.ids() == []
+
+
+def test_env_record_under_a_dated_key_waits_instead_of_being_quarantined(
+        tmp_path: Path) -> None:
+    """With the env source the ring is all it knows: a record under a key the vault's sealed
+    state dated (published, then dropped from CREDSEAL_KEYS too early) waits for the key to
+    come back instead of being quarantined as a made-up header."""
+    from dataclasses import replace
+
+    from vault._store.state import StateFile
+    from vault._store.store import entries_of
+
+    first, second = vault.Key.generate(), vault.Key.generate()
+    directory = tmp_path / "v"
+    old = vault.Vault(directory, keys=vault.KeyRing([first]))
+    rid = Journal(old).append_save("a", 1)
+    StateFile(entries_of(old)).update(lambda s: replace(s, keys={first.id: 1}))
+    newer = vault.Vault(directory, keys=vault.KeyRing([second, first]))
+    StateFile(entries_of(newer)).update(lambda s: s)  # resealed under the new primary
+    journal = Journal(vault.Vault(directory, keys=vault.KeyRing([second])))
+    waiting: list[str] = []
+    assert journal.replay(lambda r: True, on_waiting=lambda i, exc: waiting.append(i)) == 0
+    assert waiting == [rid] and journal.ids() == [rid]

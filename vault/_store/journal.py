@@ -371,7 +371,9 @@ class Journal:
         on the waiting one, is a conflict rather than a write out of order.
         """
         done: set[str] = set()
-        applied = self._state.ensure().applied  # adopts a vault id on the first replay
+        state = self._state.ensure()  # adopts a vault id on the first replay
+        applied = state.applied
+        named = set(state.keys)  # keys this vault dated (env source): known though not held
         while ids := [rid for rid in self.ids() if rid not in done]:
             for rid in ids:
                 done.add(rid)
@@ -380,7 +382,7 @@ class Journal:
                 except FileNotFoundError:
                     continue
                 except UnknownKeyError as exc:
-                    if exc.key_id in self._entries.known_key_ids():
+                    if exc.key_id in named or exc.key_id in self._entries.known_key_ids():
                         if on_waiting is not None:
                             on_waiting(rid, exc)
                         continue
