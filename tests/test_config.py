@@ -295,3 +295,13 @@ def test_a_dotenv_of_another_user_is_refused(setenv: SetEnv, tmp_path: Path) -> 
     os.chown(dotenv, 0, 0)
     with pytest.raises(ConfigurationError, match="VAULT_DIR is set but CREDSEAL_DIR"):
         VaultSettings()
+
+
+def test_the_dotenv_check_sees_lowercase_names(setenv: SetEnv, tmp_path: Path) -> None:
+    """pydantic-settings reads names case-insensitively, so a writable .env with
+    credseal_kdf_profile=test is refused too."""
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("x=1\n" * 10 + "credseal_kdf_profile=test\n")
+    dotenv.chmod(0o646)
+    with pytest.raises(ConfigurationError, match="group or others may write"):
+        VaultSettings()

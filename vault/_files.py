@@ -358,7 +358,9 @@ def overwrite_and_unlink_at(dir_fd: int, name: str, identity: tuple[int, int]) -
     Raises:
         InsecureFileError: ``name`` is no longer the checked file (nothing was changed).
     """
-    fd = os.open(name, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    # NONBLOCK: a FIFO swapped in after the check must not hang us (its identity differs).
+    fd = os.open(name, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK,
+                 dir_fd=dir_fd)
     try:
         st = os.fstat(fd)
         if (st.st_dev, st.st_ino) != identity or not stat.S_ISREG(st.st_mode):

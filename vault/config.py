@@ -107,7 +107,9 @@ def legacy_variables(names: Iterable[str]) -> list[tuple[str, str]]:
     return pairs
 
 
-_OUR_LINE = re.compile(rb"^[ \t]*(?:export[ \t]+)?(?:CREDSEAL|VAULT)_[A-Za-z_]*[ \t]*=", re.M)
+# pydantic-settings matches names case-insensitively: so does this check.
+_OUR_LINE = re.compile(rb"^[ \t]*(?:export[ \t]+)?(?:CREDSEAL|VAULT)_[A-Za-z_]*[ \t]*=",
+                       re.M | re.I)
 
 
 def check_dotenv(path: str | os.PathLike[str]) -> None:
@@ -122,7 +124,7 @@ def check_dotenv(path: str | os.PathLike[str]) -> None:
     try:
         st = os.stat(path)
         with open(path, "rb") as stream:
-            head = stream.read(1024 * 1024)
+            head = stream.read(64 * 1024 * 1024)  # the whole file, whatever its size
     except OSError:
         return
     if not _OUR_LINE.search(head):

@@ -12,6 +12,8 @@ import pytest
 import vault
 from tests.helpers.backends import FakeClock
 from vault._store.journal import Journal
+from vault._store.state import StateFile
+from vault._store.store import entries_of
 from vault.cache import JOURNAL_CONFLICT, CacheEvent, FallbackCache, Pending
 from vault.sources import ABSENT, value_digest
 from vault.sources.sqlite import SQLiteSource
@@ -197,3 +199,101 @@ def test_planted_record_name_cannot_hide_later_records(
     _recover(source, cache, clock)
     assert cache.get("c1") == {"v": 2} and source.snapshot() == {"c1": {"v": 2}}
     assert not planted.exists() and list((v.directory / "quarantine").glob("*.cvj"))
+
+
+def test_a_symlink_as_record_or_state_blocks_nothing(
+        make_vault: Callable[..., vault.Vault], tmp_path: Path) -> None:
+    """A symlink planted as a journal record is quarantined (it used to make every call serve
+    cached copies, the healthy source unread); a symlink as vault.state is not followed, and
+    the source is read all the same; saves during an outage are still journaled."""
+    source, clock, events = MemorySource({"c1": "primary's"}), FakeClock(), []
+    v = make_vault()
+    cache = _cache(source, v, events, clock)
+    cache.save("c0", "x")
+    (v.directory / "journal").mkdir(mode=0o700, exist_ok=True)
+    (v.directory / "journal" / "01700000000000000000-1-00000000.cvj").symlink_to("/etc/hostname")
+    assert cache.fetch("c1").origin == "source" and Journal(v).ids() == []
+    (v.directory / "vault.state").unlink(missing_ok=True)
+    (v.directory / "vault.state").symlink_to("/etc/hostname")
+    source.fail_with()
+    assert cache.save("c1", "mine").journaled
+    _recover(source, cache, clock)
+    assert cache.fetch("c1").origin == "source" and len(Journal(v).ids()) == 1
+
+
+def test_a_record_waiting_for_its_key_is_not_passed_by_the_mark(tmp_path: Path) -> None:
+    """A record waiting for a key (not deployed here yet) keeps the high-water mark below it,
+    so when the key comes back it applies instead of being refused as applied already."""
+    first, second = vault.Key.generate(), vault.Key.generate()
+    directory = tmp_path / "v"
+    source, clock, events = MemorySource({"a": 0, "b": 0}), FakeClock(), []
+    both = vault.Vault(directory, keys=vault.KeyRing([first, second]))
+    seed = _cache(source, both, events, clock)
+    assert seed.get("a") == 0 and seed.get("b") == 0
+    StateFile(entries_of(both)).named(second.id)  # published (env source): a known key
+    source.fail_with()
+    later_key = vault.Vault(directory, keys=vault.KeyRing([second, first]))
+    assert _cache(source, later_key, events, clock).save("a", 1).journaled  # under second
+    assert seed.save("b", 1).journaled  # under first, appended after it
+    source.recover()
+    only_first = _cache(source, vault.Vault(directory, keys=vault.KeyRing([first]),
+                                            ), events, clock)
+    assert only_first.get("b") == 1 and len(Journal(later_key).ids()) == 1  # "a" waits
+    back = _cache(source, vault.Vault(directory, keys=vault.KeyRing([second, first])), events,
+                  clock)
+    assert back.get("a") == 1 and source.snapshot() == {"a": 1, "b": 1}
+
+
+def test_a_row_the_codec_refuses_is_a_conflict_of_its_name_only(
+        make_vault: Callable[..., vault.Vault], tmp_path: Path) -> None:
+    """A primary row the stricter codec refuses (a duplicate key) makes that name's replayed
+    write a conflict; other names and reads go on (it used to raise from every call)."""
+    path = tmp_path / "primary.db"
+    path.touch()
+    source = SQLiteSource(path)
+    source.create_schema()
+    clock, events = FakeClock(), []
+    cache = _cache(source, make_vault(), events, clock)
+    cache.save("bad", {"v": 0})
+    cache.save("good", {"v": 0})
+    cache.breaker.record_failure()
+    cache.breaker.record_failure()
+    assert cache.save("bad", {"v": 1}).journaled and cache.save("good", {"v": 1}).journaled
+    import sqlite3
+
+    with sqlite3.connect(path) as raw:
+        raw.execute("UPDATE credentials SET value = ? WHERE name = 'bad'", ('{"v":2,"v":3}',))
+    clock.advance(cache.breaker.reset_after)
+    assert cache.get("good") == {"v": 1} and cache.pending.conflicts == 1
+    source.close()
+
+
+def test_conflicts_are_rewrapped_and_block_retire(tmp_path: Path) -> None:
+    """A conflict waits for an operator, maybe across a rotation: rotation reseals it under
+    the new key, and retire refuses while it is sealed under the old one (an unsettled
+    conflict used to become unreadable once its key was retired)."""
+    from vault.keysources import PassphraseKeySource
+    from vault.ops import retire, rotate
+
+    directory = tmp_path / "v"
+    source = PassphraseKeySource(directory, "pw", profile="test")
+    source.create(vault.Key.generate())
+    old = source.load().primary.id
+    v = vault.Vault(directory, keys=source)
+    primary, clock, events = MemorySource({"c1": "theirs"}), FakeClock(), []
+    cache = _cache(primary, v, events, clock)
+    primary.fail_with()
+    cache.save("c1", "mine")  # no copy: based on an unknown value
+    _recover(primary, cache, clock)
+    assert cache.get("c1") == "theirs" and cache.pending.conflicts == 1
+    new = vault.Key.generate()
+    source.add(new)
+    source.promote(new.id)
+    v.rewrap()
+    with pytest.raises(vault.KeyInUseError, match="1 journal records"):
+        retire(v, source, old)
+    result = rotate(v, source, rewrap_only=True)
+    assert result.journal.rewrapped == 1
+    retire(v, source, old)
+    (rid,) = Journal(v).conflict_ids()
+    assert Journal(v).read_conflict(rid).value == "mine"

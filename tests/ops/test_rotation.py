@@ -405,3 +405,4 @@ def test_if_older_than_applies_to_resumes(passphrase_setup: Setup) -> None:
                                                                    "new_key_id": added.id}))
     finished = rotate(v, source, if_older_than=timedelta(days=90))
     assert finished.new_key_id == added.id and finished.entries.rewrapped == 3
+

@@ -106,3 +106,12 @@ def test_keyed_audit_log_shows_edits_reordering_and_truncation(tmp_path: Path) -
     path.write_text(good)
     retired = log.check(vault.KeyRing([new]), head.audit_head)
     assert retired.problem is None and retired.unverifiable == 2 and retired.verified == 2
+    # A line under a key the ring lacks is still pinned by the next line's hash chain: its
+    # content cannot be changed, even with its MAC left as it was.
+    forged = good.replace('"n":1', '"n":9', 1)
+    path.write_text(forged)
+    assert "chain breaks at line 2" in (log.check(vault.KeyRing([new]), head.audit_head).problem
+                                        or "")
+    path.write_text(good)
+    assert "state was removed" in (log.check(ring).problem or "")
+    assert log.check(ring, head.audit_head).problem is None

@@ -292,3 +292,16 @@ def test_env_record_under_a_dated_key_waits_instead_of_being_quarantined(
     waiting: list[str] = []
     assert journal.replay(lambda r: True, on_waiting=lambda i, exc: waiting.append(i)) == 0
     assert waiting == [rid] and journal.ids() == [rid]
+
+
+def test_latest_skips_records_at_or_below_the_high_water_mark(tmp_path: Path) -> None:
+    """A replanted copy of an applied record is not "the newest pending write" of its name:
+    outage reads and the base of new writes ignore it."""
+    v = vault.Vault(tmp_path / "v", keys=vault.KeyRing([vault.Key.generate()]))
+    journal = Journal(v)
+    rid = journal.append_delete("a")
+    copy = (journal.directory / f"{rid}.cvj").read_bytes()
+    assert journal.replay(lambda r: True) == 1
+    (journal.directory / f"{rid}.cvj").write_bytes(copy)
+    (journal.directory / f"{rid}.cvj").chmod(0o600)
+    assert journal.latest("a") is None

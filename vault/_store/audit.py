@@ -10,8 +10,10 @@ fields that may carry secrets are refused outright.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -68,6 +70,10 @@ class AuditCheck:
     problem: str | None
 
 
+_SUFFIX = re.compile(rb',"mac_key":"([0-9a-f]{16})","mac":"([0-9a-f]{64})"'
+                     rb'(?:,"mac_prev_key":"([0-9a-f]{16})","mac_prev":"([0-9a-f]{64})")?\}\Z')
+
+
 def _body(record: dict[str, Any]) -> bytes:
     return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()
 
@@ -117,79 +123,100 @@ class AuditLog:
         files.ensure_private_dir(self._locks)
         with files.FileLock(os.path.join(self._locks, "audit.lock"), timeout=10.0,
                             what="the audit log"):
-            record["prev"] = self._last_mac()
-            record["mac_key"], record["mac"] = self.ring.line_mac(_body(record))
+            record["prev"] = self._last_line_hash()
+            body = _body(record)
+            key_id, mac = self.ring.line_mac(body)
+            suffix = f',"mac_key":"{key_id}","mac":"{mac}"'
             if previous_key is not None and previous_key in self.ring:
-                body = _body({k: v for k, v in record.items() if k != "mac"})
-                record["mac_prev_key"], record["mac_prev"] = self.ring.line_mac(
-                    body, previous_key)
-            files.append_durably(self.path, _body(record) + b"\n", "audit log")
+                old_id, old_mac = self.ring.line_mac(body, previous_key)
+                suffix += f',"mac_prev_key":"{old_id}","mac_prev":"{old_mac}"'
+            line = body[:-1] + suffix.encode() + b"}"
+            files.append_durably(self.path, line + b"\n", "audit log")
             if self.state is not None:
-                mac = record["mac"]
+                head = hashlib.sha256(line).hexdigest()
                 # A vault.state that does not open must not silence the audit trail: the line
                 # stays; verify then reports the state (and the head it could not record).
                 with contextlib.suppress(ConfigurationError):
-                    self.state.update(lambda s: replace(s, audit_head=mac))
-        return record
+                    self.state.update(lambda s: replace(s, audit_head=head))
+        return {**record, "mac_key": key_id, "mac": mac}
 
-    def _last_mac(self) -> str | None:
-        last = None
-        for record in self.records():
-            last = record
-        mac = None if last is None else last.get("mac")
-        return mac if isinstance(mac, str) else None
+    def _raw_lines(self) -> list[bytes]:
+        try:
+            data = files.read_private(self.path, 64 * 1024 * 1024)
+        except FileNotFoundError:
+            return []
+        lines = data.split(b"\n")  # only "\n" ends a line (U+2028 and the like are text)
+        return lines[:-1] if lines and lines[-1] == b"" else lines
+
+    def _last_line_hash(self) -> str | None:
+        lines = self._raw_lines()
+        return hashlib.sha256(lines[-1]).hexdigest() if lines else None
 
     def records(self) -> Iterator[dict[str, Any]]:
         """Yield the records, oldest first; a damaged line is skipped (unverified: use
         :meth:`check` before trusting one)."""
-        for _, record in self._lines():
+        for raw in self._raw_lines():
+            try:
+                record = json.loads(raw)
+            except ValueError:
+                continue
             if isinstance(record, dict):
                 yield record
 
-    def _lines(self) -> Iterator[tuple[int, Any]]:
-        try:
-            data = files.read_private(self.path, 64 * 1024 * 1024)
-        except FileNotFoundError:
-            return
-        for number, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
-            try:
-                yield number, json.loads(line)
-            except ValueError:
-                yield number, None
-
     def check(self, ring: KeyRing, head: str | None = None) -> AuditCheck:
-        """Verify every line's MAC and the chain; ``head`` (from ``vault.state``) must be the
-        last MAC. A line under a key the ring lacks is unverifiable, not forged."""
-        lines = verified = unverifiable = 0
+        """Verify every line's MAC and the chain over the exact bytes of the file.
+
+        ``prev`` is the SHA-256 of the previous line's bytes, so a line under a key the ring
+        no longer holds is still pinned by the lines after it, and ``head`` (from
+        ``vault.state``: the SHA-256 of the last line) pins the end. A line whose MAC cannot be
+        checked (a retired key; written before 0.2) is unverifiable, not forged.
+        """
+        lines = self._raw_lines()
+        verified = unverifiable = 0
         prev: str | None = None
-        for number, record in self._lines():
-            lines += 1
-            if not isinstance(record, dict):
-                return AuditCheck(lines, verified, unverifiable, f"line {number} is not JSON")
-            mac, key_id = record.pop("mac", None), record.pop("mac_key", None)
-            record.pop("mac_prev_key", None)
-            record.pop("mac_prev", None)
-            if not isinstance(mac, str) or not isinstance(key_id, str):
-                unverifiable += 1  # written before the log was chained
-                prev = None
+        hashes: list[str] = []
+        chained = False
+        for number, raw in enumerate(lines, 1):
+            found = _SUFFIX.search(raw)
+            digest = hashlib.sha256(raw).hexdigest()
+            if found is None:
+                unverifiable += 1  # written before the log was chained, or without keys
+                prev = digest
+                hashes.append(digest)
                 continue
-            ok = ring.check_line_mac(_body(record), key_id, mac)
+            chained = True
+            body = raw[:found.start()] + b"}"
+            try:
+                record = json.loads(body)
+            except ValueError:
+                return AuditCheck(len(lines), verified, unverifiable, f"line {number} is not "
+                                  "JSON")
+            if not isinstance(record, dict) or record.get("prev") != prev:
+                return AuditCheck(len(lines), verified, unverifiable, f"the chain breaks at "
+                                  f"line {number}: a line before it was removed, added, moved "
+                                  "or edited")
+            key_id, mac = found.group(1).decode(), found.group(2).decode()
+            ok = ring.check_line_mac(body, key_id, mac)
+            if found.group(3) is not None and ring.check_line_mac(
+                    body, found.group(3).decode(), found.group(4).decode()) is False:
+                ok = False
             if ok is None:
                 unverifiable += 1  # under a key retired since: cannot tell, not forged
             elif not ok:
-                return AuditCheck(lines, verified, unverifiable,
+                return AuditCheck(len(lines), verified, unverifiable,
                                   f"line {number} was edited or forged (its MAC is wrong)")
-            elif record.get("prev") != prev:
-                return AuditCheck(lines, verified, unverifiable,
-                                  f"the chain breaks at line {number}: a line before it was "
-                                  "removed, added or moved")
             else:
                 verified += 1
-            prev = mac
-        if head is not None and head != prev:
-            return AuditCheck(lines, verified, unverifiable, "the log ends before the last "
+            prev = digest
+            hashes.append(digest)
+        if chained and head is None:
+            return AuditCheck(len(lines), verified, unverifiable, "the log is chained but "
+                              "vault.state records no head for it: the state was removed")
+        # A crash between writing the last line and recording it leaves the head one behind.
+        if head is not None and head not in hashes[-2:]:
+            return AuditCheck(len(lines), verified, unverifiable, "the log ends before the last "
                               "line the vault recorded: it was truncated or rolled back")
-        return AuditCheck(lines, verified, unverifiable, None)
+        return AuditCheck(len(lines), verified, unverifiable, None)
 
 
 def audit_of(vault: Vault, context: Context) -> AuditLog:

@@ -56,7 +56,14 @@ from vault._crypto.keys import KeyRing
 from vault._store.rewrap import PendingWrite, RewrapReport, prepare_rewrap, rewrap
 from vault._store.state import StateFile
 from vault._store.store import Vault, entries_of
-from vault.errors import DecryptionError, FormatError, UnknownKeyError, VaultError
+from vault.errors import (
+    ConfigurationError,
+    DecryptionError,
+    FormatError,
+    InsecureFileError,
+    UnknownKeyError,
+    VaultError,
+)
 
 __all__ = ["CONFLICTS_DIR", "JOURNAL_DIR", "RECORD_SUFFIX", "Journal", "Record", "step"]
 
@@ -142,7 +149,10 @@ class Journal:
         ring = self._entries.keys
         with self._lock("append", "the journal (append)"):
             last = self._last_authenticated_seq()
-            state = self._state.read()
+            try:
+                state = self._state.read()
+            except ConfigurationError:  # not followed; the record is numbered without it
+                state = None
             applied = 0 if state is None else state.applied
             # Above every record that exists, and above everything ever applied: a new record
             # is never mistaken for one replayed already, even if the clock stepped back.
@@ -220,8 +230,16 @@ class Journal:
     def latest(self, name: str) -> Record | None:
         """The newest pending record for entry ``name``, or None. Opens records newest first;
         unreadable ones are skipped. (For reads during an outage: a write journaled by this
-        or a previous process.)"""
+        or a previous process.) Records at or below the sealed high-water mark were applied
+        already (a replanted copy): they are not pending and are skipped."""
+        try:
+            state = self._state.read()
+        except ConfigurationError:
+            state = None
+        applied = 0 if state is None else state.applied
         for rid in reversed(self.ids()):
+            if _seq(rid) <= applied:
+                continue
             try:
                 record = self.read(rid)
             except (FileNotFoundError, VaultError):
@@ -231,19 +249,28 @@ class Journal:
         return None
 
     def items(self) -> list[str]:
-        """The pending record ids, oldest first (the rewrap items)."""
-        return self.ids()
+        """The rewrap items: pending record ids, oldest first, then the conflicts'
+        (``conflicts/<id>``): a conflict must stay readable until an operator settles it."""
+        return self.ids() + [f"{CONFLICTS_DIR}/{rid}" for rid in self.conflict_ids()]
+
+    def _item_path(self, item: str) -> tuple[str, str]:
+        """(file, record id) of a rewrap item."""
+        folder, _, rid = item.rpartition("/")
+        if folder == CONFLICTS_DIR:
+            return f"{self._dir}/{CONFLICTS_DIR}/{rid}{RECORD_SUFFIX}", rid
+        return self._path(item), item
 
     def key_ids(self) -> Counter[str]:
-        """Count pending records per key id, from **unverified** headers (no key needed).
+        """Count records (pending and conflicts) per key id, from **unverified** headers.
 
         A key must not be retired while it still seals records; unparseable files are not
         counted (no key could open them anyway).
         """
         counts: Counter[str] = Counter()
-        for rid in self.ids():
+        for item in self.items():
             with contextlib.suppress(FileNotFoundError, VaultError):
-                prefix, size = files.read_private_prefix(self._path(rid), fmt.FIXED_HEADER_SIZE
+                prefix, size = files.read_private_prefix(self._item_path(item)[0],
+                                                         fmt.FIXED_HEADER_SIZE
                                                          + fmt.MAX_NAME_LENGTH)
                 counts[fmt.parse_header(prefix, size).key_id.hex()] += 1
         return counts
@@ -252,17 +279,21 @@ class Journal:
         """Records that authenticate under ``key_id``; a record whose header claims the key but
         does not open is quarantined and not listed (``RewrapTarget.sealed_under``)."""
         held = []
-        for rid in self.ids():
+        for item in self.items():
+            path, rid = self._item_path(item)
             try:
-                prefix, size = files.read_private_prefix(self._path(rid), fmt.FIXED_HEADER_SIZE
+                prefix, size = files.read_private_prefix(path, fmt.FIXED_HEADER_SIZE
                                                          + fmt.MAX_NAME_LENGTH)
                 if fmt.parse_header(prefix, size).key_id.hex() != key_id:
                     continue
-                self.read(rid)
+                self.read(rid, folder=os.path.dirname(path))
             except FileNotFoundError:
                 continue
             except (DecryptionError, FormatError):
-                self.quarantine(rid)
+                if path == self._path(rid):
+                    self.quarantine(rid)
+                else:
+                    self.settle_conflict(rid)  # a forged "conflict": out of the way
                 continue
             except VaultError:  # the ring lacks the key: cannot tell, so it counts
                 pass
@@ -374,6 +405,7 @@ class Journal:
         state = self._state.ensure()  # adopts a vault id on the first replay
         applied = state.applied
         named = set(state.keys)  # keys this vault dated (env source): known though not held
+        waiting: int | None = None  # the oldest record left waiting: the mark never passes it
         while ids := [rid for rid in self.ids() if rid not in done]:
             for rid in ids:
                 done.add(rid)
@@ -385,12 +417,15 @@ class Journal:
                     if exc.key_id in named or exc.key_id in self._entries.known_key_ids():
                         if on_waiting is not None:
                             on_waiting(rid, exc)
+                        waiting = _seq(rid) if waiting is None else min(waiting, _seq(rid))
                         continue
                     path = self.quarantine(rid)
                     if path is not None and on_quarantine is not None:
                         on_quarantine(rid, exc, path)
                     continue
-                except (DecryptionError, FormatError) as exc:
+                except (DecryptionError, FormatError, InsecureFileError) as exc:
+                    # Not a record this vault wrote (or not a file at all): set it aside, so
+                    # that it blocks neither the replay nor reads of the source.
                     path = self.quarantine(rid)
                     if path is not None and on_quarantine is not None:
                         on_quarantine(rid, exc, path)
@@ -405,8 +440,9 @@ class Journal:
                             "vault's high-water mark)"), path)
                     continue
                 if (yield record):
-                    self._state.applied(_seq(rid))  # before the record goes: never twice
-                    applied = max(applied, _seq(rid))
+                    if waiting is None or _seq(rid) < waiting:
+                        self._state.applied(_seq(rid))  # before the record goes: never twice
+                        applied = max(applied, _seq(rid))
                     self.discard(rid)
                 else:
                     moved = self.set_aside(rid)
@@ -491,9 +527,9 @@ class Journal:
                 wait: bool = True) -> tuple[str, str | None] | PendingWrite | None:
         """Prepare the rewrap of one record (a rewrap target's step; see ``prepare_rewrap``)."""
         self._entries.check_writable()
-        return prepare_rewrap(self._path(record_id), record_id,
-                              self._lock(record_id, f"journal record {record_id}"), ring,
-                              kind=fmt.KIND_JOURNAL, name=record_id, wait=wait)
+        path, rid = self._item_path(record_id)
+        return prepare_rewrap(path, rid, self._lock(rid, f"journal record {rid}"), ring,
+                              kind=fmt.KIND_JOURNAL, name=rid, wait=wait)
 
     def rewrap(self, ring: KeyRing | None = None) -> RewrapReport:
         """Reseal every record not under ``ring.primary`` (default: the vault's ring).

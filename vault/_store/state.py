@@ -97,6 +97,9 @@ class StateFile:
             data = files.read_private(self.path, 64 * 1024)
         except FileNotFoundError:
             return None
+        except (VaultError, OSError) as exc:  # a symlink, a FIFO, too large, unreadable
+            raise ConfigurationError(f"{self.path} cannot be read as this vault's state "
+                                     f"({type(exc).__name__}); it is not followed") from None
         try:
             _, plaintext = self._entries.open_envelope(data, kind=fmt.KIND_STATE,
                                                             name=STATE_NAME)

@@ -37,7 +37,7 @@ from vault._store.store import Vault
 from vault.cache._breaker import CircuitBreaker
 from vault.cache._core import SOURCE, CacheCore, Fetched, SaveResult, SourceFailure
 from vault.cache._health import CacheEvent
-from vault.errors import ConfigurationError, VaultError
+from vault.errors import ConfigurationError, SerializationError, VaultError
 from vault.sources._base import Source, conditional_save, value_digest
 from vault.sources._outage import is_outage
 
@@ -144,6 +144,8 @@ class FallbackCache(CacheCore):
                                                                 target, record.base)
             if not took:
                 took = value_digest(self.source.load(record.name)) == value_digest(target)
+        except SerializationError:
+            return False  # the row there is not a codec value: a conflict of this name only
         except Exception as exc:
             raise SourceFailure(exc) from exc
         if took:

@@ -176,7 +176,7 @@ def rotate(vault: Vault, source: KeySource, *, rewrap_only: bool = False,
             assert isinstance(source, ManagedKeySource)  # _resumable checked it
             new_id = resume_id  # a killed run stored this key: finish with it, make no other
             if ring.primary.id != new_id:
-                lock.record(phase="promoting", new_key_id=new_id)
+                lock.record(phase="promoting", new_key_id=new_id, from_key_id=old_id)
                 source.promote(new_id)
         elif not rewrap_only:
             if if_older_than is not None:
@@ -198,15 +198,15 @@ def rotate(vault: Vault, source: KeySource, *, rewrap_only: bool = False,
                 return RotationResult("published", old_id, new_id,
                                       new_ring=ring.with_primary(new_key),
                                       seconds=time.monotonic() - started)
-            lock.record(phase="adding", new_key_id=new_id)
+            lock.record(phase="adding", new_key_id=new_id, from_key_id=old_id)
             source.add(new_key)
-            lock.record(phase="promoting", new_key_id=new_id)
+            lock.record(phase="promoting", new_key_id=new_id, from_key_id=old_id)
             source.promote(new_id)
         ring = source.load()
         if ring.primary.id != new_id:
             raise KeySourceError(f"key {new_id} is not the primary key after promotion",
                                  hint="check the key source with `credseal status`")
-        lock.record(phase="rewrapping", new_key_id=new_id)
+        lock.record(phase="rewrapping", new_key_id=new_id, from_key_id=old_id)
         reports = {target.name: _rewrap_target(target, ring, progress)
                    for target in rewrap_targets(vault, extra_targets)}
         failed = sum(r.failed for r in reports.values())
@@ -254,7 +254,8 @@ def _promote_existing(source: KeySource, ring: KeyRing, key_id: str, lock: Rotat
         raise KeySourceError(f"key {key_id} is not held by the {source.kind} key source "
                              "(unknown or retired)", hint="`credseal status` lists the keys")
     if ring.primary.id != key_id:
-        lock.record(phase="promoting", new_key_id=key_id, back=True)
+        lock.record(phase="promoting", new_key_id=key_id, back=True,
+                    from_key_id=ring.primary.id)
         source.promote(key_id)
     return key_id
 
@@ -275,6 +276,9 @@ def _resumable(source: KeySource, resumed: dict[str, Any] | None, ring: KeyRing)
     target = states.get(pending)
     if target is None or target.state == RETIRED:
         return None
+    origin = (resumed or {}).get("from_key_id")
+    if origin is not None and ring.primary.id not in (origin, pending):
+        return None  # the primary moved on since (a --to, another rotation): stale state
     if pending == ring.primary.id or (resumed or {}).get("back") is True:
         return pending
     newer = ring.primary.id in order and order.index(pending) > order.index(ring.primary.id)
