@@ -297,3 +297,29 @@ def test_conflicts_are_rewrapped_and_block_retire(tmp_path: Path) -> None:
     retire(v, source, old)
     (rid,) = Journal(v).conflict_ids()
     assert Journal(v).read_conflict(rid).value == "mine"
+
+
+def test_resolve_apply_never_applies_a_copy_planted_among_the_conflicts(
+        make_vault: Callable[..., vault.Vault], tmp_path: Path) -> None:
+    """A3 copies an old applied record into conflicts/: `journal resolve --apply` would have
+    written that stale value over the primary. Only records the vault's replay set aside (a
+    list in the sealed state) can be applied; the copy is quarantined."""
+    from vault.ops import journal_report, resolve_conflicts
+
+    source, clock, events = MemorySource(), FakeClock(), []
+    v = make_vault()
+    cache = _cache(source, v, events, clock)
+    cache.save("c1", "old")
+    source.fail_with()
+    rid = cache.save("c1", "stale").record_id
+    copy = (v.directory / "journal" / f"{rid}.cvj").read_bytes()
+    _recover(source, cache, clock)
+    assert cache.get("c1") == "stale"
+    cache.save("c1", "current")
+    (v.directory / "journal" / "conflicts").mkdir(mode=0o700, exist_ok=True)
+    (v.directory / "journal" / "conflicts" / f"{rid}.cvj").write_bytes(copy)
+    (v.directory / "journal" / "conflicts" / f"{rid}.cvj").chmod(0o600)
+    assert [i.state for i in journal_report(v).items] == ["unreadable"]
+    with pytest.raises(vault.EntryNotFoundError, match="no journal conflict"):
+        resolve_conflicts(v, "c1", apply_to=source)
+    assert source.snapshot() == {"c1": "current"} and Journal(v).conflict_ids() == []

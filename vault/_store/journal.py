@@ -44,7 +44,7 @@ import secrets
 import time
 from collections import Counter
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -318,13 +318,17 @@ class Journal:
         self._entries.check_writable()
         with self._lock(record_id, f"journal record {record_id}") as lock:
             try:
-                return self._entries.quarantine_file(
+                moved = self._entries.quarantine_file(
                     f"{self._dir}/{CONFLICTS_DIR}/{record_id}{RECORD_SUFFIX}", record_id,
                     RECORD_SUFFIX)
             except FileNotFoundError:
                 return None
             finally:
                 lock.remove()
+        with contextlib.suppress(ConfigurationError):
+            self._state.update(lambda s: s if record_id not in s.conflicts else replace(
+                s, conflicts=tuple(c for c in s.conflicts if c != record_id)))
+        return moved
 
     # ---- replaying
 
@@ -466,7 +470,18 @@ class Journal:
                 return None
             finally:
                 lock.remove()
+        with contextlib.suppress(ConfigurationError):  # a refused state: still set aside
+            self._state.update(lambda s: s if record_id in s.conflicts else replace(
+                s, conflicts=(*s.conflicts, record_id)))
         return Path(f"{target_dir}/{record_id}{RECORD_SUFFIX}")
+
+    def sealed_conflicts(self) -> set[str]:
+        """The ids replay set aside, from the sealed state (empty if it does not open)."""
+        try:
+            state = self._state.read()
+        except ConfigurationError:
+            return set()
+        return set() if state is None else set(state.conflicts)
 
     def conflict_ids(self) -> list[str]:
         """The ids of the records set aside as conflicts, oldest first."""

@@ -58,7 +58,9 @@ class VaultState:
         keys: when this vault first named each key (ms), for the env source, which keeps no
             dates of its own: ``rotate --if-older-than`` reads key ages here, authenticated.
         published: a key ``rotate`` published for the env source and not yet deployed.
-        audit_head: the MAC of the audit log's last line, so a truncated log shows.
+        audit_head: the SHA-256 of the audit log's last line, so a truncated log shows.
+        conflicts: the journal records replay set aside, so that only those can be applied by
+            an operator (a copy planted in ``conflicts/`` is not one of them).
     """
 
     vault_id: str
@@ -67,6 +69,15 @@ class VaultState:
     keys: dict[str, int] = field(default_factory=dict)
     published: str | None = None
     audit_head: str | None = None
+    conflicts: tuple[str, ...] = ()
+
+
+def _strings_raw(value: object) -> list[object]:
+    return list(value) if isinstance(value, list) else []
+
+
+def _strings(value: object) -> list[str]:
+    return [str(item) for item in _strings_raw(value)]
 
 
 class StateFile:
@@ -116,21 +127,26 @@ class StateFile:
                 or not (doc.get("rotation") is None or type(doc.get("rotation")) is dict)
                 or type(keys) is not dict or not all(type(v) is int for v in keys.values())
                 or not (doc.get("published") is None or type(doc.get("published")) is str)
-                or not (doc.get("audit_head") is None or type(doc.get("audit_head")) is str)):
+                or not (doc.get("audit_head") is None or type(doc.get("audit_head")) is str)
+                or type(doc.get("conflicts", [])) is not list
+                or len(_strings(doc.get("conflicts", []))) != sum(
+                    type(c) is str for c in _strings_raw(doc.get("conflicts", [])))):
             raise ConfigurationError(f"{self.path} has an unknown layout")
         rotation, published, head = doc["rotation"], doc.get("published"), doc.get("audit_head")
         return VaultState(str(doc["vault_id"]), int(str(doc["applied"])),
                           None if rotation is None else dict(rotation),  # type: ignore[arg-type]
                           {str(k): int(str(v)) for k, v in keys.items()},
                           None if published is None else str(published),
-                          None if head is None else str(head))
+                          None if head is None else str(head),
+                          tuple(str(c) for c in _strings(doc.get("conflicts", []))))
 
     def _write(self, state: VaultState) -> None:
         now = _clock.now_ms()
         self._entries.refresh()
         plaintext = codec.dumps({"v": 1, "vault_id": state.vault_id, "applied": state.applied,
                                  "rotation": state.rotation, "keys": state.keys,
-                                 "published": state.published, "audit_head": state.audit_head})
+                                 "published": state.published, "audit_head": state.audit_head,
+                                 "conflicts": list(state.conflicts)})
         envelope = self._entries.keys.seal(kind=fmt.KIND_STATE, name=STATE_NAME,
                                            plaintext=plaintext, created_at=now,
                                            expires_at=fmt.MAX_TIMESTAMP)

@@ -13,7 +13,7 @@ from typing import Literal
 
 from vault._store.audit import audit_of
 from vault._store.context import Context
-from vault._store.journal import Journal
+from vault._store.journal import Journal, Record
 from vault._store.store import Vault
 from vault.config import current_context
 from vault.errors import EntryNotFoundError, VaultError
@@ -51,6 +51,7 @@ class JournalReport(Report):
 def journal_report(vault: Vault) -> JournalReport:
     """List pending and conflict records (opened with the vault's keys; nothing changes)."""
     journal = Journal(vault)
+    genuine = journal.sealed_conflicts()
     items: list[JournalItem] = []
     for state, ids, read in (("pending", journal.ids(), journal.read),
                              ("conflict", journal.conflict_ids(), journal.read_conflict)):
@@ -63,9 +64,12 @@ def journal_report(vault: Vault) -> JournalReport:
                 items.append(JournalItem(rid, "unreadable", None, None, None,
                                          f"{type(exc).__name__}: {exc.message}"))
                 continue
-            items.append(JournalItem(rid, state,  # type: ignore[arg-type]
+            shown = state if state == "pending" or rid in genuine else "unreadable"
+            items.append(JournalItem(rid, shown,  # type: ignore[arg-type]
                                      record.name, record.op,
-                                     record.at.isoformat(timespec="milliseconds")))
+                                     record.at.isoformat(timespec="milliseconds"),
+                                     None if shown == state else "not set aside by this "
+                                     "vault's replay (a copy): resolve quarantines it"))
     return JournalReport(vault.directory, tuple(items))
 
 
@@ -84,14 +88,18 @@ def resolve_conflicts(vault: Vault, name: str, *, apply_to: Source | None = None
         the source's own errors (nothing is settled then).
     """
     journal = Journal(vault)
-    mine = []
+    genuine = journal.sealed_conflicts()
+    mine: list[Record] = []
+    planted: list[Record] = []
     for rid in journal.conflict_ids():
         try:
             record = journal.read_conflict(rid)
         except (FileNotFoundError, VaultError):
             continue
         if record.name == name:
-            mine.append(record)
+            (mine if rid in genuine else planted).append(record)
+    for record in planted:  # authentic but never set aside here (a copy): never applied
+        journal.settle_conflict(record.id)
     if not mine:
         raise EntryNotFoundError(f"no journal conflict names {name!r}",
                                  hint="`credseal journal` lists the conflicts")
