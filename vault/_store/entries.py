@@ -385,7 +385,10 @@ class EntryStore:
         """Prepare the rewrap of entry ``name`` under ``ring.primary`` (a rewrap target's
         step; ``vault._store.rewrap.prepare_rewrap`` has the contract)."""
         self.check_writable()
-        return prepare_rewrap(self.path(name), name_stem(name), self.lock(name), ring,
+        stem = name_stem(name)  # once: it is a SHA-256 per entry on rotation's hot path
+        lock = files.FileLock(f"{self.locks}/{stem}.lock", timeout=self.lock_timeout,
+                              what=f"entry {name!r}")
+        return prepare_rewrap(f"{self.dir}/{stem}{ENTRY_SUFFIX}", stem, lock, ring,
                               kind=fmt.KIND_ENTRY, name=name, wait=wait)
 
     def remove_stale_temps(self) -> None:
