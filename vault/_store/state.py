@@ -119,8 +119,9 @@ class StateFile:
             raise ConfigurationError(
                 f"{self.path} does not open with this key ring ({type(exc).__name__}): the "
                 "directory belongs to another vault, or the file was forged",
-                hint="use this directory's own keys; if the file is not genuine, move it "
-                     "aside (the journal's replay record is then lost)") from None
+                hint="use this directory's own keys, or restore vault.state from a backup of "
+                     "this directory; removing it would reset the journal's high-water mark, "
+                     "so a replanted record could apply again: inspect journal/ first") from None
         keys = doc.get("keys", {}) if type(doc) is dict else None
         if (type(doc) is not dict or doc.get("v") != 1 or type(doc.get("vault_id")) is not str
                 or type(doc.get("applied")) is not int
