@@ -62,9 +62,10 @@ PINNED: dict[str, set[str]] = {
     "vault.sources.postgres": {"AsyncPostgresSource", "DEFAULT_CONNECT_TIMEOUT",
                                "DEFAULT_STATEMENT_TIMEOUT", "DEFAULT_TABLE", "PostgresSource"},
     "vault.keysources": {
-        "ACTIVE", "DECRYPT_ONLY", "DEFAULT_SERVICE", "EnvKeySource", "KEYFILE_NAME", "KeySource",
-        "KeyState", "LEGACY_SERVICE", "MAX_INDEX_CHARS", "ManagedKeySource", "NO_KEYRING_HINT",
-        "OSKeyringSource", "PassphraseKeySource", "RETIRED"},
+        "ACTIVE", "Binding", "BoundKeySource", "DECRYPT_ONLY", "DEFAULT_SERVICE", "EnvKeySource",
+        "KEYFILE_NAME", "KeySource", "KeyState", "LEGACY_SERVICE", "MAX_DIRS", "MAX_INDEX_CHARS",
+        "ManagedKeySource", "NO_KEYRING_HINT", "OSKeyringSource", "PassphraseKeySource",
+        "RETIRED"},
     "vault.config": {
         "Context", "HASHICORP_VARIABLES", "KeySourceKind", "LEGACY_PREFIX", "PREFIX",
         "VaultSettings", "check_dotenv", "current_context", "hashicorp_variables",
@@ -73,7 +74,8 @@ PINNED: dict[str, set[str]] = {
     "vault.ops": {
         "Check", "DiagnoseReport", "EntryCheck", "InitResult", "InspectReport", "JournalItem",
         "JournalReport", "KeyUsage", "PrunePlan", "PruneResult", "Report", "RetireResult",
-        "RotationResult", "StatusReport", "VerifyReport", "apply_prune", "change_passphrase",
+        "RotationResult", "StatusReport", "VerifyReport", "apply_prune", "bind_directory",
+        "change_passphrase",
         "check_unused", "diagnose", "init_vault", "inspect_entry", "journal_report",
         "plan_prune", "resolve_conflicts", "retire", "rewrap_targets", "rotate", "status",
         "verify"},

@@ -269,6 +269,32 @@ def remove_empty_dir(path: str) -> bool:
     return True
 
 
+def remove_created(directory: str, before: set[str] | None) -> None:
+    """Undo what a failed ``credseal init`` made in ``directory``: remove every name in it
+    that is not in ``before`` (recursively, never following a symlink), and the directory
+    itself when ``before`` is None (it did not exist). Best effort: errors are ignored."""
+    import shutil
+
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        if before is not None and name in before:
+            continue
+        path = os.path.join(directory, name)
+        with contextlib.suppress(OSError):
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.unlink(path)
+    if before is None:
+        with contextlib.suppress(OSError):
+            os.rmdir(directory)
+    with contextlib.suppress(OSError):
+        fsync_dir(os.path.dirname(os.path.abspath(directory)))
+
+
 def read_foreign(path: str, max_size: int) -> tuple[bytes, os.stat_result]:
     """Read a file that is not the vault's (any owner and mode), without following a symlink.
 

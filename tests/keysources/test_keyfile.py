@@ -14,7 +14,7 @@ import pytest
 import vault
 from vault._crypto import kdf
 from vault.errors import KeySourceError
-from vault.keysources import ACTIVE, DECRYPT_ONLY, RETIRED, KeyState
+from vault.keysources import ACTIVE, DECRYPT_ONLY, MAX_DIRS, RETIRED, Binding, KeyState
 from vault.keysources import _keyfile as kf
 
 SALT = bytes(range(16))
@@ -222,3 +222,94 @@ def test_aad_is_canonical_and_names_the_key(
                             keys["active"].id)
     assert a != kf.wrap_aad(parsed.params, parsed.salt, parsed.states, keys["older"].id)
     assert a.startswith(b"credvault keyfile v1 wrap\0")
+
+
+# ---- the vault binding (issue 11: the vault id and audit head anchored in the key source)
+
+BOUND = Binding("ab" * 16, (("/srv/app/vault", "cd" * 32), ("/srv/other", None)))
+
+
+@pytest.fixture
+def bound_doc(kek: bytes) -> Doc:
+    """A keyfile document with a ``vault`` binding."""
+    active = vault.Key.generate()
+    states = (KeyState(active.id, ACTIVE, T1),)
+    return json.loads(kf.dumps(kf.build(kdf.TEST_PARAMS, SALT, kek, states, {active.id: active},
+                                        BOUND)))
+
+
+def test_binding_round_trips_and_is_optional(bound_doc: Doc, kek: bytes,
+                                             make_doc: Callable[[], tuple[Doc, Any]]) -> None:
+    """A bound keyfile gives its binding back; an older keyfile without one parses as
+    before (its wraps' associated data did not change)."""
+    parsed = kf.parse(encode(bound_doc), "kf")
+    assert parsed.binding == BOUND and len(kf.unwrap_all(parsed, kek, "kf")) == 1
+    assert bound_doc["vault"] == {"id": "ab" * 16,
+                                  "dirs": [["/srv/app/vault", "cd" * 32], ["/srv/other", None]]}
+    unbound, _ = make_doc()
+    assert kf.parse(encode(unbound), "kf").binding is None
+    states = kf.parse(encode(unbound), "kf").states
+    assert kf.wrap_aad(kdf.TEST_PARAMS, SALT, states, "k") == kf.wrap_aad(
+        kdf.TEST_PARAMS, SALT, states, "k", None)
+
+
+BINDING_FORGERIES: dict[str, Callable[[Doc], None]] = {
+    "vault id": _set("vault.id", "ef" * 16),
+    "anchored head": _set("vault.dirs.0.1", "00" * 32),
+    "head cleared": _set("vault.dirs.0.1", None),
+    "directory dropped": _set("vault.dirs.1", _DELETE),
+    "binding removed": _set("vault", _DELETE),
+}
+
+
+@pytest.mark.parametrize("change", BINDING_FORGERIES.values(), ids=BINDING_FORGERIES.keys())
+def test_changed_binding_fails_authentication(bound_doc: Doc, kek: bytes,
+                                              change: Callable[[Doc], None]) -> None:
+    """A writer without the passphrase cannot change, drop or roll back the binding."""
+    change(bound_doc)
+    with pytest.raises(KeySourceError, match="wrong passphrase"):
+        kf.unwrap_all(kf.parse(encode(bound_doc), "kf"), kek, "kf")
+
+
+def test_binding_added_to_an_unbound_keyfile_fails_authentication(
+        make_doc: Callable[[], tuple[Doc, Any]], kek: bytes) -> None:
+    doc, _ = make_doc()
+    doc["vault"] = BOUND.to_json()
+    with pytest.raises(KeySourceError, match="wrong passphrase"):
+        kf.unwrap_all(kf.parse(encode(doc), "kf"), kek, "kf")
+
+
+BINDING_STRUCTURE: dict[str, tuple[Callable[[Doc], None], str]] = {
+    "id short": (_set("vault.id", "ab"), "vault.id"),
+    "id upper": (_set("vault.id", "AB" * 16), "vault.id"),
+    "dirs object": (_set("vault.dirs", {}), "vault.dirs"),
+    "relative path": (_set("vault.dirs.0.0", "srv/app"), "vault.dirs[0]"),
+    "control character": (_set("vault.dirs.0.0", "/srv/\napp"), "vault.dirs[0]"),
+    "bad head": (_set("vault.dirs.0.1", "xyz"), "vault.dirs[0]"),
+    "not a pair": (_set("vault.dirs.0", ["/srv"]), "vault.dirs[0]"),
+    "repeated": (_set("vault.dirs.1.0", "/srv/app/vault"), "repeats a directory"),
+    "extra key": (_set("vault.note", "x"), "vault"),
+}
+
+
+@pytest.mark.parametrize(("change", "field"), BINDING_STRUCTURE.values(),
+                         ids=BINDING_STRUCTURE.keys())
+def test_malformed_binding_is_named(bound_doc: Doc, change: Callable[[Doc], None],
+                                    field: str) -> None:
+    change(bound_doc)
+    with pytest.raises(KeySourceError) as caught:
+        kf.parse(encode(bound_doc), "/v/keyfile.json")
+    assert field in caught.value.message
+
+
+def test_binding_keeps_the_most_recent_directories() -> None:
+    """with_dir moves a directory to the end and keeps at most MAX_DIRS; a path that is too
+    long or not printable is not recorded."""
+    binding = Binding("ab" * 16)
+    for i in range(MAX_DIRS + 3):
+        binding = binding.with_dir(f"/d/{i}")
+    assert len(binding.dirs) == MAX_DIRS and binding.dirs[0][0] == "/d/3"
+    binding = binding.with_dir("/d/3", "cd" * 32)
+    assert binding.dirs[-1] == ("/d/3", "cd" * 32)
+    assert binding.with_dir("/d/3").head_of("/d/3") == "cd" * 32  # kept when not given
+    assert binding.with_dir("/x\n") == binding and binding.with_dir("/" + "a" * 2000) == binding

@@ -329,7 +329,7 @@ def test_keyring_create_load_and_items(make_keyring: Callable[..., OSKeyringSour
     assert index is not None and len(index) < MAX_INDEX_CHARS
     assert json.loads(index)["keys"][0]["id"] == key.id
     assert keyring.get_password("credseal-test", f"key:{key.id}") == key.to_text()
-    with pytest.raises(KeySourceError, match="already holds credseal keys"):
+    with pytest.raises(KeySourceError, match="already holds the keys of another vault"):
         source.create(vault.Key.generate())
 
 

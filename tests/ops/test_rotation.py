@@ -280,7 +280,7 @@ def test_env_retire_is_a_library_call_with_its_audit_record(tmp_path: Path) -> N
     source = EnvKeySource(vault.KeyRing([new, old]).to_text())
     with pytest.raises(KeyInUseError, match=r"1 entries .* and 1 journal records"):
         retire(v, source, old.id)
-    with pytest.raises(vault.KeySourceError, match="primary"):
+    with pytest.raises(vault.KeySourceError, match="is the active key"):
         retire(v, source, new.id)
     rotate(vault.Vault(v.directory, keys=source), source, rewrap_only=True)
     result = retire(vault.Vault(v.directory, keys=source), source, old.id.upper())

@@ -9,9 +9,9 @@ fields that may carry secrets are refused outright.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
+import logging
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -24,11 +24,12 @@ from vault._crypto.keys import KeyRing
 from vault._store.context import Context
 from vault._store.state import StateFile
 from vault._store.store import Vault, entries_of
-from vault.errors import ConfigurationError
+from vault.errors import ConfigurationError, VaultError
 
 __all__ = ["AUDIT_FILE", "AuditCheck", "AuditLog", "audit_of"]
 
 AUDIT_FILE = "audit.jsonl"
+logger = logging.getLogger("vault.store")
 _MAX_STRING = 200
 _FORBIDDEN = frozenset({"key", "keys", "material", "passphrase", "password", "value", "values",
                         "secret", "plaintext"})
@@ -136,8 +137,16 @@ class AuditLog:
                 head = hashlib.sha256(line).hexdigest()
                 # A vault.state that does not open must not silence the audit trail: the line
                 # stays; verify then reports the state (and the head it could not record).
-                with contextlib.suppress(ConfigurationError):
-                    self.state.update(lambda s: replace(s, audit_head=head))
+                try:
+                    state = self.state.update(lambda s: replace(s, audit_head=head))
+                except ConfigurationError:
+                    state = None
+                if state is not None:  # anchored outside the directory too, where possible
+                    try:
+                        self.state.anchor(state.vault_id, head)
+                    except VaultError as exc:
+                        logger.warning("the key source could not anchor the audit log's head "
+                                       "(%s): `credseal verify` will flag it", exc.message)
         return {**record, "mac_key": key_id, "mac": mac}
 
     def _raw_lines(self) -> list[bytes]:
@@ -163,13 +172,16 @@ class AuditLog:
             if isinstance(record, dict):
                 yield record
 
-    def check(self, ring: KeyRing, head: str | None = None) -> AuditCheck:
+    def check(self, ring: KeyRing, head: str | None = None,
+              anchored: str | None = None) -> AuditCheck:
         """Verify every line's MAC and the chain over the exact bytes of the file.
 
         ``prev`` is the SHA-256 of the previous line's bytes, so a line under a key the ring
         no longer holds is still pinned by the lines after it, and ``head`` (from
         ``vault.state``: the SHA-256 of the last line) pins the end. A line whose MAC cannot be
-        checked (a retired key; written before 0.2) is unverifiable, not forged.
+        checked (a retired key; written before 0.2) is unverifiable, not forged. ``anchored``
+        (the head the key source recorded for this directory, outside it) must be one of the
+        lines: else the log and the state were rolled back together to an earlier pair.
         """
         lines = self._raw_lines()
         verified = unverifiable = 0
@@ -216,6 +228,10 @@ class AuditLog:
         if head is not None and head not in hashes[-2:]:
             return AuditCheck(len(lines), verified, unverifiable, "the log ends before the last "
                               "line the vault recorded: it was truncated or rolled back")
+        if anchored is not None and anchored not in hashes:
+            return AuditCheck(len(lines), verified, unverifiable, "the log lacks the line the "
+                              "key source anchored for this directory: the log and vault.state "
+                              "were rolled back together (a restored backup?), or replaced")
         return AuditCheck(len(lines), verified, unverifiable, None)
 
 

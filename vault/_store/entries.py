@@ -142,6 +142,11 @@ class EntryStore:
     # ---- keys
 
     @property
+    def source(self) -> KeySource | None:
+        """The key source the ring comes from (None for a bare ring)."""
+        return self._source
+
+    @property
     def keys(self) -> KeyRing:
         """The current ring. Raises ``KeySourceError`` if opened without keys."""
         if self._ring is None:

@@ -33,10 +33,12 @@ from vault.errors import (
     ConfigurationError,
     DecryptionError,
     FormatError,
+    KeySourceError,
     RotationInProgressError,
     UnknownKeyError,
     VaultError,
 )
+from vault.keysources import Binding, BoundKeySource
 
 __all__ = ["LOCK_FILE", "STATE_FILE", "RotationLock", "StateFile", "VaultState"]
 
@@ -116,9 +118,12 @@ class StateFile:
                                                             name=STATE_NAME)
             doc = codec.loads(plaintext)
         except (DecryptionError, FormatError, UnknownKeyError) as exc:
+            bound = self._bound_id_quietly()
             raise ConfigurationError(
                 f"{self.path} does not open with this key ring ({type(exc).__name__}): the "
-                "directory belongs to another vault, or the file was forged",
+                "directory belongs to another vault than "
+                + (f"vault {bound}, the key source's" if bound else "the key source's")
+                + ", or the file was forged",
                 hint="use this directory's own keys, or restore vault.state from a backup of "
                      "this directory; removing it would reset the journal's high-water mark, "
                      "so a replanted record could apply again: inspect journal/ first") from None
@@ -140,6 +145,38 @@ class StateFile:
                           None if published is None else str(published),
                           None if head is None else str(head),
                           tuple(str(c) for c in _strings(doc.get("conflicts", []))))
+
+    def _bound_id_quietly(self) -> str | None:
+        try:
+            return self.bound_id()
+        except VaultError:
+            return None
+
+    def bound_id(self) -> str | None:
+        """The vault id the key source records (None for the env source, a bare ring, or a
+        source made before bindings)."""
+        source = self._entries.source
+        if not isinstance(source, BoundKeySource):
+            return None
+        binding = source.binding()
+        return None if binding is None else binding.vault_id
+
+    def anchor(self, vault_id: str, head: str | None = None) -> None:
+        """List this directory in the key source's binding of ``vault_id`` (with ``head``,
+        its audit chain's head, when given): ``retire`` then checks it and ``verify`` finds a
+        rollback of its log and state together. Nothing for a source without bindings, or
+        bound to another vault (the commands refuse that one)."""
+        source = self._entries.source
+        if not isinstance(source, BoundKeySource):
+            return
+        binding = source.binding()
+        here = os.path.realpath(self._entries.dir)
+        if binding is None:
+            binding = Binding(vault_id)
+        elif binding.vault_id != vault_id or (
+                binding.lists(here) and head in (None, binding.head_of(here))):
+            return
+        source.bind(binding.with_dir(here, head))
 
     def _write(self, state: VaultState) -> None:
         now = _clock.now_ms()
@@ -165,15 +202,23 @@ class StateFile:
         self._entries.check_writable()
         with self._lock():
             state = self.read()
+            adopted = state is None
             if state is None:
-                state = VaultState(secrets.token_hex(16))
+                state = VaultState(self.bound_id() or secrets.token_hex(16))
                 if self._entries.items():
                     logger.warning("vault %s had no vault id: it adopts %s now (a vault made "
                                    "before credseal 0.2); keep vault.state with its entries",
                                    self._entries.dir, state.vault_id)
             new = change(state)
             self._write(new)
-            return new
+        if adopted:  # a new directory of the vault: the key source lists it from now on
+            try:
+                self.anchor(new.vault_id)
+            except KeySourceError as exc:
+                logger.warning("vault %s: the key source could not record this directory "
+                               "(%s); `credseal retire` will not see it", self._entries.dir,
+                               exc.message)
+        return new
 
     def named(self, key_id: str, *, published: bool = False) -> None:
         """Record that this vault first named ``key_id`` now (kept if known already); with

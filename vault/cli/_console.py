@@ -23,6 +23,7 @@ from vault._store.store import Vault
 from vault.config import VaultSettings, source_from_settings
 from vault.errors import ConfigurationError, KeySourceError
 from vault.keysources import KeySource
+from vault.ops import bind_directory
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -185,8 +186,11 @@ def open_keyed(con: Console, *, read_only: bool = False) -> tuple[KeySource, Vau
     directory = os.fspath(settings.require_dir())
     Vault(directory, read_only=True)  # exists and is private: checked before anything else
     if settings.ttl is None:
-        return source, Vault(directory, keys=source, read_only=read_only)
-    return source, Vault(directory, keys=source, ttl=settings.ttl, read_only=read_only)
+        v = Vault(directory, keys=source, read_only=read_only)
+    else:
+        v = Vault(directory, keys=source, ttl=settings.ttl, read_only=read_only)
+    bind_directory(v, source, write=not read_only)  # refuses another vault's key source
+    return source, v
 
 
 def progress_bar(con: Console) -> Callable[[str, int, int], None] | None:

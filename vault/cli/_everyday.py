@@ -11,7 +11,18 @@ from vault.cli._console import EXIT_FAILED, EXIT_OK, Console, age, command, mome
 from vault.errors import ConfigurationError
 
 
-@command("init", help="create the vault directory and its first key", epilog="""\
+def _init_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--join", action="store_true",
+                        help="add this directory to the vault the key source already serves "
+                             "(keyring, or env with CREDSEAL_KEYS set) instead of making a key")
+
+
+@command("init", arguments=_init_arguments,
+         help="create the vault directory and its first key", epilog="""\
+Refuses a directory that already holds entries, journal records, a keyfile or a vault state,
+and a keyring service that already serves a vault (pick another CREDSEAL_KEYRING_SERVICE, or
+--join it). A failed init removes what it created.
+
 examples:
   # environment: prints CREDSEAL_KEYS=... once; store it in your secret manager
   CREDSEAL_DIR=/var/lib/app/vault CREDSEAL_KEY_SOURCE=env credseal init
@@ -19,14 +30,19 @@ examples:
   CREDSEAL_DIR=/var/lib/app/vault CREDSEAL_KEY_SOURCE=keyring credseal init
   # passphrase keyfile: asks for a new passphrase (or reads CREDSEAL_PASSPHRASE / stdin)
   CREDSEAL_DIR=/var/lib/app/vault CREDSEAL_KEY_SOURCE=passphrase credseal init
+  # a second directory of the vault the keyring service already serves
+  CREDSEAL_DIR=/srv/other/vault CREDSEAL_KEY_SOURCE=keyring credseal init --join
 """)
 def cmd_init(args: argparse.Namespace, con: Console) -> int:
     settings = con.settings()
     passphrase = None
-    if settings.key_source == "passphrase" and settings.passphrase is None:
+    if settings.key_source == "passphrase" and settings.passphrase is None and not args.join:
         passphrase = con.read_secret("New passphrase: ", confirm=True)
-    result = ops.init_vault(settings, passphrase=passphrase)
-    if result.key_text is not None:
+    result = ops.init_vault(settings, passphrase=passphrase, join=args.join)
+    if result.joined:
+        con.out(f"joined {result.directory} to vault {result.vault_id}; key {result.key_id} "
+                f"of the {result.source} key source is active")
+    elif result.key_text is not None:
         con.note("warning: the line on stdout is the vault's secret key. Store it in your "
                  "secret manager now: it is stored nowhere else and never shown again.")
         con.out(f"CREDSEAL_KEYS={result.key_text}")

@@ -128,8 +128,10 @@ def _retire_arguments(parser: argparse.ArgumentParser) -> None:
 @command("retire", arguments=_retire_arguments,
          help="retire a key once no entry or journal record uses it", epilog="""\
 Refuses while entries or journal records are still sealed under the key (run
-`credseal rotate --rewrap-only` first). keyring and passphrase sources: the key's material is
-dropped and its record kept. env source: prints CREDSEAL_KEYS without the key, to deploy.
+`credseal rotate --rewrap-only` first), in this directory and in every other directory of the
+vault that the keyring source lists (this host's; gone ones are forgotten). keyring and
+passphrase sources: the key's material is dropped and its record kept. env source: prints
+CREDSEAL_KEYS without the key, to deploy.
 
 examples:
   credseal retire 3f2a9c1e0b7d4a56
@@ -137,9 +139,13 @@ examples:
 def cmd_retire(args: argparse.Namespace, con: Console) -> int:
     source, v = open_keyed(con)
     result = ops.retire(v, source, args.key_id)
+    for path in result.forgotten:
+        con.note(f"forgot {path}: the key source listed it as a directory of this vault, but "
+                 "it is gone (or another vault's now)")
     if result.outcome == "retired":
-        con.out(f"retired {result.key_id}: its material is gone; entries sealed under it (none "
-                "now) could no longer be opened")
+        con.out(f"retired {result.key_id}: nothing in {len(result.directories)} "
+                f"director{'y' if len(result.directories) == 1 else 'ies'} of this vault was "
+                "sealed under it; its material is gone")
         return EXIT_OK
     assert result.new_ring is not None
     con.note("warning: the line on stdout holds the vault's secret keys; deploy it to every "

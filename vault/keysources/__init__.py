@@ -11,7 +11,8 @@ active; retired keys open nothing. Every error is a ``KeySourceError`` with a hi
 """
 
 from vault._crypto.keys import ACTIVE, DECRYPT_ONLY, RETIRED, KeyState
-from vault.keysources._base import KeySource, ManagedKeySource
+from vault.keysources._base import BoundKeySource, KeySource, ManagedKeySource
+from vault.keysources._binding import MAX_DIRS, Binding
 from vault.keysources._env import EnvKeySource
 from vault.keysources._keyfile import KEYFILE_NAME
 from vault.keysources._oskeyring import (
@@ -29,9 +30,12 @@ __all__ = [
     "DEFAULT_SERVICE",
     "KEYFILE_NAME",
     "LEGACY_SERVICE",
+    "MAX_DIRS",
     "MAX_INDEX_CHARS",
     "NO_KEYRING_HINT",
     "RETIRED",
+    "Binding",
+    "BoundKeySource",
     "EnvKeySource",
     "KeySource",
     "KeyState",

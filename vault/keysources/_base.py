@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Protocol, runtime_checkable
 
 from vault._crypto.keys import Key, KeyRing, KeyState
+from vault.keysources._binding import Binding
 
-__all__ = ["KeySource", "ManagedKeySource"]
+__all__ = ["BoundKeySource", "KeySource", "ManagedKeySource"]
 
 
 @runtime_checkable
@@ -56,4 +57,20 @@ class ManagedKeySource(KeySource, Protocol):
 
     def retire(self, key_id: str) -> None:
         """Drop ``key_id``'s material, keep its record (step 4); never the active key."""
+        ...
+
+
+@runtime_checkable
+class BoundKeySource(Protocol):
+    """A key source that records which vault it serves (``vault.keysources._binding``): the
+    keyring and keyfile sources. The env source cannot: its vault id lives in the
+    directories' sealed state only."""
+
+    def binding(self) -> Binding | None:
+        """The recorded binding (authenticated where the source authenticates), or None for
+        a source made before bindings existed."""
+        ...
+
+    def bind(self, binding: Binding) -> None:
+        """Record ``binding``, replacing the one recorded."""
         ...

@@ -25,6 +25,7 @@ from vault._crypto import format as fmt
 from vault._crypto.kdf import SALT_SIZE, KdfParams
 from vault._crypto.keys import ACTIVE, RETIRED, Key, KeyState, unwrap_key, wrap_key
 from vault.errors import ConfigurationError, DecryptionError, InvalidKeyError, KeySourceError
+from vault.keysources._binding import Binding, parse_binding
 from vault.keysources._states import (
     check_states,
     exact_keys,
@@ -57,6 +58,7 @@ class Keyfile:
     salt: bytes
     states: tuple[KeyState, ...]
     wrapped: Mapping[str, bytes] = field(repr=False)
+    binding: Binding | None = None  # the optional "vault" field: absent before credseal 0.2
 
 
 def _b64decode(value: object, size: int, where: str, what: str) -> bytes:
@@ -83,8 +85,11 @@ def parse(data: bytes, where: str) -> Keyfile:
     Raises:
         KeySourceError: naming the first field that is wrong.
     """
-    doc = exact_keys(loads_strict(data, where, MAX_KEYFILE_SIZE),
-                      {"format", "version", "kdf", "keys"}, where, "document")
+    raw = loads_strict(data, where, MAX_KEYFILE_SIZE)
+    fields = {"format", "version", "kdf", "keys"}
+    if isinstance(raw, dict) and "vault" in raw:
+        fields.add("vault")
+    doc = exact_keys(raw, fields, where, "document")
     if doc["format"] != FORMAT_TAG:
         invalid(where, "format", f"must be {FORMAT_TAG!r}: not a credseal keyfile")
     if type(doc["version"]) is not int or doc["version"] != VERSION:
@@ -110,21 +115,32 @@ def parse(data: bytes, where: str) -> Keyfile:
                                            f"{what}.wrapped")
         states.append(state)
     check_states(tuple(states), where)
-    return Keyfile(params=params, salt=salt, states=tuple(states), wrapped=wrapped)
+    binding = parse_binding(doc["vault"], where) if "vault" in doc else None
+    return Keyfile(params=params, salt=salt, states=tuple(states), wrapped=wrapped,
+                   binding=binding)
 
 
-def wrap_aad(params: KdfParams, salt: bytes, states: tuple[KeyState, ...], key_id: str) -> bytes:
-    """The associated data of one wrap: the canonical public document plus the key's id."""
-    public = {"format": FORMAT_TAG, "version": VERSION,
-              "kdf": {"alg": KDF_ALG, "params": params.to_dict(), "salt": _b64(salt)},
-              "keys": [state_to_json(s) for s in states], "key": key_id}
+def wrap_aad(params: KdfParams, salt: bytes, states: tuple[KeyState, ...], key_id: str,
+             binding: Binding | None = None) -> bytes:
+    """The associated data of one wrap: the canonical public document plus the key's id.
+
+    The ``vault`` binding is part of it when present (a keyfile without one keeps the
+    associated data it always had), so a writer without the passphrase cannot change the
+    vault id, the directories or their anchored audit heads."""
+    public: dict[str, object] = {
+        "format": FORMAT_TAG, "version": VERSION,
+        "kdf": {"alg": KDF_ALG, "params": params.to_dict(), "salt": _b64(salt)},
+        "keys": [state_to_json(s) for s in states], "key": key_id}
+    if binding is not None:
+        public["vault"] = binding.to_json()
     # Binding the whole public document: no field or record can change without detection.
     return AAD_DOMAIN + json.dumps(public, sort_keys=True, separators=(",", ":")).encode()
 
 
 def build(params: KdfParams, salt: bytes, kek: bytes, states: tuple[KeyState, ...],
-          keys: Mapping[str, Key]) -> Keyfile:
-    """Wrap every live key of ``states`` (material from ``keys``, by id) under ``kek``."""
+          keys: Mapping[str, Key], binding: Binding | None = None) -> Keyfile:
+    """Wrap every live key of ``states`` (material from ``keys``, by id) under ``kek``, the
+    ``binding`` (if any) bound into every wrap."""
     check_states(states, "new keyfile")
     wrapped = {}
     for state in states:
@@ -132,8 +148,9 @@ def build(params: KdfParams, salt: bytes, kek: bytes, states: tuple[KeyState, ..
             key = keys[state.id]
             if key.id != state.id:
                 raise InvalidKeyError(f"key {key.id} recorded under id {state.id}")
-            wrapped[state.id] = wrap_key(key, kek, wrap_aad(params, salt, states, state.id))
-    return Keyfile(params=params, salt=salt, states=states, wrapped=wrapped)
+            wrapped[state.id] = wrap_key(key, kek, wrap_aad(params, salt, states, state.id,
+                                                            binding))
+    return Keyfile(params=params, salt=salt, states=states, wrapped=wrapped, binding=binding)
 
 
 def dumps(keyfile: Keyfile) -> bytes:
@@ -144,10 +161,12 @@ def dumps(keyfile: Keyfile) -> bytes:
         if state.state != RETIRED:
             record["wrapped"] = _b64(keyfile.wrapped[state.id])
         records.append(record)
-    doc = {"format": FORMAT_TAG, "version": VERSION,
-           "kdf": {"alg": KDF_ALG, "params": keyfile.params.to_dict(),
-                   "salt": _b64(keyfile.salt)},
-           "keys": records}
+    doc: dict[str, object] = {"format": FORMAT_TAG, "version": VERSION,
+                              "kdf": {"alg": KDF_ALG, "params": keyfile.params.to_dict(),
+                                      "salt": _b64(keyfile.salt)},
+                              "keys": records}
+    if keyfile.binding is not None:
+        doc["vault"] = keyfile.binding.to_json()
     return (json.dumps(doc, indent=2) + "\n").encode("utf-8")
 
 
@@ -162,7 +181,7 @@ def unwrap_all(keyfile: Keyfile, kek: bytes, where: str) -> dict[str, Key]:
     live = sorted((s for s in keyfile.states if s.state != RETIRED),
                   key=lambda s: s.state != ACTIVE)
     for state in live:
-        aad = wrap_aad(keyfile.params, keyfile.salt, keyfile.states, state.id)
+        aad = wrap_aad(keyfile.params, keyfile.salt, keyfile.states, state.id, keyfile.binding)
         try:
             key = unwrap_key(keyfile.wrapped[state.id], kek, aad)
         except (DecryptionError, InvalidKeyError):

@@ -8,12 +8,14 @@ imported on first use, so the other key sources never pay for it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from typing import TYPE_CHECKING, Any
 
 from vault._crypto.keys import ACTIVE, RETIRED, Key, KeyRing, KeyState
 from vault.errors import ConfigurationError, InvalidKeyError, KeySourceError
+from vault.keysources._binding import Binding, parse_binding
 from vault.keysources._states import (
     check_states,
     exact_keys,
@@ -52,7 +54,9 @@ class OSKeyringSource:
 
     One small item per key (user ``key:<id>``, the key text) plus an index item (user
     ``index``): JSON ``{"version": 1, "keys": [{"id", "state", "created_at"[, "retired_at"]}]}``
-    kept under ``MAX_INDEX_CHARS`` by dropping the oldest retired records. Mutations are
+    kept under ``MAX_INDEX_CHARS`` by dropping the oldest retired records; and a ``vault``
+    item (``{"version": 1, "vault": {"id", "dirs"}}``, the binding) kept under the same
+    bound by forgetting the least recently bound directories. Mutations are
     read-modify-write of the index: run one administrative command at a time.
 
     Args:
@@ -65,6 +69,7 @@ class OSKeyringSource:
 
     kind = "keyring"
     INDEX_USER = "index"
+    VAULT_USER = "vault"
     INDEX_VERSION = 1
 
     def __init__(self, service: str = DEFAULT_SERVICE, *,
@@ -193,12 +198,60 @@ class OSKeyringSource:
         """The records of the index item (no key item is read)."""
         return list(self._index()[1])
 
+    def binding(self) -> Binding | None:
+        """The ``vault`` item: the vault id and directories this service's keys serve."""
+        self._index()  # the legacy fallback decides the service first
+        text = self._call("read the vault binding", "get_password", self.VAULT_USER)
+        if text is None:
+            return None
+        where = f"keyring item {self.service}/{self.VAULT_USER}"
+        doc = exact_keys(loads_strict(text.encode("utf-8"), where, 4 * MAX_INDEX_CHARS),
+                         {"version", "vault"}, where, "document")
+        if type(doc["version"]) is not int or doc["version"] != self.INDEX_VERSION:
+            invalid(where, "version", f"unsupported: this release reads {self.INDEX_VERSION}")
+        return parse_binding(doc["vault"], where)
+
+    def bind(self, binding: Binding) -> None:
+        """Store ``binding``, forgetting the least recently bound directories if it is too
+        long for one item (``MAX_INDEX_CHARS``)."""
+        def text(b: Binding) -> str:
+            return json.dumps({"version": self.INDEX_VERSION, "vault": b.to_json()},
+                              separators=(",", ":"))
+        while len(text(binding)) > MAX_INDEX_CHARS and binding.dirs:
+            binding = Binding(binding.vault_id, binding.dirs[1:])
+        self._call("write the vault binding", "set_password", self.VAULT_USER, text(binding))
+
+    def discard(self, key_id: str) -> None:
+        """Undo a ``create`` of ``key_id`` that a failed ``credseal init`` made: delete the
+        index, binding and key items, only while the index holds that one key alone."""
+        from keyring.errors import PasswordDeleteError
+
+        text, states = self._read_index()
+        if text is None or [s.id for s in states] != [key_id]:
+            return
+        for user in (self.VAULT_USER, f"key:{key_id}", self.INDEX_USER):
+            try:
+                self._call("delete an item", "delete_password", user)
+            except KeySourceError as exc:
+                if not isinstance(exc.__cause__, PasswordDeleteError):
+                    raise
+
+    def _taken(self) -> str:
+        binding = None
+        with contextlib.suppress(KeySourceError):
+            binding = self.binding()
+        return f"vault {binding.vault_id}" if binding is not None else "another vault"
+
     def create(self, first_key: Key) -> None:
         """Store ``first_key`` as the active key; refused if the index item exists."""
         if self._read_index()[0] is not None:
-            raise KeySourceError(f"the OS keyring already holds credseal keys for service "
-                                 f"{self.service!r}",
-                                 hint="use another CREDSEAL_KEYRING_SERVICE, or rotate instead")
+            raise KeySourceError(
+                f"the OS keyring service {self.service!r} already holds the keys of "
+                f"{self._taken()}; one service serves one vault",
+                hint="for a separate vault, set another CREDSEAL_KEYRING_SERVICE (for example "
+                     f"{self.service}-<app>) and run init again; to add this directory to "
+                     "that vault instead (several directories of one vault), run "
+                     "`credseal init --join`")
         if self._legacy is not None and self._legacy_index()[0] is not None:
             raise KeySourceError(f"the OS keyring already holds keys under service "
                                  f"{self.service!r}, the default name before the rename",

@@ -18,6 +18,7 @@ from vault._crypto import kdf
 from vault._crypto.keys import ACTIVE, Key, KeyRing, KeyState
 from vault.errors import KeySourceError
 from vault.keysources import _keyfile as kf
+from vault.keysources._binding import Binding
 from vault.keysources._states import (
     now,
     ring_from,
@@ -163,14 +164,24 @@ class PassphraseKeySource:
             self._write(kf.build(self._new_params, salt, kek, states, {first_key.id: first_key}))
 
     def _mutate(self, change: Callable[[tuple[KeyState, ...]], tuple[KeyState, ...]],
-                new_key: Key | None = None) -> None:
+                new_key: Key | None = None, *,
+                binding: Callable[[Binding | None], Binding | None] = lambda b: b) -> None:
         with self._lock():
             keyfile, keys, kek = self._open()
             states = trimmed(change(keyfile.states), lambda s: len(s) <= kf.MAX_RECORDS)
             if new_key is not None:
                 keys[new_key.id] = new_key
             # Every wrap is redone: each one's aad covers the whole new list of records.
-            self._write(kf.build(keyfile.params, keyfile.salt, kek, states, keys))
+            self._write(kf.build(keyfile.params, keyfile.salt, kek, states, keys,
+                                 binding(keyfile.binding)))
+
+    def binding(self) -> Binding | None:
+        """The keyfile's ``vault`` field, authenticated (needs the passphrase)."""
+        return self._open()[0].binding
+
+    def bind(self, binding: Binding) -> None:
+        """Record ``binding`` in the keyfile (every wrap covers it)."""
+        self._mutate(lambda states: states, binding=lambda _: binding)
 
     def add(self, key: Key) -> None:
         """Wrap ``key`` into the keyfile as decrypt-only."""
@@ -209,7 +220,7 @@ class PassphraseKeySource:
                          "rewrap the keyfile with it")
             salt = os.urandom(kdf.SALT_SIZE)
             kek = kdf.derive(secret, salt, params)
-            self._write(kf.build(params, salt, kek, keyfile.states, keys))
+            self._write(kf.build(params, salt, kek, keyfile.states, keys, keyfile.binding))
             self._passphrase = secret
             self._keks.clear()  # derived from the old passphrase: never reuse them
             self._remember(params, salt, kek)

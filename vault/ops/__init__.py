@@ -7,6 +7,7 @@ read-only: they change nothing in the vault directory. No report holds a key, a 
 a value, except :attr:`InitResult.key_text` (env source: printed once, on purpose).
 """
 
+from vault.ops._binding import bind_directory
 from vault.ops._diagnose import Check, DiagnoseReport, diagnose
 from vault.ops._everyday import (
     EntryCheck,
@@ -50,6 +51,7 @@ __all__ = [
     "StatusReport",
     "VerifyReport",
     "apply_prune",
+    "bind_directory",
     "change_passphrase",
     "check_unused",
     "diagnose",

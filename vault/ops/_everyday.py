@@ -9,6 +9,8 @@ the environment source, which the operator must store (printed once, on purpose)
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -20,13 +22,20 @@ from vault._crypto import kdf
 from vault._crypto.keys import RETIRED, Key, KeyRing, KeyState
 from vault._store.audit import AuditLog, audit_of
 from vault._store.context import Context
-from vault._store.entries import EntryInfo, invalidity, ms
-from vault._store.journal import Journal
-from vault._store.state import StateFile
+from vault._store.entries import ENTRY_SUFFIX, EntryInfo, invalidity, ms
+from vault._store.journal import JOURNAL_DIR, RECORD_SUFFIX, Journal
+from vault._store.state import STATE_FILE, StateFile
 from vault._store.store import DEFAULT_TTL, Vault, entries_of
 from vault.config import VaultSettings, current_context, source_from_settings
 from vault.errors import ConfigurationError, EntryExpiredError, VaultError
-from vault.keysources import EnvKeySource, PassphraseKeySource
+from vault.keysources import (
+    KEYFILE_NAME,
+    BoundKeySource,
+    EnvKeySource,
+    OSKeyringSource,
+    PassphraseKeySource,
+)
+from vault.ops._binding import bind_directory
 from vault.ops._reports import Report
 
 __all__ = ["EntryCheck", "InitResult", "InspectReport", "KeyUsage", "StatusReport",
@@ -38,42 +47,108 @@ CLOCK_SKEW = 60.0
 
 @dataclass(frozen=True)
 class InitResult(Report):
-    """What ``init`` created. ``key_text`` is set for the env source only: **the secret key**."""
+    """What ``init`` created. ``key_text`` is set for the env source only: **the secret key**.
+
+    ``joined``: the directory joined the vault the key source already serves (``--join``);
+    no key was made.
+    """
 
     directory: Path
     source: str
     key_id: str
     key_text: str | None = field(default=None, repr=False)
+    vault_id: str | None = None
+    joined: bool = False
+
+
+def _vault_contents(directory: Path) -> list[str]:
+    """What in ``directory`` shows that a vault lives there already (empty if nothing)."""
+    try:
+        names = set(os.listdir(directory))
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise ConfigurationError(f"{directory} cannot be listed ({exc.strerror})") from None
+    found = []
+    entries = sum(name.endswith(ENTRY_SUFFIX) for name in names)
+    if entries:
+        found.append(f"{entries} entries")
+    journal = directory / JOURNAL_DIR
+    if JOURNAL_DIR in names and journal.is_dir() and any(
+            n.endswith(RECORD_SUFFIX) for n in os.listdir(journal)):
+        found.append("journal records")
+    found += [name for name in (KEYFILE_NAME, STATE_FILE) if name in names]
+    return found
 
 
 def init_vault(settings: VaultSettings, *, passphrase: bytes | str | None = None,
-               context: Context | None = None) -> InitResult:
-    """Create the vault directory and a first key in the configured key source; audited (the
+               context: Context | None = None, join: bool = False) -> InitResult:
+    """Create the vault directory and a first key in the configured key source, or with
+    ``join`` add the directory to the vault the key source already serves; audited (the
     record dates the key, which the env source cannot).
 
+    A directory that holds entries, journal records, a keyfile or a vault state is refused
+    (init never makes a second key set beside a vault's data). A failed init removes what it
+    created: the directory if it did not exist, else only the files it made, and a keyring
+    key it stored.
+
     Raises:
-        ConfigurationError: settings missing, or ``CREDSEAL_KEYS`` already set (env source).
+        ConfigurationError: settings missing, ``CREDSEAL_KEYS`` already set (env source,
+            without ``join``), the directory holds a vault, or ``join`` has nothing to join.
         KeySourceError: the source already holds keys, or cannot store them.
     """
     directory = settings.require_dir()
     kind = settings.require_key_source()
-    if kind == "env" and settings.keys is not None:
-        raise ConfigurationError("CREDSEAL_KEYS is already set: this vault has keys",
-                                 hint="to change the key, run `credseal rotate`; for a new, "
-                                      "separate vault, choose a new CREDSEAL_DIR and unset "
-                                      "CREDSEAL_KEYS only there")
-    Vault(directory)  # creates the directory 0700, or checks an existing one
-    key = Key.generate()
-    if kind != "env":
-        source = source_from_settings(settings, passphrase)
-        source.create(key)
-        keyed = Vault(directory, keys=source)
-    else:  # the env source keeps no dates: the vault's sealed state dates the key
-        keyed = Vault(directory, keys=KeyRing([key]))
-        StateFile(entries_of(keyed)).named(key.id)
-    audit_of(keyed, context or current_context()).append(
-        "init", outcome="created", source_kind=kind, new_key_id=key.id)
-    return InitResult(directory, kind, key.id, key.to_text() if kind == "env" else None)
+    if kind == "env" and settings.keys is not None and not join:
+        raise ConfigurationError("CREDSEAL_KEYS is already set: it holds the keys of a vault",
+                                 hint="to add this directory to that vault, run `credseal init "
+                                      "--join`; for a new, separate vault, run init without "
+                                      "CREDSEAL_KEYS set")
+    if join and kind == "passphrase":
+        raise ConfigurationError("a passphrase vault has one directory, its keyfile's: there "
+                                 "is no vault to join", hint="run init without --join")
+    found = _vault_contents(directory)
+    if found:
+        raise ConfigurationError(
+            f"{directory} already holds a vault ({', '.join(found)}): init would make a second, "
+            "unrelated key set beside it", hint="check CREDSEAL_DIR, CREDSEAL_KEY_SOURCE and "
+            "CREDSEAL_KEYRING_SERVICE: this vault's own key source opens it (`credseal status` "
+            "shows its key ids)")
+    before = set(os.listdir(directory)) if directory.exists() else None
+    stored: Key | None = None
+    source = None
+    try:
+        Vault(directory)  # creates the directory 0700, or checks an existing one
+        if join:
+            source = source_from_settings(settings, passphrase)
+            keyed = Vault(directory, keys=source)
+            state = bind_directory(keyed, source)
+            key = keyed.keys.primary
+        elif kind != "env":
+            key = Key.generate()
+            source = source_from_settings(settings, passphrase)
+            source.create(key)
+            stored = key
+            keyed = Vault(directory, keys=source)
+            state = bind_directory(keyed, source)
+        else:  # the env source keeps no dates: the vault's sealed state dates the key
+            key = Key.generate()
+            keyed = Vault(directory, keys=KeyRing([key]))
+            StateFile(entries_of(keyed)).named(key.id)
+            state = StateFile(entries_of(keyed)).ensure()
+        assert state is not None
+        audit_of(keyed, context or current_context()).append(
+            "init", outcome="joined" if join else "created", source_kind=kind,
+            new_key_id=None if join else key.id, vault_id=state.vault_id)
+    except BaseException:
+        if stored is not None and isinstance(source, OSKeyringSource):
+            with contextlib.suppress(VaultError):
+                source.discard(stored.id)
+        files.remove_created(str(directory), before)
+        raise
+    return InitResult(directory, kind, key.id,
+                      key.to_text() if kind == "env" and not join else None,
+                      vault_id=state.vault_id, joined=join)
 
 
 def change_passphrase(settings: VaultSettings, *, current: bytes | str,
@@ -290,8 +365,12 @@ def verify(settings: VaultSettings, *, passphrase: bytes | str | None = None) ->
     checks.sort(key=lambda c: c.name)
     try:
         sealed = StateFile(entries_of(vault)).read()
+        binding = source.binding() if isinstance(source, BoundKeySource) else None
+        anchored = (binding.head_of(os.path.realpath(vault.directory))
+                    if binding is not None and sealed is not None
+                    and binding.vault_id == sealed.vault_id else None)
         audit = AuditLog(vault.directory, current_context()).check(
-            vault.keys, None if sealed is None else sealed.audit_head)
+            vault.keys, None if sealed is None else sealed.audit_head, anchored)
         lines, verified, unverifiable, problem = (audit.lines, audit.verified,
                                                   audit.unverifiable, audit.problem)
     except VaultError as exc:

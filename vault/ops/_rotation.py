@@ -13,6 +13,7 @@ everything readable under a key the ring still holds. ``retire`` asks every targ
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -28,8 +29,9 @@ from vault._store.rewrap import RewrapReport, RewrapTarget, rewrap
 from vault._store.state import RotationLock, StateFile, VaultState
 from vault._store.store import REWRAP_BATCH, REWRAP_WORKERS, Vault, entries_of
 from vault.config import current_context
-from vault.errors import ConfigurationError, KeyInUseError, KeySourceError
-from vault.keysources import KeySource, ManagedKeySource
+from vault.errors import ConfigurationError, KeyInUseError, KeySourceError, VaultError
+from vault.keysources import BoundKeySource, KeySource, ManagedKeySource
+from vault.ops._binding import bind_directory, source_name
 
 __all__ = [
     "RetireResult",
@@ -84,6 +86,10 @@ class RetireResult:
     key_id: str
     outcome: str
     new_ring: KeyRing | None = field(default=None, repr=False)
+    #: the directories checked (this one first, then the others the key source lists)
+    directories: tuple[str, ...] = ()
+    #: listed directories that no longer exist or are another vault's now: forgotten
+    forgotten: tuple[str, ...] = ()
 
 
 def rewrap_targets(vault: Vault, extra: Sequence[RewrapTarget] = ()) -> list[RewrapTarget]:
@@ -153,6 +159,7 @@ def rotate(vault: Vault, source: KeySource, *, rewrap_only: bool = False,
     """
     started = time.monotonic()
     context = context or current_context()
+    bind_directory(vault, source)  # never rotate a ring that serves another vault
     audit = audit_of(vault, context)
     lock = RotationLock(vault.directory, context, StateFile(entries_of(vault)))
     resumed = lock.acquire()
@@ -313,31 +320,87 @@ def check_unused(vault: Vault, key_id: str, *,
     return checked
 
 
+def _other_directories(vault: Vault, source: KeySource) -> tuple[list[Vault], list[str]]:
+    """The other directories of this vault that the key source lists: those opened here
+    (to be checked), and those gone or now another vault's (to be forgotten).
+
+    Raises:
+        KeyInUseError: a listed directory exists but cannot be checked (another user's).
+    """
+    binding = source.binding() if isinstance(source, BoundKeySource) else None
+    if binding is None:
+        return [], []
+    here = os.path.realpath(vault.directory)
+    others: list[Vault] = []
+    gone: list[str] = []
+    for path, _ in binding.dirs:
+        if path == here:
+            continue
+        if not os.path.lexists(path):
+            gone.append(path)
+            continue
+        try:
+            other = Vault(path, keys=source)
+        except VaultError as exc:
+            raise KeyInUseError(
+                f"{path}, a directory of this vault, cannot be checked: {exc.message}",
+                hint="run retire as the user who owns that directory (sudo -u <owner> "
+                     "credseal retire ...); retiring without checking it could make its "
+                     "entries and journal records unreadable") from None
+        try:
+            bind_directory(other, source, write=False)
+        except ConfigurationError:
+            gone.append(path)  # another vault's now: nothing there is sealed by this ring
+            continue
+        others.append(other)
+    return others, gone
+
+
 def retire(vault: Vault, source: KeySource, key_id: str, *,
            extra_targets: Sequence[RewrapTarget] = (),
            context: Context | None = None) -> RetireResult:
-    """Retire ``key_id`` once no target holds anything sealed under it; audited.
+    """Retire ``key_id`` once nothing sealed under it is left; audited.
+
+    Checked are every target of ``vault`` (entries, journal, state, ``extra_targets``) and,
+    for a keyring source, every other directory of the vault that the source lists and this
+    host can see; listed directories that are gone are forgotten (and reported).
 
     A managed source (keyring, keyfile) drops the key's material and keeps its record. The
     env source cannot change itself: the result holds the ring without the key, to deploy.
 
     Raises:
-        KeyInUseError: some target still uses the key (says how many, where).
+        KeyInUseError: some target or directory still uses the key (says how many, where),
+            or a listed directory cannot be checked.
         KeySourceError: the key is unknown, active, or the source cannot be changed.
+        ConfigurationError: the key source serves another vault than this directory's.
     """
     key_id = key_id.strip().lower()
-    audit = audit_of(vault, context or current_context())
-    if isinstance(source, ManagedKeySource) and source.kind != "env":
-        checked = check_unused(vault, key_id, extra_targets=extra_targets)
-        source.retire(key_id)
-        audit.append("retire", key_id=key_id, outcome="retired", entries_checked=checked)
-        return RetireResult(key_id, "retired")
+    bind_directory(vault, source)
     ring = source.load()
-    if key_id not in ring:
-        raise KeySourceError(f"key {key_id} is not in CREDSEAL_KEYS")
+    known = {s.id: s for s in source.states()} if isinstance(source, ManagedKeySource) else {}
+    if key_id not in ring and key_id not in known:
+        raise KeySourceError(f"key {key_id} is not in {source_name(source)}",
+                             hint="`credseal status` lists the key ids and their states")
     if key_id == ring.primary.id:
-        raise KeySourceError(f"key {key_id} is the primary key of CREDSEAL_KEYS",
-                             hint="rotate first; the primary key is never retired")
+        raise KeySourceError(f"key {key_id} is the active key: the active key is never retired",
+                             hint="rotate first (`credseal rotate`), then retire the old key")
+    audit = audit_of(vault, context or current_context())
     checked = check_unused(vault, key_id, extra_targets=extra_targets)
+    others, gone = _other_directories(vault, source)
+    for other in others:
+        checked += check_unused(other, key_id)
+    directories = (vault.directory, *(other.directory for other in others))
+    shown = tuple(str(d) for d in directories)
+    if gone and isinstance(source, BoundKeySource):
+        binding = source.binding()
+        if binding is not None:
+            for path in gone:
+                binding = binding.without_dir(path)
+            source.bind(binding)
+    if isinstance(source, ManagedKeySource) and source.kind != "env":
+        source.retire(key_id)
+        audit.append("retire", key_id=key_id, outcome="retired", entries_checked=checked,
+                     directories=len(shown), forgotten=len(gone))
+        return RetireResult(key_id, "retired", directories=shown, forgotten=tuple(gone))
     audit.append("retire", key_id=key_id, outcome="published", entries_checked=checked)
-    return RetireResult(key_id, "published", ring.without(key_id))
+    return RetireResult(key_id, "published", ring.without(key_id), directories=shown)
