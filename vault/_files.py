@@ -404,6 +404,24 @@ def overwrite_and_unlink_at(dir_fd: int, name: str, identity: tuple[int, int]) -
         os.fsync(dir_fd)
 
 
+def lock_is_held(path: str) -> bool | None:
+    """Whether a process holds the ``flock`` of lock file ``path`` (None: no such file).
+
+    Opens read-only without creating or following anything and takes no lock that would
+    stay: for read-only commands (``status``)."""
+    try:
+        fd, _ = open_nofollow(path, os.O_RDONLY, "lock file")
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing drops the shared lock, if taken
+    return False
+
+
 class FileLock:
     """An exclusive ``flock`` on a lock file, as a context manager.
 

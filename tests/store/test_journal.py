@@ -14,9 +14,12 @@ import pytest
 
 import vault
 from tests.hygiene import CANARY_VALUE
+from vault import _clock
 from vault import _files as files
 from vault._crypto import format as fmt
-from vault._store.journal import Journal, Record
+from vault._store.journal import MAX_RECORD_WAIT_MS, Journal, Record
+from vault._store.state import StateFile
+from vault._store.store import entries_of
 from vault.errors import DecryptionError, LockTimeoutError
 from vault.keysources import PassphraseKeySource
 
@@ -157,9 +160,9 @@ def test_record_under_a_key_never_held_is_quarantined_not_followed(tmp_path: Pat
     assert seen == [2] and quarantined == ["UnknownKeyError"] and len(journal) == 0
 
 
-def test_record_under_a_retired_key_waits_and_blocks_nothing_else(tmp_path: Path) -> None:
-    """A record under a key the source records but no longer holds (retired; here put back
-    from a backup) waits in the journal, reported, while later records replay."""
+def test_record_under_a_retired_key_is_quarantined_and_blocks_nothing(tmp_path: Path) -> None:
+    """A record under a key the source records as retired (here put back from a backup) can
+    never open: it is quarantined with a hint saying so, and later records replay."""
     directory = tmp_path / "v"
     source = PassphraseKeySource(directory, "pw", profile="test")
     first = vault.Key.generate()
@@ -171,6 +174,7 @@ def test_record_under_a_retired_key_waits_and_blocks_nothing_else(tmp_path: Path
     source.add(second)
     source.promote(second.id)
     assert Journal(v).rewrap(source.load()).rewrapped == 1
+    StateFile(entries_of(vault.Vault(directory, keys=source))).update(lambda s: s)  # resealed
     Journal(v).discard(old_rid)
     source.retire(first.id)
     (directory / "journal" / f"{old_rid}.cvj").write_bytes(backup)
@@ -180,9 +184,34 @@ def test_record_under_a_retired_key_waits_and_blocks_nothing_else(tmp_path: Path
     journal.append_save("b", 2)
     seen: list[object] = []
     waiting: list[str] = []
+    hints: list[str | None] = []
     assert journal.replay(lambda r: seen.append(r.value) or True,
-                          on_waiting=lambda rid, exc: waiting.append(exc.key_id)) == 1
-    assert seen == [2] and waiting == [first.id] and journal.ids() == [old_rid]
+                          on_waiting=lambda rid, exc: waiting.append(exc.key_id),
+                          on_quarantine=lambda rid, exc, p: hints.append(exc.hint)) == 1
+    assert seen == [2] and waiting == [] and journal.ids() == []
+    assert len(hints) == 1 and "retired" in str(hints[0])
+    assert (directory / "quarantine").is_dir()
+
+
+def test_record_waits_for_a_known_key_at_most_a_week(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A record under a key this vault knows (dated in its state) but the ring here lacks (not
+    deployed yet) waits, reported; after MAX_RECORD_WAIT_MS it is quarantined, with a hint
+    on how to replay it, and no longer holds back the high-water mark."""
+    k1, k2 = vault.Key.generate(), vault.Key.generate()
+    directory = tmp_path / "v"
+    StateFile(entries_of(vault.Vault(directory, keys=vault.KeyRing([k1])))).named(k2.id)
+    rid = Journal(vault.Vault(directory, keys=vault.KeyRing([k2, k1]))).append_save("a", 1)
+    journal = Journal(vault.Vault(directory, keys=vault.KeyRing([k1])))
+    waiting: list[str] = []
+    hints: list[str | None] = []
+    assert journal.replay(lambda r: True, on_waiting=lambda r, exc: waiting.append(r)) == 0
+    assert waiting == [rid] and journal.ids() == [rid]
+    later = _clock.now_ms() + MAX_RECORD_WAIT_MS + 60_000
+    monkeypatch.setattr("vault._clock.now_ms", lambda: later)
+    assert journal.replay(lambda r: True,
+                          on_quarantine=lambda r, exc, p: hints.append(exc.hint)) == 0
+    assert journal.ids() == [] and "waited more than 7 days" in str(hints[0])
 
 
 def test_records_never_expire(tmp_path: Path) -> None:
@@ -305,3 +334,4 @@ def test_latest_skips_records_at_or_below_the_high_water_mark(tmp_path: Path) ->
     (journal.directory / f"{rid}.cvj").write_bytes(copy)
     (journal.directory / f"{rid}.cvj").chmod(0o600)
     assert journal.latest("a") is None
+

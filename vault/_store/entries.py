@@ -24,7 +24,7 @@ from typing import Any
 from vault import _clock, codec
 from vault import _files as files
 from vault._crypto import format as fmt
-from vault._crypto.keys import KeyRing
+from vault._crypto.keys import RETIRED, KeyRing
 from vault._store.rewrap import PendingWrite, prepare_rewrap
 from vault.errors import (
     DecryptionError,
@@ -42,6 +42,7 @@ __all__ = ["ENTRY_SUFFIX", "EntryInfo", "EntryStore", "Scan", "invalidity", "ms"
            "utc", "valid_until_ms"]
 
 ENTRY_SUFFIX = ".cve"
+_FORCED_RELOAD_INTERVAL = 1.0  # seconds between reloads forced by an unknown key id
 LOCKS_DIR = ".locks"
 QUARANTINE_DIR = "quarantine"
 _ENTRY_FILE = re.compile(r"[0-9a-f]{64}\.cve")
@@ -138,6 +139,7 @@ class EntryStore:
             self._source = keys
             self._ring = keys.load()
         self._refreshed_at = time.monotonic()
+        self._forced: dict[str, float] = {}  # missing key id -> when it forced a reload
 
     # ---- keys
 
@@ -176,14 +178,33 @@ class EntryStore:
                 ids |= {state.id for state in states()}
         return ids
 
+    def retired_key_ids(self) -> set[str]:
+        """The key ids the key source records as retired: nothing under them opens again."""
+        states = getattr(self._source, "states", None)
+        if states is None:
+            return set()
+        with contextlib.suppress(VaultError):
+            return {state.id for state in states() if state.state == RETIRED}
+        return set()
+
     def open_envelope(self, data: bytes, *, kind: int, name: str) -> tuple[fmt.Header, bytes]:
         """Authenticate and decrypt ``data`` as ``kind``/``name``; reloads the ring once if it
         names a key id the ring lacks. No time check. Raises as ``KeyRing.open``."""
         header, header_bytes, payload = fmt.parse(data)
         ring = self.keys
         if header.key_id.hex() not in ring and self._source is not None:
-            self.refresh(force=True)
-            ring = self.keys
+            # At most one forced reload per second for each missing key id: 5,000 entries
+            # under a key the source lacks cost a few reloads, not 5,000 (a keyring reload
+            # is a D-Bus round trip). A new key is in the source before anything is sealed
+            # under it, so the first sight of its id always reloads.
+            key_id, now = header.key_id.hex(), time.monotonic()
+            if now - self._forced.get(key_id, -_FORCED_RELOAD_INTERVAL) >= \
+                    _FORCED_RELOAD_INTERVAL:
+                if len(self._forced) >= 64:
+                    self._forced.clear()  # planted headers naming many ids stay bounded
+                self._forced[key_id] = now
+                self.refresh(force=True)
+                ring = self.keys
         return header, ring.open_parsed(header, header_bytes, payload, kind=kind, name=name)
 
     # ---- paths and locks

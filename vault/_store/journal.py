@@ -68,6 +68,9 @@ from vault.errors import (
 __all__ = ["CONFLICTS_DIR", "JOURNAL_DIR", "RECORD_SUFFIX", "Journal", "Record", "step"]
 
 JOURNAL_DIR = "journal"
+#: How long a record under a known key the ring lacks waits for that key before it is
+#: quarantined (from its unverified sealing time): a week.
+MAX_RECORD_WAIT_MS = 7 * 86_400_000
 CONFLICTS_DIR = "conflicts"
 RECORD_SUFFIX = ".cvj"
 _MAX_SEQ = 10**20 - 1  # record ids hold 20 digits
@@ -418,14 +421,16 @@ class Journal:
                 except FileNotFoundError:
                     continue
                 except UnknownKeyError as exc:
-                    if exc.key_id in named or exc.key_id in self._entries.known_key_ids():
+                    known = exc.key_id in named or exc.key_id in self._entries.known_key_ids()
+                    why = self._never_opens(rid, exc) if known else exc
+                    if why is None:
                         if on_waiting is not None:
                             on_waiting(rid, exc)
                         waiting = _seq(rid) if waiting is None else min(waiting, _seq(rid))
                         continue
                     path = self.quarantine(rid)
                     if path is not None and on_quarantine is not None:
-                        on_quarantine(rid, exc, path)
+                        on_quarantine(rid, why, path)
                     continue
                 except (DecryptionError, FormatError, InsecureFileError) as exc:
                     # Not a record this vault wrote (or not a file at all): set it aside, so
@@ -559,6 +564,29 @@ class Journal:
         return rewrap(self, ring)
 
     # ---- internals
+
+    def _never_opens(self, rid: str, exc: UnknownKeyError) -> UnknownKeyError | None:
+        """Why a record under a known key the ring lacks stops waiting (None: it waits).
+
+        It waits for the key (not deployed here yet, a keyring item being restored) at most
+        ``MAX_RECORD_WAIT`` after its (unverified) sealing time; one under a key the source
+        records as retired never opens. Either is quarantined, not deleted: restoring the
+        key and moving it back into ``journal/`` replays it."""
+        if exc.key_id in self._entries.retired_key_ids():
+            return UnknownKeyError(exc.key_id, hint=f"journal record {rid} is sealed under a key "
+                                   "the key source retired: it can never be replayed; it is in "
+                                   "quarantine/")
+        try:
+            prefix, size = files.read_private_prefix(self._path(rid), fmt.FIXED_HEADER_SIZE + 64)
+            sealed_at = fmt.parse_header(prefix, size).created_at
+        except (OSError, VaultError):
+            return None
+        if _clock.now_ms() - sealed_at <= MAX_RECORD_WAIT_MS:
+            return None
+        return UnknownKeyError(exc.key_id, hint=f"journal record {rid} waited more than "
+                               f"{MAX_RECORD_WAIT_MS // 86_400_000} days for its key; it is in "
+                               "quarantine/: deploy the key and move it back into journal/ to "
+                               "replay it")
 
     def _path(self, rid: str) -> str:
         return f"{self._dir}/{rid}{RECORD_SUFFIX}"

@@ -312,6 +312,23 @@ class RotationLock:
             raise
         return None if current is None else current.rotation
 
+    def probe(self) -> str | None:
+        """Read-only, without the key: ``"running (...)"`` while a process holds the lock,
+        ``"unfinished (...)"`` when the last rotation stopped before its end (the holder it
+        named is still written), else None. Advisory: from the unauthenticated lock file."""
+        try:
+            held = files.lock_is_held(self.path)
+        except VaultError:
+            return None
+        if held is None:
+            return None
+        holder = self._read()
+        who = (f"pid {_shown(holder.get('pid'))} on host {_shown(holder.get('host'))} since "
+               f"{_shown(holder.get('since'))}")
+        if held:
+            return f"running ({who})"
+        return f"unfinished (stopped: {who})" if holder else None
+
     def _read(self) -> dict[str, Any]:
         try:
             data = files.read_private(self.path, 64 * 1024)
@@ -328,8 +345,10 @@ class RotationLock:
     def release(self, *, finished: bool) -> None:
         """Release; with ``finished`` the resume state is cleared (nothing to resume)."""
         try:
-            if finished and self.state is not None:
-                self.state.update(lambda s: s if s.rotation is None else replace(s, rotation=None))
-            self._lock.write_state(b"")
+            if finished:
+                if self.state is not None:
+                    self.state.update(
+                        lambda s: s if s.rotation is None else replace(s, rotation=None))
+                self._lock.write_state(b"")  # kept otherwise: `status` shows it unfinished
         finally:
             self._lock.release()

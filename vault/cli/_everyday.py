@@ -73,12 +73,16 @@ def cmd_status(args: argparse.Namespace, con: Console) -> int:
             "`credseal verify` authenticates)")
     con.out(f"journal     {report.journal_pending} pending (oldest "
             f"{age(report.journal_oldest_age_seconds)}), {report.journal_conflicts} conflicts")
+    if report.rotation is not None:
+        con.out(f"rotation    {report.rotation} (from rotation.lock, unverified)")
     con.out(f"key source  {report.key_source or 'error: ' + str(report.key_source_error)}")
     if report.kdf_profile:
         con.out(f"kdf         {report.kdf_profile}")
     for key in report.keys:
         con.out(f"key         {key.id}  {key.state or 'unknown to the key source':<13}  "
                 f"created {moment(key.created_at)}  entries {key.entries}")
+    for warning in report.warnings:
+        con.out(f"warning     {warning}")
     for problem in report.problems:
         con.out(f"problem     {problem}")
     return EXIT_OK if report.ok else EXIT_FAILED

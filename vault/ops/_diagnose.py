@@ -12,9 +12,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from vault import _clock
 from vault._crypto import kdf
+from vault._store.journal import Journal
+from vault._store.state import RotationLock
 from vault._store.store import Vault
-from vault.config import VaultSettings, hashicorp_variables, unknown_variables
+from vault.config import VaultSettings, current_context, hashicorp_variables, unknown_variables
 from vault.errors import ConfigurationError, VaultError
 from vault.keysources import NO_KEYRING_HINT
 from vault.ops._everyday import existing_dir, source_states
@@ -101,6 +104,32 @@ def _dotenv_check() -> list[Check]:
     return []
 
 
+def _journal_and_rotation(reader: Vault) -> list[Check]:
+    """Pending journaled writes (a warning: they wait for the source), conflicts and an
+    unfinished rotation (errors: an operator must act), all read without the key."""
+    checks = []
+    pending, oldest, conflicts = Journal(reader).unverified_summary()
+    if pending:
+        age = ("" if oldest is None else
+               f", the oldest from {max(0, _clock.now_ms() - oldest) // 1000} s ago")
+        checks.append(Check("journal", "warning", f"{pending} journaled writes wait for the "
+                            f"source{age}", "they replay when the source is reachable; "
+                            "`credseal journal` lists them"))
+    if conflicts:
+        checks.append(Check("journal", "error", f"{conflicts} journaled writes conflict with "
+                            "the source's value", "`credseal journal` lists them; `credseal "
+                            "journal resolve NAME --keep-primary|--apply` settles one"))
+    if not pending and not conflicts:
+        checks.append(Check("journal", "ok", "no journaled write waits"))
+    rotation = RotationLock(reader.directory, current_context()).probe()
+    if rotation is not None:
+        unfinished = rotation.startswith("unfinished")
+        checks.append(Check("rotation", "error" if unfinished else "ok",
+                            f"a rotation is {rotation} (from rotation.lock, unverified)",
+                            "run `credseal rotate` again: it resumes" if unfinished else None))
+    return checks
+
+
 def diagnose(overrides: Mapping[str, Any] | None = None) -> DiagnoseReport:
     """Check the settings, the vault directory, the key source and the keyring backend.
 
@@ -128,10 +157,12 @@ def diagnose(overrides: Mapping[str, Any] | None = None) -> DiagnoseReport:
                             "`credseal init` creates it"))
     else:
         try:
-            scan = Vault(existing_dir(settings), read_only=True).scan()
+            reader = Vault(existing_dir(settings), read_only=True)
+            scan = reader.scan()
             checks.append(Check("vault directory", "ok" if not scan.problems else "warning",
                                 f"{settings.dir}: private, {len(scan.entries)} entries, "
                                 f"{len(scan.problems)} unreadable files"))
+            checks += _journal_and_rotation(reader)
         except VaultError as exc:
             checks.append(Check("vault directory", "error", exc.message, exc.hint))
     if settings.key_source is None:

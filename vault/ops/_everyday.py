@@ -24,7 +24,7 @@ from vault._store.audit import AuditLog, audit_of
 from vault._store.context import Context
 from vault._store.entries import ENTRY_SUFFIX, EntryInfo, invalidity, ms
 from vault._store.journal import JOURNAL_DIR, RECORD_SUFFIX, Journal
-from vault._store.state import STATE_FILE, StateFile
+from vault._store.state import STATE_FILE, RotationLock, StateFile
 from vault._store.store import DEFAULT_TTL, Vault, entries_of
 from vault.config import VaultSettings, current_context, source_from_settings
 from vault.errors import ConfigurationError, EntryExpiredError, VaultError
@@ -220,6 +220,11 @@ class StatusReport(Report):
     journal_pending: int = 0
     journal_oldest_age_seconds: float | None = None
     journal_conflicts: int = 0
+    #: things to fix that do not fail the status (a keyfile KDF weaker than configured)
+    warnings: tuple[str, ...] = ()
+    #: a rotation "running (...)" or "unfinished (...)" (``credseal rotate`` resumes it),
+    #: from the lock file, unverified; None when none is under way
+    rotation: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -267,6 +272,17 @@ def status(settings: VaultSettings, *, now: datetime | None = None) -> StatusRep
                             f"{'retired' if key.state else 'does not hold'}: they cannot be "
                             "opened")
     ages = [(now - info.created_at).total_seconds() for info in scan.entries]
+    warnings = []
+    configured = settings.kdf_profile or kdf.DEFAULT_PROFILE
+    if profile is not None and profile in kdf.PROFILES and configured in kdf.PROFILES and \
+            kdf.weaker(kdf.PROFILES[profile], kdf.PROFILES[configured]):
+        warnings.append(f"the keyfile's KDF profile {profile} is weaker than the configured "
+                        f"{configured}: run `credseal passwd` with CREDSEAL_KDF_PROFILE="
+                        f"{configured}")
+    rotation = RotationLock(directory, current_context()).probe()
+    if rotation is not None and rotation.startswith("unfinished"):
+        problems.append(f"a rotation stopped before its end ({rotation.split('(', 1)[1]}: run "
+                        "`credseal rotate` again to resume it")
     pending, oldest, conflicts = Journal(read_only_vault).unverified_summary()
     if conflicts:
         problems.append(f"{conflicts} journaled writes conflict with the source's value: "
@@ -279,7 +295,7 @@ def status(settings: VaultSettings, *, now: datetime | None = None) -> StatusRep
         problems=tuple(problems), journal_pending=pending,
         journal_oldest_age_seconds=None if oldest is None else max(
             0.0, now.timestamp() - oldest / 1000),
-        journal_conflicts=conflicts)
+        journal_conflicts=conflicts, warnings=tuple(warnings), rotation=rotation)
 
 
 @dataclass(frozen=True)
