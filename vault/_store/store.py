@@ -37,6 +37,16 @@ REWRAP_WORKERS = 8  # measured in bench/bench_rotation.py
 REWRAP_BATCH = 128
 
 
+class _NoDefault:
+    """The default of ``Vault.get``'s ``default``: none given (so a missing entry raises)."""
+
+    def __repr__(self) -> str:
+        return "<no default>"
+
+
+_NO_DEFAULT: Any = _NoDefault()
+
+
 def _seconds(value: float | timedelta, what: str, limit: float | None = None) -> float:
     seconds = value.total_seconds() if isinstance(value, timedelta) else value
     if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
@@ -125,14 +135,25 @@ class Vault:
         """
         self._entries.put(name, value)
 
-    def get(self, name: str) -> Any:
+    def get(self, name: str, default: Any = _NO_DEFAULT) -> Any:
         """Return the value of entry ``name``, read from disk and authenticated now.
 
+        Args:
+            name: the entry.
+            default: returned when there is no entry ``name`` (only then: an entry that
+                exists but fails to open or has expired still raises).
+
         Raises:
-            EntryNotFoundError, EntryExpiredError, DecryptionError, UnknownKeyError,
-            FormatError, InsecureFileError: see the error table in the README.
+            EntryNotFoundError: no such entry and no ``default``.
+            EntryExpiredError, DecryptionError, UnknownKeyError, FormatError,
+            InsecureFileError: see the error table in the README (with a default too).
         """
-        return self._entries.load(name, _clock.now_ms())[1]
+        try:
+            return self._entries.load(name, _clock.now_ms())[1]
+        except EntryNotFoundError:
+            if default is _NO_DEFAULT:
+                raise
+            return default
 
     def read(self, name: str) -> Entry:
         """Like :meth:`get`, returning the value with its authenticated times and key id."""

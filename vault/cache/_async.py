@@ -5,7 +5,8 @@ module), with an :class:`~vault.sources.AsyncSource` (``AsyncPostgresSource``, o
 source through ``ThreadedAsyncSource``). The vault and the journal are files: every read,
 write, lock and ``stat`` runs in a worker thread (``asyncio.to_thread``), never on the event
 loop. Tasks of one loop may share a cache; replays are serialized by an ``asyncio.Lock`` and
-the journal's file lock.
+the journal's file lock. A sync source is refused at construction (wrap it in
+``ThreadedAsyncSource``); ``async with`` closes the cache, never the caller's source.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from types import TracebackType
 from typing import Any, TypeVar
 
 from vault import _files as files
@@ -20,8 +22,9 @@ from vault._crypto import format as fmt
 from vault._store.journal import Journal, Record, step
 from vault._store.store import Vault
 from vault.cache._breaker import CircuitBreaker
-from vault.cache._core import SOURCE, CacheCore, Fetched, SaveResult, SourceFailure
+from vault.cache._core import SOURCE, CacheCore, Fetched, ReplayTally, SaveResult, SourceFailure
 from vault.cache._health import CacheEvent
+from vault.cache._kind import check_async_source
 from vault.errors import ConfigurationError, SerializationError, VaultError
 from vault.sources._base import AsyncSource, conditional_save_async, value_digest
 from vault.sources._outage import is_outage
@@ -32,7 +35,15 @@ T = TypeVar("T")
 
 
 class AsyncFallbackCache(CacheCore):
-    """The asyncio twin of ``FallbackCache``; same arguments, with an async ``source``."""
+    """The asyncio twin of ``FallbackCache``; same arguments, with an async ``source``.
+
+    An async context manager (``async with``); ``close()`` / ``aclose()`` close only what the
+    cache created, never ``source``.
+
+    Raises:
+        ConfigurationError: a sync source (hint: ``ThreadedAsyncSource``), a read-only vault,
+            or a bad ``warn_interval``.
+    """
 
     def __init__(self, source: AsyncSource, vault: Vault, *,
                  breaker: CircuitBreaker | None = None, warn_interval: float = 60.0,
@@ -40,6 +51,7 @@ class AsyncFallbackCache(CacheCore):
                  is_outage: Callable[[BaseException], bool] = is_outage,
                  clock: Callable[[], float] = time.monotonic,
                  journal: Journal | None = None) -> None:
+        check_async_source(source)
         super().__init__(vault, breaker=breaker, warn_interval=warn_interval, on_event=on_event,
                          is_outage=is_outage, clock=clock, journal=journal)
         self.source = source
@@ -48,6 +60,17 @@ class AsyncFallbackCache(CacheCore):
     def __repr__(self) -> str:
         return (f"AsyncFallbackCache({self.source!r}, {self.vault!r}, "
                 f"degraded={self.degraded}, breaker={self.breaker.state})")
+
+    async def __aenter__(self) -> AsyncFallbackCache:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """``close()``, awaitable (the cache holds nothing that needs awaiting)."""
+        self.close()
 
     async def fetch(self, name: str) -> Fetched:
         """Return the value of ``name`` with its origin and age; raises as the sync cache."""
@@ -86,6 +109,7 @@ class AsyncFallbackCache(CacheCore):
         Raises: the source's error (outage or not); UnknownKeyError, LockTimeoutError,
         OSError: the journal could not be read.
         """
+        self._check_open()
         try:
             return await self._replay()
         except SourceFailure as failure:
@@ -94,28 +118,30 @@ class AsyncFallbackCache(CacheCore):
     async def _replay(self) -> int:
         if self._replaying is None:
             self._replaying = asyncio.Lock()
+        tally = ReplayTally()
         async with self._replaying:
             lock = await asyncio.to_thread(self.journal.replay_lock)
             await _acquire(lock)
             try:
-                count = await self._replay_locked()
+                await self._replay_locked(tally)
             finally:
                 lock.release()
-        self._replay_done(count)
-        return count
+                self._replay_done(tally)  # also what applied before an outage cut it short
+        return tally.count
 
-    async def _replay_locked(self) -> int:
-        """The shared replay loop (``CacheCore._replay_steps``), stepped in worker threads."""
-        steps, count = self._replay_steps(), 0
+    async def _replay_locked(self, tally: ReplayTally) -> None:
+        """The shared replay loop (``CacheCore._replay_steps``), stepped in worker threads;
+        counts what applied into ``tally``."""
+        steps = self._replay_steps()
         # Not closed explicitly: after a cancellation a worker thread may still be inside
         # the generator. One left at its yield is closed when dropped, and closing it there
         # deletes nothing (the record whose apply failed stays).
         record = await asyncio.to_thread(next, steps, None)
         while record is not None:
             took = await self._apply(record)
-            count += took
+            if took:
+                tally.add(record)
             record = await asyncio.to_thread(step, steps, took)
-        return count
 
     async def _apply(self, record: Record) -> bool:
         """As ``FallbackCache._apply``, awaiting the source."""
@@ -135,6 +161,7 @@ class AsyncFallbackCache(CacheCore):
 
     async def _call(self, op: Callable[[], Awaitable[T]]) -> tuple[bool, Any]:
         """As ``FallbackCache._call``, awaiting the source (the steps are ``CacheCore``'s)."""
+        self._check_open()
         if not self.breaker.allow():
             return False, self._open_cause()
         try:

@@ -14,6 +14,10 @@ an unknown name, after a start) is compared by opening it once.
 **Races in one process**: each name has a generation, bumped by every save and delete. A
 ``get`` whose generation changed while it waited for the source does not write its (older)
 answer, and the check and the write happen under one lock.
+
+**Lifetime**: a cache is a context manager; ``close()`` refuses later calls and forgets the
+in-memory digests. It closes only what the cache created, which is nothing that holds an OS
+resource: never the caller's source or vault.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import os
 import threading
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +62,8 @@ from vault.errors import (
 )
 from vault.sources._base import check_storable, value_digest
 
-__all__ = ["CACHE", "SOURCE", "CacheCore", "Fetched", "Pending", "SaveResult", "SourceFailure"]
+__all__ = ["CACHE", "SOURCE", "CacheCore", "Fetched", "Pending", "ReplayTally", "SaveResult",
+           "SourceFailure"]
 
 SOURCE, CACHE = "source", "cache"
 
@@ -100,6 +106,20 @@ class Pending:
     conflicts: int
 
 
+@dataclass
+class ReplayTally:
+    """What one replay applied: how many records, and the oldest one's sealed time."""
+
+    count: int = 0
+    oldest: datetime | None = None
+
+    def add(self, record: Record) -> None:
+        """Count an applied record."""
+        self.count += 1
+        if self.oldest is None or record.at < self.oldest:
+            self.oldest = record.at
+
+
 @dataclass(frozen=True)
 class _Memo:
     digest: bytes
@@ -130,9 +150,9 @@ class CacheCore:
                                      "journal live there); this one was opened read_only")
         self.vault = vault
         self._entries = entries_of(vault)
+        self.health = Health(warn_interval=warn_interval, on_event=on_event, clock=clock)
         self.journal = journal or Journal(vault)
         self.breaker = breaker or CircuitBreaker(clock=clock)
-        self.health = Health(warn_interval=warn_interval, on_event=on_event, clock=clock)
         self.is_outage = is_outage
         self._lock = threading.Lock()  # the maps below; never held during source calls
         self._vault_lock = threading.Lock()  # generation check + vault write, atomically
@@ -142,11 +162,48 @@ class CacheCore:
         # The digest of what the source held for each name when this process last heard from
         # it (a healthy load, save or delete): the best base for a write journaled later.
         self._seen: dict[str, str] = {}
+        self._closed = False
 
     @property
     def degraded(self) -> bool:
         """True from a source failure until the source answers again."""
         return self.health.degraded
+
+    @property
+    def warn_interval(self) -> float:
+        """Seconds between two warnings of one kind (still degraded, journaled, a repeated
+        error); setting it takes effect at once.
+
+        Raises:
+            ConfigurationError: (on set) not a finite number of seconds >= 0.
+        """
+        return self.health.warn_interval
+
+    @warn_interval.setter
+    def warn_interval(self, seconds: float) -> None:
+        self.health.warn_interval = seconds
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    def close(self) -> None:
+        """End this cache: later calls raise ``ConfigurationError``; idempotent.
+
+        Closes only what the cache created (it holds no connection, file or thread of its
+        own), never the source or the vault it was given: those are the caller's to close.
+        """
+        self._closed = True
+        with self._lock:
+            self._memo.clear()
+            self._seen.clear()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ConfigurationError(f"this {type(self).__name__} is closed",
+                                     hint="create a new cache (the source and the vault it "
+                                     "was given are still open)")
 
     def _source_failed(self, exc: Exception) -> BaseException | None:
         """Classify what the source raised: the cause to fall back to the vault with (an
@@ -426,8 +483,16 @@ class CacheCore:
         else:
             self._local_write_logged(lambda: self._drop_local(name), name)
         self.health.degraded_call(cause, f"journaled a {op} of {name!r}", name)
-        self.health.emit(JOURNALED, logging.WARNING, f"{op} of {name!r} journaled as {rid}; "
-                         "it will be replayed when the source answers", name, cause)
+        held_back = self.health.due(JOURNALED)
+        if held_back is None:  # warned less than warn_interval ago: INFO, counted
+            self.health.emit(JOURNALED, logging.INFO, f"{op} of {name!r} journaled as {rid}",
+                             name, cause)
+        else:
+            more = f"; {held_back} more write(s) journaled since the last warning" \
+                if held_back else ""
+            self.health.emit(JOURNALED, logging.WARNING, f"{op} of {name!r} journaled as {rid}"
+                             f"{more}; journaled writes are replayed when the source answers",
+                             name, cause)
         return SaveResult(journaled=True, record_id=rid)
 
     def _replayed(self, record: Record) -> None:
@@ -452,10 +517,17 @@ class CacheCore:
         self.health.emit(QUARANTINED, logging.ERROR, f"journal record {record_id} failed to "
                          f"open ({describe(exc)}); moved to {path}; skipped", cause=exc)
 
-    def _replay_done(self, count: int) -> None:
-        if count:
-            self.health.emit(REPLAYED, logging.INFO, f"replayed {count} journaled write(s) "
-                             "into the source")
+    def _replay_done(self, tally: ReplayTally) -> None:
+        """Report a replay (also one an outage cut short): a WARNING summary, and the
+        recovery when this process saw no outage (records of an earlier process)."""
+        if not tally.count or tally.oldest is None:
+            return
+        oldest = tally.oldest.isoformat(timespec="seconds")
+        age = max(0.0, _clock.now_ms() / 1000 - tally.oldest.timestamp())
+        self.health.emit(REPLAYED, logging.WARNING, f"replayed {tally.count} journaled write(s) "
+                         f"into the source, written from {oldest} on ({age:.0f} s ago)",
+                         age=age)
+        self.health.replayed(tally.count, oldest)
 
     def _prepare_save(self, name: str, value: Any) -> bytes:
         fmt.check_name(name)

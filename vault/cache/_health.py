@@ -7,16 +7,20 @@ class and first line of its message); never a value.
 
 Rate limits: entering degraded mode is reported at once; while it lasts, a "still degraded"
 warning at most once per ``warn_interval`` (with the number of calls not reported); its end
-once. Repeated errors of one kind (e.g. cache writes failing on a full disk) are likewise
-limited to one per ``warn_interval``.
+once. Journaled writes likewise warn at most once per ``warn_interval`` (with the number
+journaled since the last warning; each one is also an INFO event with its record id), and so
+do repeated errors of one kind (e.g. cache writes failing on a full disk).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from vault.errors import ConfigurationError
 
 __all__ = ["CacheEvent", "Health", "describe", "logger"]
 
@@ -36,14 +40,15 @@ class CacheEvent:
 
     Attributes:
         kind: ``degraded`` and ``still_degraded`` (WARNING), ``recovered`` (WARNING, so a log
-            filtered at WARNING shows both ends of an outage), ``journaled`` (WARNING),
-            ``replayed`` (INFO), ``quarantined``, ``cache_unusable``, ``cache_write_failed``,
-            ``journal_blocked`` (ERROR).
+            filtered at WARNING shows both ends of an outage), ``journaled`` (WARNING at most
+            once per ``warn_interval``, INFO otherwise), ``replayed`` (WARNING: how many, and
+            the oldest one's time), ``quarantined``, ``cache_unusable``,
+            ``cache_write_failed``, ``journal_blocked`` (ERROR).
         level: the ``logging`` level it is logged at.
         message: one line for humans.
         name: the entry concerned, if any.
         cause: ``"<error class>: <message>"`` of the error behind it, if any.
-        age_seconds: age of the cached copy served, if any.
+        age_seconds: age of the cached copy served, or of the oldest record replayed, if any.
     """
 
     kind: str
@@ -65,14 +70,17 @@ class Health:
 
     Args:
         warn_interval: seconds between two "still degraded" warnings (and between two
-            reports of the same repeated error).
+            journaling warnings, and two reports of the same repeated error); settable.
         on_event: called with each :class:`CacheEvent`; what it raises is logged, not raised.
         clock: monotonic seconds (inject a fake clock in tests).
+
+    Raises:
+        ConfigurationError: ``warn_interval`` is not a finite number of seconds >= 0.
     """
 
     def __init__(self, *, warn_interval: float, on_event: Callable[[CacheEvent], None] | None,
                  clock: Callable[[], float]) -> None:
-        self.warn_interval = warn_interval
+        self.warn_interval = warn_interval  # validated by the property
         self.on_event = on_event
         self.clock = clock
         self._lock = threading.Lock()
@@ -80,6 +88,21 @@ class Health:
         self._since = self._last_warn = 0.0
         self._suppressed = 0
         self._limits: dict[str, float] = {}
+        self._counts: dict[str, int] = {}  # reports held back per key since the last one
+        self._replayed = 0  # journaled writes replayed during this outage
+
+    @property
+    def warn_interval(self) -> float:
+        """Seconds between two warnings of one kind; setting it takes effect at once."""
+        return self._warn_interval
+
+    @warn_interval.setter
+    def warn_interval(self, seconds: float) -> None:
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) \
+                or not math.isfinite(seconds) or seconds < 0:
+            raise ConfigurationError("warn_interval must be a finite number of seconds >= 0",
+                                     hint="for example 60 (the default); 0 reports every call")
+        self._warn_interval = float(seconds)
 
     @property
     def degraded(self) -> bool:
@@ -100,13 +123,19 @@ class Health:
 
     def limited(self, key: str) -> bool:
         """True at most once per ``warn_interval`` for each ``key``."""
+        return self.due(key) is not None
+
+    def due(self, key: str) -> int | None:
+        """Whether a report of ``key`` is due (at most once per ``warn_interval``): None if
+        not (it is counted), else how many were held back since the last report."""
         with self._lock:
             now = self.clock()
             last = self._limits.get(key)
-            if last is not None and now - last < self.warn_interval:
-                return False
+            if last is not None and now - last < self._warn_interval:
+                self._counts[key] = self._counts.get(key, 0) + 1
+                return None
             self._limits[key] = now
-            return True
+            return self._counts.pop(key, 0)
 
     def degraded_call(self, cause: BaseException, what: str, name: str,
                       age: float | None = None) -> None:
@@ -117,7 +146,7 @@ class Health:
             if not self._degraded:
                 self._degraded, self._since, self._last_warn = True, now, now
                 self._suppressed, kind = 0, DEGRADED
-            elif now - self._last_warn >= self.warn_interval:
+            elif now - self._last_warn >= self._warn_interval:
                 self._last_warn, self._suppressed, kind = now, 0, STILL_DEGRADED
             else:
                 self._suppressed += 1
@@ -130,10 +159,29 @@ class Health:
                       "since the last warning", name, cause, age)
 
     def recovered(self) -> None:
-        """The source answered: leave degraded mode (reported once)."""
+        """The source answered: leave degraded mode (reported once, with the number of
+        journaled writes replayed meanwhile)."""
         with self._lock:
             if not self._degraded:
                 return
-            self._degraded, since = False, self.clock() - self._since
+            self._degraded, since, replayed = False, self.clock() - self._since, self._replayed
+            self._replayed = 0
+            # The next outage's first journaled write warns at once.
+            self._limits.pop(JOURNALED, None)
+            self._counts.pop(JOURNALED, None)
+        done = f"; {replayed} journaled write(s) replayed" if replayed else ""
         self.emit(RECOVERED, logging.WARNING,
-                  f"credential source available again after {since:.0f} s; degraded mode ends")
+                  f"credential source available again after {since:.0f} s{done}; degraded mode "
+                  "ends")
+
+    def replayed(self, count: int, oldest: str) -> None:
+        """``count`` journaled writes reached the source. During an outage this process saw,
+        the recovery event that follows counts them; otherwise (records of an earlier process,
+        e.g. before a restart) the recovery is reported now, as this process saw no outage."""
+        with self._lock:
+            if self._degraded:
+                self._replayed += count
+                return
+        self.emit(RECOVERED, logging.WARNING, f"credential source reachable again: {count} "
+                  f"journaled write(s) replayed, left by an earlier process (the oldest "
+                  f"written at {oldest})")

@@ -17,6 +17,8 @@
   reaches the source, the journal is replayed in order (also one left by another or a crashed
   process). A cached value is never written back to the source.
 - A :class:`~vault.cache.CircuitBreaker` stops calls to a source that keeps failing.
+- An async source (``async def load``) is refused at construction; so is a ``with`` block's
+  cache after it closed (``close()`` never closes the caller's source).
 
 **Threads**: one cache may serve many threads. Its state changes under a lock that is never
 held while the source is called; the breaker lets one probe through; replays serialize on the
@@ -29,14 +31,16 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
+from types import TracebackType
 from typing import Any, TypeVar
 
 from vault._crypto import format as fmt
 from vault._store.journal import Journal, Record, step
 from vault._store.store import Vault
 from vault.cache._breaker import CircuitBreaker
-from vault.cache._core import SOURCE, CacheCore, Fetched, SaveResult, SourceFailure
+from vault.cache._core import SOURCE, CacheCore, Fetched, ReplayTally, SaveResult, SourceFailure
 from vault.cache._health import CacheEvent
+from vault.cache._kind import check_sync_source
 from vault.errors import ConfigurationError, SerializationError, VaultError
 from vault.sources._base import Source, conditional_save, value_digest
 from vault.sources._outage import is_outage
@@ -49,15 +53,23 @@ T = TypeVar("T")
 class FallbackCache(CacheCore):
     """The primary ``source`` first, the encrypted ``vault`` during outages (module docs).
 
+    A context manager: ``with FallbackCache(source, v) as cache:`` closes the cache (only
+    what it created, never ``source``) at the end.
+
     Args:
-        source: a :class:`~vault.sources.Source`.
+        source: a :class:`~vault.sources.Source` (sync methods).
         vault: the :class:`~vault.Vault` holding the cached copies and the journal.
         breaker: a :class:`~vault.cache.CircuitBreaker` (default: 2 failures, 10 s).
-        warn_interval: seconds between two "still degraded" warnings (default 60).
+        warn_interval: seconds between two warnings of one kind: "still degraded",
+            "journaled", a repeated error (default 60; the attribute can be set later).
         on_event: called with every :class:`CacheEvent` (exceptions it raises are logged).
         is_outage: the classifier of source errors (default ``vault.sources.is_outage``).
         clock: monotonic seconds, for the breaker and the warning interval (tests).
         journal: the :class:`~vault._store.journal.Journal` (default: the vault's).
+
+    Raises:
+        ConfigurationError: an async source (hint: ``AsyncFallbackCache``), a read-only
+            vault, or a bad ``warn_interval``.
     """
 
     def __init__(self, source: Source, vault: Vault, *, breaker: CircuitBreaker | None = None,
@@ -65,6 +77,7 @@ class FallbackCache(CacheCore):
                  is_outage: Callable[[BaseException], bool] = is_outage,
                  clock: Callable[[], float] = time.monotonic,
                  journal: Journal | None = None) -> None:
+        check_sync_source(source)
         super().__init__(vault, breaker=breaker, warn_interval=warn_interval, on_event=on_event,
                          is_outage=is_outage, clock=clock, journal=journal)
         self.source = source
@@ -72,6 +85,13 @@ class FallbackCache(CacheCore):
     def __repr__(self) -> str:
         return (f"FallbackCache({self.source!r}, {self.vault!r}, degraded={self.degraded}, "
                 f"breaker={self.breaker.state})")
+
+    def __enter__(self) -> FallbackCache:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
 
     def fetch(self, name: str) -> Fetched:
         """Return the value of ``name`` with its origin and age (see the module docs).
@@ -119,21 +139,25 @@ class FallbackCache(CacheCore):
         Raises: the source's error (outage or not); UnknownKeyError, LockTimeoutError,
         OSError: the journal could not be read.
         """
+        self._check_open()
         try:
             return self._replay()
         except SourceFailure as failure:
             raise failure.error from None
 
     def _replay(self) -> int:
-        count = 0
-        with self.journal.replay_lock(), contextlib.closing(self._replay_steps()) as steps:
-            record = next(steps, None)
-            while record is not None:
-                took = self._apply(record)
-                count += took
-                record = step(steps, took)
-        self._replay_done(count)
-        return count
+        tally = ReplayTally()
+        try:
+            with self.journal.replay_lock(), contextlib.closing(self._replay_steps()) as steps:
+                record = next(steps, None)
+                while record is not None:
+                    took = self._apply(record)
+                    if took:
+                        tally.add(record)
+                    record = step(steps, took)
+        finally:
+            self._replay_done(tally)  # also what applied before an outage cut it short
+        return tally.count
 
     def _apply(self, record: Record) -> bool:
         """Compare-and-set the record into the source: True if the source now holds its value
@@ -156,6 +180,7 @@ class FallbackCache(CacheCore):
         """Run ``op`` on the source after replaying the journal: (True, result), or
         (False, cause) when the cache must fall back; other errors propagate (the steps are
         ``CacheCore``'s, shared with the async cache)."""
+        self._check_open()
         if not self.breaker.allow():
             return False, self._open_cause()
         try:
