@@ -1,9 +1,10 @@
 """The ``credseal`` command line: a thin argparse layer over ``vault.ops``.
 
 Only this module prints, prompts or exits. Errors print as ``credseal: error: ...`` plus
-``credseal: hint: ...`` on stderr; a traceback only with ``--debug``. Secrets never come from
-the command line: a passphrase comes from ``CREDSEAL_PASSPHRASE``, else a prompt on a terminal,
-else one line of stdin when it is piped.
+``credseal: hint: ...`` on stderr (with ``--json``: one JSON object ``{"error": ..., "hint":
+... or null, "exit_code": ...}`` instead); a traceback only with ``--debug``. Secrets never
+come from the command line: a passphrase comes from ``CREDSEAL_PASSPHRASE``, else a prompt on
+a terminal, else one line of stdin when it is piped.
 
 Exit codes:
     0    success
@@ -23,12 +24,13 @@ Adding a command is one function decorated with :func:`command`.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import traceback
 from typing import TextIO
 
 import vault
-from vault.cli import _everyday, _maintenance
+from vault.cli import _everyday, _generate, _maintenance
 from vault.cli._console import (
     COMMANDS,
     DESCRIPTION,
@@ -44,7 +46,7 @@ from vault.cli._console import (
 from vault.errors import ConfigurationError, KeySourceError, VaultError
 
 __all__ = ["build_parser", "main"]
-_COMMAND_MODULES = (_everyday, _maintenance)  # importing them registers their commands
+_COMMAND_MODULES = (_everyday, _maintenance, _generate)  # importing them registers commands
 
 
 def _common() -> argparse.ArgumentParser:
@@ -65,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[_common()],
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"credseal {vault.__version__}")
-    parser.set_defaults(dir=None, debug=False, run=None, json=False)
+    parser.set_defaults(dir=None, debug=False, run=None, json=False, describe_cli=_describe_cli)
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
     for cmd in COMMANDS:
         sub = subparsers.add_parser(cmd.name, help=cmd.help, description=cmd.help,
@@ -77,6 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--json", action="store_true", help="print one JSON document")
         sub.set_defaults(run=cmd.run)
     return parser
+
+
+def _describe_cli() -> tuple[argparse.ArgumentParser, str]:
+    """A fresh parser and this module's docstring (its exit codes), for the completion and man
+    commands: handed over in the parsed arguments, as ``vault.cli._generate`` cannot import
+    this module (which imports it)."""
+    return build_parser(), __doc__ or ""
 
 
 def _describe(exc: Exception) -> tuple[str, str | None, int]:
@@ -112,6 +121,10 @@ def main(argv: list[str] | None = None, *, stdin: TextIO | None = None,
         if args.debug:
             traceback.print_exc(file=stderr)
         message, hint, code = _describe(exc)
+        if args.json:
+            print(json.dumps({"error": message, "hint": hint or None, "exit_code": code}),
+                  file=stderr)
+            return code
         print(f"credseal: error: {message}", file=stderr)
         if hint:
             print(f"credseal: hint: {hint}", file=stderr)
