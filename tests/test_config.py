@@ -305,3 +305,78 @@ def test_the_dotenv_check_sees_lowercase_names(setenv: SetEnv, tmp_path: Path) -
     dotenv.chmod(0o646)
     with pytest.raises(ConfigurationError, match="group or others may write"):
         VaultSettings()
+
+
+@pytest.mark.parametrize(("value", "seconds"), [("1d", 86400.0), ("12h", 43200.0),
+                                                ("30m", 1800.0), ("2w", 1209600.0),
+                                                ("90", 90.0), ("1.5h", 5400.0)])
+def test_ttl_takes_seconds_or_the_duration_syntax_of_the_commands(
+        setenv: SetEnv, value: str, seconds: float) -> None:
+    """CREDSEAL_TTL=1d was refused while `rotate --if-older-than 90d` worked: one syntax."""
+    setenv(ttl=value)
+    assert VaultSettings().ttl == seconds
+
+
+# ---- keys and passphrases from files (issue 12: keys off stdout and out of the environment)
+
+
+def _secret_file(path: Path, text: str, mode: int = 0o600) -> Path:
+    path.write_text(text + "\n")
+    path.chmod(mode)
+    return path
+
+
+def test_keys_and_passphrase_come_from_files(setenv: SetEnv, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """CREDSEAL_KEYS_FILE and CREDSEAL_PASSPHRASE_FILE give the secrets (newline removed);
+    systemd's $CREDENTIALS_DIRECTORY (LoadCredential=) supplies credseal_<name> files."""
+    ring = vault.KeyRing([vault.Key.generate()]).to_text()
+    setenv(keys_file=str(_secret_file(tmp_path / "keys", ring)),
+           passphrase_file=str(_secret_file(tmp_path / "pass", "long enough words")))
+    settings = VaultSettings()
+    assert settings.keys is not None and settings.keys.get_secret_value() == ring
+    assert settings.passphrase is not None
+    assert settings.passphrase.get_secret_value() == "long enough words"
+    assert ring not in repr(settings)
+    monkeypatch.delenv("CREDSEAL_KEYS_FILE")
+    monkeypatch.delenv("CREDSEAL_PASSPHRASE_FILE")
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    _secret_file(credentials / "credseal_keys", ring, 0o400)
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
+    from_systemd = VaultSettings()
+    assert from_systemd.keys is not None and from_systemd.keys.get_secret_value() == ring
+    assert from_systemd.passphrase is None
+
+
+@pytest.mark.parametrize(("mode", "problem"), [(0o620, "group or others may write it"),
+                                               (0o602, "group or others may write it")])
+def test_a_secret_file_others_may_write_is_refused(setenv: SetEnv, tmp_path: Path, mode: int,
+                                                   problem: str) -> None:
+    setenv(keys_file=str(_secret_file(tmp_path / "keys", SECRET_LOOKING, mode)))
+    with pytest.raises(ConfigurationError, match=problem) as caught:
+        VaultSettings()
+    assert SECRET_LOOKING not in all_text(caught.value)
+
+
+def test_secret_file_rules(setenv: SetEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                           caplog: pytest.LogCaptureFixture) -> None:
+    """Both the variable and its file: refused; a missing file names the variable; a
+    world-readable file (container secrets are 0444) works, with a warning; a file of
+    another user than this one or root is refused."""
+    path = _secret_file(tmp_path / "keys", SECRET_LOOKING, 0o444)
+    setenv(keys_file=str(path), keys=SECRET_LOOKING)
+    with pytest.raises(ConfigurationError, match="both CREDSEAL_KEYS and CREDSEAL_KEYS_FILE"):
+        VaultSettings()
+    monkeypatch.delenv("CREDSEAL_KEYS")
+    with caplog.at_level("WARNING", logger="vault.config"):
+        assert VaultSettings().keys is not None
+    assert "readable by every user" in caplog.text and SECRET_LOOKING not in caplog.text
+    setenv(keys_file=str(tmp_path / "missing"))
+    with pytest.raises(ConfigurationError, match=r"CREDSEAL_KEYS_FILE .* cannot be read"):
+        VaultSettings()
+    if os.geteuid() == 0:  # changing an owner needs root; the suite runs as root in CI
+        os.chown(path, 65534, 65534)
+        setenv(keys_file=str(path))
+        with pytest.raises(ConfigurationError, match="owned by uid 65534"):
+            VaultSettings()

@@ -32,13 +32,51 @@ TEMP_SUFFIX = ".tmp"
 # Paths are plain str: pathlib costs more than the system calls on the write path.
 
 
+#: Names whose presence marks a directory as a vault's (an entry ends in ``.cve``).
+VAULT_MARKERS = frozenset({"vault.state", "keyfile.json", "audit.jsonl", "journal"})
+
+
+def looks_like_vault(path: str) -> bool:
+    """Whether directory ``path`` holds a vault marker (state, keyfile, log, journal, entry)."""
+    try:
+        names = os.listdir(path)
+    except OSError:
+        return False
+    return any(name in VAULT_MARKERS or name.endswith(".cve") for name in names)
+
+
+def _owner(uid: int) -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"#{uid}"  # sudo's syntax for a uid without a name
+
+
 def check_mode(st: os.stat_result, path: str, what: str) -> None:
-    """Raise ``InsecureFileError`` unless ``st`` is owned by this user with no group/world bits."""
+    """Raise ``InsecureFileError`` unless ``st`` is owned by this user with no group/world bits.
+
+    The hint never proposes to change a directory that is not a vault's (``/var/lib``, ``/``,
+    ``/tmp`` given as ``CREDSEAL_DIR`` by mistake), and for one owned by another user it says
+    to run as that user, never to take it over (which would lock its service out)."""
+    is_dir = stat.S_ISDIR(st.st_mode)
+    if is_dir and (st.st_uid != os.geteuid() or stat.S_IMODE(st.st_mode) & 0o077) \
+            and not looks_like_vault(path):
+        raise InsecureFileError(
+            f"{what} {path} is not private to this user and holds no vault (no vault.state, "
+            "keyfile, journal or entry inside)",
+            hint="check CREDSEAL_DIR: a vault needs a directory of its own (for example "
+                 f"{path.rstrip('/')}/credseal, which `credseal init` creates private); do not "
+                 "change the permissions of a shared directory")
     if st.st_uid != os.geteuid():
-        raise InsecureFileError(f"{what} {path} is owned by uid {st.st_uid}, not by this user",
-                                hint=f"chown it to uid {os.geteuid()}, or run as its owner")
+        owner = _owner(st.st_uid)
+        raise InsecureFileError(f"{what} {path} is owned by {owner} (uid {st.st_uid}), not by "
+                                "this user",
+                                hint=f"run the command as its owner: sudo -u {owner} credseal "
+                                     "...; the service that uses the vault runs as that user")
     if stat.S_IMODE(st.st_mode) & 0o077:
-        want = "700" if stat.S_ISDIR(st.st_mode) else "600"
+        want = "700" if is_dir else "600"
         raise InsecureFileError(f"{what} {path} is accessible to group or others "
                                 f"(mode {stat.S_IMODE(st.st_mode):o})",
                                 hint=f"chmod {want} {path}")
@@ -293,6 +331,20 @@ def remove_created(directory: str, before: set[str] | None) -> None:
             os.rmdir(directory)
     with contextlib.suppress(OSError):
         fsync_dir(os.path.dirname(os.path.abspath(directory)))
+
+
+def read_secret_file(path: str, max_size: int) -> tuple[bytes, os.stat_result]:
+    """Read a key or passphrase file a service manager provides (``CREDSEAL_KEYS_FILE``):
+    symlinks are followed (Kubernetes secret volumes are links), and the stat is of what was
+    read. Returns ``b""`` for what is not a regular file; at most ``max_size + 1`` bytes, so
+    the caller can tell an oversized file. Raises ``OSError`` if it cannot be read."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        data = os.read(fd, max_size + 1) if stat.S_ISREG(st.st_mode) else b""
+    finally:
+        os.close(fd)
+    return data, st
 
 
 def read_foreign(path: str, max_size: int) -> tuple[bytes, os.stat_result]:

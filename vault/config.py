@@ -25,6 +25,7 @@ without its settings. HashiCorp Vault's own ``VAULT_*`` variables are left alone
 from __future__ import annotations
 
 import getpass
+import logging
 import os
 import re
 import socket
@@ -36,6 +37,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
+from vault import _files as files
 from vault._crypto import kdf
 from vault._store.context import Context
 from vault._store.store import Vault
@@ -50,10 +52,25 @@ from vault.keysources import (
 )
 from vault.sources import Source, SQLiteSource
 
-__all__ = ["HASHICORP_VARIABLES", "LEGACY_PREFIX", "PREFIX", "Context", "KeySourceKind",
-           "VaultSettings", "check_dotenv", "current_context", "hashicorp_variables",
-           "legacy_variables", "open_primary", "open_vault", "source_from_settings",
-           "unknown_variables"]
+__all__ = [
+    "HASHICORP_VARIABLES",
+    "LEGACY_PREFIX",
+    "PREFIX",
+    "Context",
+    "KeySourceKind",
+    "VaultSettings",
+    "check_dotenv",
+    "current_context",
+    "dotenv_variables",
+    "hashicorp_variables",
+    "legacy_variables",
+    "near_miss",
+    "open_primary",
+    "open_vault",
+    "parse_duration",
+    "source_from_settings",
+    "unknown_variables",
+]
 
 KeySourceKind = Literal["env", "keyring", "passphrase"]
 PREFIX = "CREDSEAL_"
@@ -72,7 +89,7 @@ HASHICORP_VARIABLES = frozenset({
 })
 _EXPECTED = {
     "dir": "a directory path",
-    "ttl": "a number of seconds greater than 0",
+    "ttl": "a number of seconds greater than 0, or a duration like 1d, 12h or 30m",
     "key_source": "one of env, keyring, passphrase",
     "keys": "cv1:<id>:<key> texts, comma-separated, primary first",
     "keyring_service": "a non-empty keyring service name",
@@ -140,6 +157,67 @@ def check_dotenv(path: str | os.PathLike[str]) -> None:
                                  hint=f"check its content; then chmod go-w {where}")
 
 
+#: Where a service manager or container runtime puts secret files: systemd's
+#: ``LoadCredential=`` (``$CREDENTIALS_DIRECTORY``) and the usual container secrets mount.
+CONTAINER_SECRETS = "/run/secrets"
+_MAX_SECRET_FILE = 64 * 1024
+logger = logging.getLogger("vault.config")
+
+
+def _secret_from_file(field: str, value: SecretStr | None,
+                      path: Path | None) -> SecretStr | None:
+    """``CREDSEAL_<FIELD>`` from ``CREDSEAL_<FIELD>_FILE``, else from ``credseal_<field>`` in
+    ``$CREDENTIALS_DIRECTORY`` or the container secrets directory; None to keep ``value``.
+
+    A file is used only if owned by this user or root (container secrets are root's) and not
+    writable by group or others; a world-readable one gets a warning. Its content, one line
+    (trailing newline removed), is never shown.
+
+    Raises:
+        ConfigurationError: both the variable and its file are set, or the file is unusable.
+    """
+    variable = PREFIX + field.upper()
+    if path is not None and value is not None:
+        raise ConfigurationError(f"both {variable} and {variable}_FILE are set",
+                                 hint="keep one of them")
+    if value is not None:
+        return None
+    if path is None:
+        found = [Path(d) / f"credseal_{field}" for d in
+                 (os.environ.get("CREDENTIALS_DIRECTORY"), CONTAINER_SECRETS) if d]
+        path = next((p for p in found if p.is_file()), None)
+        if path is None:
+            return None
+    where = os.fspath(path)
+    try:
+        data, st = files.read_secret_file(where, _MAX_SECRET_FILE)
+    except OSError as exc:
+        raise ConfigurationError(f"{variable}_FILE {where} cannot be read ({exc.strerror})",
+                                 hint="check the path and that this user may read it") from None
+    if not stat.S_ISREG(st.st_mode) or len(data) > _MAX_SECRET_FILE:
+        raise ConfigurationError(f"{where} is not a regular file of at most "
+                                 f"{_MAX_SECRET_FILE} bytes", hint=f"check {variable}_FILE")
+    if st.st_uid not in (os.geteuid(), 0):
+        raise ConfigurationError(f"{where} holds {variable} but is owned by uid {st.st_uid}, "
+                                 "not by this user or root",
+                                 hint="whoever owns it chooses the keys: check who wrote it")
+    if stat.S_IMODE(st.st_mode) & 0o022:
+        raise ConfigurationError(f"{where} holds {variable} but group or others may write it "
+                                 f"(mode {stat.S_IMODE(st.st_mode):o})",
+                                 hint=f"check its content; then chmod go-w {where}")
+    if stat.S_IMODE(st.st_mode) & 0o004:
+        logger.warning("%s holds %s and is readable by every user (mode %o): chmod o-r it",
+                       where, variable, stat.S_IMODE(st.st_mode))
+    try:
+        text = data.decode("utf-8").removesuffix("\n").removesuffix("\r")
+    except UnicodeDecodeError:
+        raise ConfigurationError(f"{where} is not UTF-8 text", hint=f"check {variable}_FILE"
+                                 ) from None
+    if not text.strip():
+        raise ConfigurationError(f"{where} is empty", hint=f"check {variable}_FILE")
+    return SecretStr(text)
+
+
 class _LegacySettings(BaseSettings):
     """The pre-rename ``VAULT_*`` names, read exactly as the settings are (environment and
     ``.env`` by pydantic-settings, empty values unset); only which are set is used."""
@@ -157,6 +235,17 @@ class _LegacySettings(BaseSettings):
     kdf_profile: SecretStr | None = None
     primary: SecretStr | None = None
     primary_table: SecretStr | None = None
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> float | None:
+    """Seconds of ``90d``, ``12h``, ``30m``, ``2w`` or ``45s`` (None if it is not one): the
+    one duration syntax of the settings and the commands."""
+    match = _DURATION.fullmatch(text.strip().lower())
+    return None if match is None else float(match.group(1)) * _UNITS[match.group(2)]
 
 
 class VaultSettings(BaseSettings):
@@ -183,6 +272,8 @@ class VaultSettings(BaseSettings):
     kdf_profile: str | None = None
     primary: SecretStr | None = None
     primary_table: str | None = None
+    keys_file: Path | None = None
+    passphrase_file: Path | None = None
 
     def __init__(self, **values: Any) -> None:
         env_file = values.get("_env_file", ".env")
@@ -197,6 +288,10 @@ class VaultSettings(BaseSettings):
         except (SettingsError, UnicodeDecodeError):
             raise ConfigurationError("the CREDSEAL_ settings could not be read (is .env "
                                      "valid UTF-8 text?)", hint=_HINT) from None
+        for field in ("keys", "passphrase"):  # frozen: set once, here, from a file
+            secret = _secret_from_file(field, getattr(self, field), getattr(self, f"{field}_file"))
+            if secret is not None:
+                self.__dict__[field] = secret
         stale = [(LEGACY_PREFIX + field.upper(), PREFIX + field.upper())
                  for field in sorted(old - self.model_fields_set)]
         if stale:
@@ -205,6 +300,16 @@ class VaultSettings(BaseSettings):
                 + "; ".join(f"{was} is set but {now} is not" for was, now in stale),
                 hint="rename the variables (in the environment or .env): "
                      + ", ".join(f"{was} -> {now}" for was, now in stale))
+
+    @field_validator("ttl", mode="before")
+    @classmethod
+    def _ttl_duration(cls, value: object) -> object:
+        """``CREDSEAL_TTL`` takes seconds (``86400``) or a duration (``1d``, ``12h``), the
+        syntax of ``rotate --if-older-than``."""
+        if isinstance(value, str) and value.strip() and not value.strip()[-1].isdigit():
+            seconds = parse_duration(value)
+            return value if seconds is None else seconds
+        return value
 
     @field_validator("kdf_profile")
     @classmethod
@@ -252,6 +357,29 @@ def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
     known = {PREFIX + name.upper() for name in VaultSettings.model_fields}
     return sorted(name for name in environ
                   if name.upper().startswith(PREFIX) and name.upper() not in known)
+
+
+def dotenv_variables(path: str | os.PathLike[str] = ".env") -> list[str]:
+    """The names a ``.env`` file sets (empty if there is none): for ``diagnose``, which checks
+    the file it read for typos too. Only names: values are never returned."""
+    from dotenv import dotenv_values
+
+    if not os.path.isfile(path):
+        return []
+    try:
+        return sorted(dotenv_values(path, encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return []
+
+
+def near_miss(name: str) -> str | None:
+    """The setting a mistyped ``CREDSEAL_*`` name most likely meant (``CREDSEAL_KEY_SORCE``
+    -> ``CREDSEAL_KEY_SOURCE``), or None."""
+    import difflib
+
+    known = [PREFIX + field.upper() for field in VaultSettings.model_fields]
+    found = difflib.get_close_matches(name.upper(), known, n=1, cutoff=0.8)
+    return found[0] if found else None
 
 
 def hashicorp_variables(environ: Mapping[str, str] | None = None) -> list[str]:

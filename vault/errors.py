@@ -95,7 +95,12 @@ class FormatError(VaultError):
 
 
 class InsecureFileError(VaultError):
-    """A symlink, a hard link, group/world access or a foreign owner; ``hint`` says how to fix."""
+    """A symlink, a hard link, group/world access or a foreign owner; ``hint`` says how to fix.
+
+    Its ``str()`` carries the hint, so a service's traceback shows the fix too."""
+
+    def __str__(self) -> str:
+        return self.message if self.hint is None else f"{self.message} (fix: {self.hint})"
 
 
 class SerializationError(VaultError, TypeError):

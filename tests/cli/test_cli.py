@@ -51,14 +51,14 @@ def test_help_documents_commands_and_exit_codes(cli: Cli) -> None:
         assert text in result.stdout
 
 
-@pytest.mark.parametrize("command", ["init", "status", "inspect", "verify", "diagnose",
-                                     "passwd"])
+@pytest.mark.parametrize("command", ["init", "status", "inspect", "verify", "diagnose", "ls",
+                                     "delete", "quarantine", "passwd"])
 def test_every_command_help_has_examples(cli: Cli, command: str) -> None:
     """Each command's --help has usage examples; read commands offer --json."""
     result = cli.run(command, "--help")
     assert result.returncode == 0 and "examples:" in result.stdout
     assert ("--json" in result.stdout) == (command in {"status", "inspect", "verify",
-                                                       "diagnose"})
+                                                       "diagnose", "ls", "init"})
 
 
 def test_no_command_is_a_usage_error(cli: Cli) -> None:
@@ -213,7 +213,8 @@ def test_diagnose_warns_about_typos_and_a_readable_dotenv(cli: Cli) -> None:
     dotenv.write_text("CREDSEAL_KEY_SOURCE=env\n")
     dotenv.chmod(0o644)
     result = cli.run("diagnose", tll="30")
-    assert "warning  settings: CREDSEAL_TLL is not a credseal setting" in result.stdout
+    assert ("warning  settings: CREDSEAL_TLL in the environment is not a credseal setting: did "
+            "you mean CREDSEAL_TTL?") in result.stdout
     assert ".env is readable by group or others (mode 644)" in result.stdout
     assert "hint: chmod 600 .env" in result.stdout
     assert "error    keys: CREDSEAL_KEY_SOURCE=env but CREDSEAL_KEYS is not set" in result.stdout
@@ -372,3 +373,17 @@ def test_diagnose_leaves_hashicorp_variables_alone(cli: Cli) -> None:
     result = cli.run("status", env=old, keys=keys)
     assert result.returncode == 2
     assert "VAULT_KEY_SOURCE is set but CREDSEAL_KEY_SOURCE is not" in result.stderr
+
+
+def test_diagnose_checks_the_dotenv_it_read_for_near_misses(cli: Cli) -> None:
+    """A typo in .env was not caught: diagnose names the file and the setting it meant."""
+    keys = cli.init_env()
+    dotenv = cli.home / ".env"
+    dotenv.write_text("CREDSEAL_KEY_SORCE=env\nCREDSEAL_COLOUR=blue\n")
+    dotenv.chmod(0o600)
+    result = cli.run("diagnose", key_source="env", keys=keys)
+    assert (f"CREDSEAL_KEY_SORCE in {dotenv} is not a credseal setting: did you mean "
+            "CREDSEAL_KEY_SOURCE?") in result.stdout
+    assert "hint: rename it to CREDSEAL_KEY_SOURCE" in result.stdout
+    assert f"CREDSEAL_COLOUR in {dotenv} is not a credseal setting (a typo?)" in result.stdout
+    assert "blue" not in result.stdout

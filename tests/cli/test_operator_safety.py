@@ -5,12 +5,20 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
+import shutil
 import signal
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 import vault
-from tests.helpers.clirunner import PASSPHRASE, Cli, fill
+from tests.cli.test_cli_maintenance import _wait_for_replacement
+from tests.helpers.clirunner import BIN, PASSPHRASE, Cli, fill
+from tests.realparts import require
+from vault._store.entries import name_stem
 from vault._store.journal import Journal
 
 _HOLDER = """\
@@ -86,3 +94,130 @@ def test_status_warns_about_a_keyfile_weaker_than_the_configured_profile(cli: Cl
     assert ("warning     the keyfile's KDF profile test is weaker than the configured "
             "rfc9106-low-memory") in weaker.stdout
     assert "CREDSEAL_KDF_PROFILE=rfc9106-low-memory" in weaker.stdout
+
+
+@pytest.mark.parametrize("shared", ["/var/lib", "/", "/tmp", "/etc"])
+def test_no_hint_proposes_to_change_a_shared_directory(cli: Cli, shared: str) -> None:
+    """CREDSEAL_DIR pointing at a system directory: the hint says to check CREDSEAL_DIR and
+    never proposes chmod or chown of it."""
+    for command in ("status", "verify", "inspect"):
+        args = (command, "x") if command == "inspect" else (command,)
+        result = cli.run(*args, key_source="env", keys=vault.KeyRing(
+            [vault.Key.generate()]).to_text(), dir=shared)
+        assert result.returncode == 4, (command, result.stderr)
+        assert "holds no vault" in result.stderr and "check CREDSEAL_DIR" in result.stderr
+        assert "chmod" not in result.stderr and "chown" not in result.stderr
+
+
+def test_root_on_a_service_users_vault_is_told_to_run_as_that_user(cli: Cli) -> None:
+    """As root on a vault owned by the service user, the hint is `sudo -u <owner>`, never to
+    chown it to root (which would lock the service out)."""
+    if os.geteuid() != 0:
+        require("root", "changing a vault's owner needs root (run the suite as root)")
+    keys = cli.init_env()
+    fill(cli.dir, vault.KeyRing.from_text(keys), "a")
+    owner = pwd.getpwuid(65534).pw_name
+    for path in (cli.dir, *cli.dir.rglob("*")):
+        os.chown(path, 65534, 65534, follow_symlinks=False)
+    result = cli.run("status", key_source="env", keys=keys)
+    assert result.returncode == 4
+    assert f"sudo -u {owner} credseal" in result.stderr and "chown" not in result.stderr
+    library = pytest.raises(vault.InsecureFileError)
+    with library as caught:
+        vault.Vault(cli.dir, keys=vault.KeyRing.from_text(keys)).get("a")
+    assert f"sudo -u {owner}" in str(caught.value)  # a service's traceback shows the fix
+
+
+def test_entry_commands_ls_delete_quarantine_verify_name(cli: Cli) -> None:
+    """ls lists names (also as JSON) without a key; verify NAME checks only that entry (a
+    missing name fails); delete and quarantine act on one entry, audited, and refuse a typo."""
+    keys = cli.init_env()
+    fill(cli.dir, vault.KeyRing.from_text(keys), "db/password", "company/42", "company/43")
+    listing = cli.run("ls")
+    assert listing.returncode == 0
+    assert [line.split()[0] for line in listing.stdout.splitlines()] == [
+        "company/42", "company/43", "db/password"]
+    as_json = json.loads(cli.run("ls", "--json").stdout)
+    assert [e["name"] for e in as_json["entries"]] == ["company/42", "company/43", "db/password"]
+    one = cli.run("verify", "company/42", key_source="env", keys=keys)
+    assert one.returncode == 0 and one.stdout.count("ok       ") == 1, one.stdout
+    typo = cli.run("verify", "company/44", key_source="env", keys=keys)
+    assert typo.returncode == 1 and "failed   company/44: no such entry" in typo.stdout
+    assert cli.run("delete", "company/44", key_source="env", keys=keys).returncode == 4
+    deleted = cli.run("delete", "company/42", key_source="env", keys=keys)
+    assert deleted.returncode == 0, deleted.stderr
+    moved = cli.run("quarantine", "company/43", key_source="env", keys=keys)
+    assert moved.returncode == 0 and "quarantine" in moved.stdout
+    assert vault.Vault(cli.dir).names() == ["db/password"]
+    assert len(list((cli.dir / "quarantine").iterdir())) == 1
+    actions = [json.loads(line)["action"] for line in
+               (cli.dir / "audit.jsonl").read_text().splitlines()]
+    assert actions[-2:] == ["delete", "quarantine"]
+
+
+@pytest.fixture(scope="module")
+def filled(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A vault of 1,500 entries (copied per test), and its ring's text."""
+    directory = tmp_path_factory.mktemp("filled") / "vault"
+    ring = vault.KeyRing([vault.Key.generate()])
+    v = vault.Vault(directory, keys=ring)
+    for i in range(1500):
+        v.put(f"company-{i:04d}", {"i": i})
+    return directory, ring.to_text()
+
+
+@pytest.mark.parametrize(("sig", "code", "word"), [(signal.SIGTERM, 143, "terminated"),
+                                                   (signal.SIGINT, 130, "interrupted")])
+def test_a_stopped_rotation_says_how_to_resume(cli: Cli, sig: signal.Signals, code: int,
+                                               word: str, filled: tuple[Path, str]) -> None:
+    """SIGTERM (systemd stopping a timer's job) or Ctrl-C in the middle of a rewrap: exit 143
+    or 130, with a line saying that running the command again resumes; it does."""
+    shutil.copytree(filled[0], cli.dir)
+    old = vault.KeyRing.from_text(filled[1])
+    v = vault.Vault(cli.dir, keys=old)
+    ring = old.with_primary(vault.Key.generate())
+    cli.add_ring(ring)
+    env = {**cli.base_env, "CREDSEAL_DIR": str(cli.dir), "CREDSEAL_KEY_SOURCE": "env",
+           "CREDSEAL_KEYS": ring.to_text()}
+    first = cli.dir / f"{name_stem('company-0000')}.cve"  # entries go in name order
+    proc = subprocess.Popen([str(BIN), "rotate", "--rewrap-only"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for_replacement(first, proc)
+    stopped_in_time = proc.poll() is None
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    cli.outputs += [(out, "stdout of a stopped rotate"), (err, "stderr of a stopped rotate")]
+    if stopped_in_time and proc.returncode != 0:
+        assert proc.returncode == code, err
+        assert f"credseal: {word}: the rotation stopped before its end" in err
+        assert "Run the same command again to resume it." in err
+    done = cli.run("rotate", "--rewrap-only", env=env)
+    assert done.returncode in (0, 5), done.stderr
+    assert {v.info(n).key_id for n in v.names()} == {ring.primary.id}
+    assert stopped_in_time, "the rotation finished before the signal: use more entries"
+
+
+def test_weak_passphrases_are_refused_when_piped(cli: Cli) -> None:
+    """`printf 'a\\n' | credseal init` succeeded silently: under 12 characters a piped or
+    configured new passphrase is refused (exit 2, nothing created) unless
+    --allow-weak-passphrase; passwd follows the same rule."""
+    piped = cli.run("init", key_source="passphrase", input="a\na\n")
+    assert piped.returncode == 2 and "fewer than 12 characters" in piped.stderr
+    assert "--allow-weak-passphrase" in piped.stderr and not cli.dir.exists()
+    configured = cli.run("init", key_source="passphrase", passphrase="short")
+    assert configured.returncode == 2 and not cli.dir.exists()
+    allowed = cli.run("init", "--allow-weak-passphrase", key_source="passphrase",
+                      passphrase="short")
+    assert allowed.returncode == 0, allowed.stderr
+    weak = cli.run("passwd", key_source="passphrase", input="short\nalso\nalso\n")
+    assert weak.returncode == 2 and "fewer than 12 characters" in weak.stderr
+    strong = cli.run("passwd", key_source="passphrase", input=f"short\n{PASSPHRASE}\n"
+                     f"{PASSPHRASE}\n")
+    assert strong.returncode == 0, strong.stderr
+
+
+def test_passwd_with_only_the_old_passphrase_says_the_new_one_is_missing(cli: Cli) -> None:
+    assert cli.run("init", key_source="passphrase", passphrase=PASSPHRASE).returncode == 0
+    result = cli.run("passwd", key_source="passphrase", passphrase=PASSPHRASE)
+    assert result.returncode == 3 and "the new passphrase is missing" in result.stderr
+    assert "is not set" not in result.stderr

@@ -12,15 +12,15 @@ import getpass
 import importlib.metadata
 import json
 import os
-import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TextIO
 
+from vault import _files as files
 from vault._store.store import Vault
-from vault.config import VaultSettings, source_from_settings
+from vault.config import VaultSettings, parse_duration, source_from_settings
 from vault.errors import ConfigurationError, KeySourceError
 from vault.keysources import KeySource
 from vault.ops import bind_directory
@@ -33,8 +33,8 @@ EXIT_VAULT = 4
 EXIT_NOTHING_TO_DO = 5
 EXIT_BUSY = 75
 EXIT_INTERRUPTED = 130
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+MIN_PASSPHRASE = 12  # characters; shorter ones are refused unless allowed
+EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports it
 
 DESCRIPTION = """\
 Keep service credentials encrypted at rest, serve them through database outages,
@@ -127,12 +127,31 @@ class Console:
         """Print an informational line for the human (stderr)."""
         print(f"credseal: {line}", file=self.stderr)
 
+    def secret_line(self, line: str, what: str) -> None:
+        """Hand over a line holding secret keys (``CREDSEAL_KEYS=...``): into ``--output
+        FILE`` when given (created 0600, never over an existing file), else on stdout with a
+        warning on stderr naming ``what`` to do with it."""
+        output = getattr(self.args, "output", None)
+        if output:
+            try:
+                files.write_new(os.fspath(output), (line + "\n").encode())
+            except FileExistsError:
+                raise ConfigurationError(f"{output} exists already: the keys are written only "
+                                         "to a new file", hint="choose a new --output path "
+                                         "(nothing was written)") from None
+            self.note(f"wrote the vault's secret keys to {output} (mode 600): {what}")
+            return
+        self.note(f"warning: the line on stdout holds the vault's secret keys: {what}")
+        self.out(line)
+
     def emit_json(self, data: dict[str, Any]) -> None:
         """Print ``data`` as one JSON document (stdout)."""
         print(json.dumps(data, indent=2, sort_keys=True), file=self.stdout)
 
-    def read_secret(self, prompt: str, *, confirm: bool = False) -> str:
-        """Ask on a terminal (twice if ``confirm``); read one line of piped stdin otherwise."""
+    def read_secret(self, prompt: str, *, confirm: bool = False,
+                    missing: str | None = None) -> str:
+        """Ask on a terminal (twice if ``confirm``); read one line of piped stdin otherwise.
+        ``missing`` says what is missing when stdin is empty."""
         if self.stdin.isatty():
             first = getpass.getpass(prompt, stream=self.stderr)
             if confirm and getpass.getpass("Repeat it: ", stream=self.stderr) != first:
@@ -140,10 +159,30 @@ class Console:
             return first
         line = self.stdin.readline()
         if not line:
-            raise KeySourceError("a passphrase is needed: CREDSEAL_PASSPHRASE is not set and stdin "
-                                 "is empty", hint="set CREDSEAL_PASSPHRASE, pipe the passphrase "
-                                                  "on stdin, or run on a terminal")
+            raise KeySourceError(missing or "a passphrase is needed: CREDSEAL_PASSPHRASE is not "
+                                 "set and stdin is empty",
+                                 hint="set CREDSEAL_PASSPHRASE, pipe the passphrase on stdin, or "
+                                      "run on a terminal")
         return line.removesuffix("\n").removesuffix("\r")
+
+    def new_passphrase(self, secret: str | None, *, allow_weak: bool,
+                       missing: str | None = None) -> str:
+        """A new passphrase: ``secret`` if given, else asked twice (or one line of stdin).
+
+        Under ``MIN_PASSPHRASE`` characters it is refused unless ``allow_weak``, except on a
+        terminal, where a warning is enough (the operator sees it)."""
+        if secret is None:
+            secret = self.read_secret("New passphrase: ", confirm=True, missing=missing)
+        if len(secret) < MIN_PASSPHRASE and not allow_weak:
+            if not self.stdin.isatty():
+                raise ConfigurationError(
+                    f"the new passphrase has fewer than {MIN_PASSPHRASE} characters: anyone "
+                    "who copies the keyfile can guess it offline",
+                    hint="use a longer one (four random words), or pass "
+                         "--allow-weak-passphrase if you must")
+            self.note(f"warning: the new passphrase has fewer than {MIN_PASSPHRASE} characters; "
+                      "a longer one (four random words) resists offline guessing far better")
+        return secret
 
     def passphrase(self, settings: VaultSettings) -> str | None:
         """The passphrase for the passphrase key source (``None`` for the other sources)."""
@@ -172,10 +211,10 @@ def moment(when: Any) -> str:
 
 def duration(text: str) -> timedelta:
     """Parse ``90d``, ``12h``, ``30m``, ``2w`` or ``45s`` (argparse type)."""
-    match = _DURATION.fullmatch(text.strip().lower())
-    if not match:
+    seconds = parse_duration(text)
+    if seconds is None:
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 90d, 12h, 30m, 2w")
-    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+    return timedelta(seconds=seconds)
 
 
 def open_keyed(con: Console, *, read_only: bool = False) -> tuple[KeySource, Vault]:
@@ -208,3 +247,16 @@ def progress_bar(con: Console) -> Callable[[str, int, int], None] | None:
     return draw
 
 
+
+
+def output_argument(parser: argparse.ArgumentParser) -> None:
+    """``--output FILE``: where a command writes key text instead of stdout."""
+    parser.add_argument("--output", metavar="FILE",
+                        help="write the CREDSEAL_KEYS line to this new file (mode 600) instead "
+                             "of stdout")
+
+
+def weak_passphrase_argument(parser: argparse.ArgumentParser) -> None:
+    """``--allow-weak-passphrase``: accept a new passphrase under ``MIN_PASSPHRASE`` chars."""
+    parser.add_argument("--allow-weak-passphrase", action="store_true",
+                        help=f"accept a new passphrase shorter than {MIN_PASSPHRASE} characters")

@@ -7,17 +7,29 @@ import sys
 
 import vault
 from vault import ops
-from vault.cli._console import EXIT_FAILED, EXIT_OK, Console, age, command, moment
+from vault.cli._console import (
+    EXIT_FAILED,
+    EXIT_OK,
+    Console,
+    age,
+    command,
+    moment,
+    open_keyed,
+    output_argument,
+    weak_passphrase_argument,
+)
 from vault.errors import ConfigurationError
 
 
 def _init_arguments(parser: argparse.ArgumentParser) -> None:
+    output_argument(parser)
+    weak_passphrase_argument(parser)
     parser.add_argument("--join", action="store_true",
                         help="add this directory to the vault the key source already serves "
                              "(keyring, or env with CREDSEAL_KEYS set) instead of making a key")
 
 
-@command("init", arguments=_init_arguments,
+@command("init", json=True, arguments=_init_arguments,
          help="create the vault directory and its first key", epilog="""\
 Refuses a directory that already holds entries, journal records, a keyfile or a vault state,
 and a keyring service that already serves a vault (pick another CREDSEAL_KEYRING_SERVICE, or
@@ -36,16 +48,25 @@ examples:
 def cmd_init(args: argparse.Namespace, con: Console) -> int:
     settings = con.settings()
     passphrase = None
-    if settings.key_source == "passphrase" and settings.passphrase is None and not args.join:
-        passphrase = con.read_secret("New passphrase: ", confirm=True)
+    if settings.key_source == "passphrase" and not args.join:
+        given = settings.passphrase.get_secret_value() if settings.passphrase else None
+        passphrase = con.new_passphrase(given, allow_weak=args.allow_weak_passphrase)
     result = ops.init_vault(settings, passphrase=passphrase, join=args.join)
-    if result.joined:
+    if args.json:
+        data = {"directory": str(result.directory), "source": result.source,
+                "key_id": result.key_id, "vault_id": result.vault_id, "joined": result.joined}
+        if result.key_text is not None and not args.output:
+            data["keys"] = f"CREDSEAL_KEYS={result.key_text}"  # shown once, on purpose
+        elif result.key_text is not None:
+            con.secret_line(f"CREDSEAL_KEYS={result.key_text}", "store it in your secret "
+                            "manager now: it is stored nowhere else")
+        con.emit_json(data)
+    elif result.joined:
         con.out(f"joined {result.directory} to vault {result.vault_id}; key {result.key_id} "
                 f"of the {result.source} key source is active")
     elif result.key_text is not None:
-        con.note("warning: the line on stdout is the vault's secret key. Store it in your "
-                 "secret manager now: it is stored nowhere else and never shown again.")
-        con.out(f"CREDSEAL_KEYS={result.key_text}")
+        con.secret_line(f"CREDSEAL_KEYS={result.key_text}", "store it in your secret manager "
+                        "now: it is stored nowhere else and never shown again")
         con.note(f"created {result.directory} with key {result.key_id}")
     else:
         con.out(f"created {result.directory}; key {result.key_id} is active in the "
@@ -115,16 +136,25 @@ def cmd_inspect(args: argparse.Namespace, con: Console) -> int:
     return EXIT_OK
 
 
-@command("verify", json=True, help="open every entry: ok, expired or failed", epilog="""\
-Exit code 1 if any entry failed to open. Needs the keys (and the passphrase for a keyfile).
+def _names_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("names", nargs="*", metavar="NAME",
+                        help="verify only these entries (default: every entry)")
+
+
+@command("verify", json=True, arguments=_names_argument,
+         help="open every entry (or the named ones): ok, expired or failed", epilog="""\
+Exit code 1 if any entry failed to open (a named entry that does not exist fails). Needs the
+keys (and the passphrase for a keyfile).
 
 examples:
   credseal verify
+  credseal verify db/password company/42
   credseal verify --json < passphrase.txt    # piped stdin: the passphrase, one line
 """)
 def cmd_verify(args: argparse.Namespace, con: Console) -> int:
     settings = con.settings()
-    report = ops.verify(settings, passphrase=con.passphrase(settings))
+    report = ops.verify(settings, passphrase=con.passphrase(settings),
+                        names=args.names or None)
     failed = report.count("failed")
     if args.json:
         con.emit_json({**report.to_dict(), "summary": {
@@ -139,6 +169,57 @@ def cmd_verify(args: argparse.Namespace, con: Console) -> int:
                 f"{report.audit_unverifiable} unverifiable"
                 + (f"; PROBLEM: {report.audit_problem}" if report.audit_problem else ""))
     return EXIT_FAILED if failed or report.audit_problem else EXIT_OK
+
+
+@command("ls", json=True, help="list the entries: names, key ids, times (unverified)",
+         epilog="""\
+Needs no key: from entry headers read without decryption (unverified); never a value.
+
+examples:
+  credseal ls
+  credseal ls --json | jq -r '.entries[].name'
+""")
+def cmd_ls(args: argparse.Namespace, con: Console) -> int:
+    report = ops.list_entries(con.settings())
+    if args.json:
+        con.emit_json(report.to_dict())
+    else:
+        for entry in report.entries:
+            con.out(f"{entry.name}  key {entry.key_id}  created {moment(entry.created_at)}  "
+                    f"{'expired' if entry.expired_unverified else 'valid'}")
+        for problem in report.problems:
+            con.out(f"problem  {problem}")
+    return EXIT_FAILED if report.problems else EXIT_OK
+
+
+@command("delete", arguments=_name_argument,
+         help="delete one entry from this directory (audited)", epilog="""\
+Removes this directory's copy only: the primary database still holds the credential, and the
+next healthy read writes a new copy. A name that does not exist is an error (exit 4).
+
+examples:
+  credseal delete company/42
+""")
+def cmd_delete(args: argparse.Namespace, con: Console) -> int:
+    _, v = open_keyed(con)
+    ops.delete_entry(v, args.name)
+    con.out(f"deleted {args.name!r} from {v.directory}")
+    return EXIT_OK
+
+
+@command("quarantine", arguments=_name_argument,
+         help="move one entry into quarantine/ (kept, never read; audited)", epilog="""\
+For an entry you suspect: it is never read again and is kept for inspection; `credseal
+prune` removes old quarantined files. The next healthy read writes a new copy.
+
+examples:
+  credseal quarantine company/42
+""")
+def cmd_quarantine(args: argparse.Namespace, con: Console) -> int:
+    _, v = open_keyed(con)
+    path = ops.quarantine_entry(v, args.name)
+    con.out(f"moved {args.name!r} to {path}")
+    return EXIT_OK
 
 
 @command("diagnose", json=True, help="check settings, vault directory, keyring backend",
@@ -163,7 +244,8 @@ def cmd_diagnose(args: argparse.Namespace, con: Console) -> int:
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
-@command("passwd", help="change the keyfile's passphrase (rewraps the keyfile only)", epilog="""\
+@command("passwd", arguments=weak_passphrase_argument,
+         help="change the keyfile's passphrase (rewraps the keyfile only)", epilog="""\
 Asks for the current passphrase (or uses CREDSEAL_PASSPHRASE), then the new one twice. With
 piped stdin: one line per passphrase asked. Entries are untouched. Afterwards, update
 CREDSEAL_PASSPHRASE wherever services read it, and restart them.
@@ -177,7 +259,9 @@ def cmd_passwd(args: argparse.Namespace, con: Console) -> int:
     if settings.require_key_source() != "passphrase":
         raise ConfigurationError("passwd applies to CREDSEAL_KEY_SOURCE=passphrase only")
     current = con.passphrase(settings) or ""
-    new = con.read_secret("New passphrase: ", confirm=True)
+    new = con.new_passphrase(None, allow_weak=args.allow_weak_passphrase, missing=(
+        "the new passphrase is missing: CREDSEAL_PASSPHRASE (or the first line of stdin) is the "
+        "current one, and stdin holds no line for the new one"))
     ops.change_passphrase(settings, current=current, new=new)
     con.out(f"passphrase changed: {settings.require_dir()}/keyfile.json rewrapped with a new "
             "salt; entries untouched")

@@ -11,18 +11,23 @@ Exit codes added here: 5 nothing to do (``rotate``: the primary key is younger t
 from __future__ import annotations
 
 import argparse
+import signal
+import threading
 from typing import Any
 
 from vault import ops
 from vault.cli._console import (
     EXIT_BUSY,
     EXIT_FAILED,
+    EXIT_INTERRUPTED,
     EXIT_NOTHING_TO_DO,
     EXIT_OK,
+    EXIT_TERMINATED,
     Console,
     command,
     duration,
     open_keyed,
+    output_argument,
     progress_bar,
 )
 from vault.config import open_primary
@@ -31,6 +36,7 @@ from vault.integrations import baileys
 
 
 def _rotate_arguments(parser: argparse.ArgumentParser) -> None:
+    output_argument(parser)
     parser.add_argument("--rewrap-only", action="store_true",
                         help="only rewrap entries to the current primary key (resume, or the "
                              "second step with CREDSEAL_KEY_SOURCE=env)")
@@ -40,6 +46,14 @@ def _rotate_arguments(parser: argparse.ArgumentParser) -> None:
     when.add_argument("--to", metavar="KEY_ID", dest="to_key_id",
                       help="promote a key the source still holds (the previous one) and rewrap "
                            "to it: the way back after a rotation")
+
+
+class _Terminated(Exception):
+    """SIGTERM arrived during a rotation."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise _Terminated
 
 
 @command("rotate", json=True, arguments=_rotate_arguments,
@@ -60,21 +74,30 @@ examples:
 """)
 def cmd_rotate(args: argparse.Namespace, con: Console) -> int:
     source, v = open_keyed(con)
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main else None
     try:
         result = ops.rotate(v, source, rewrap_only=args.rewrap_only,
                             if_older_than=args.if_older_than, to_key_id=args.to_key_id,
                             progress=progress_bar(con))
+    except (_Terminated, KeyboardInterrupt) as exc:
+        stopped = "terminated" if isinstance(exc, _Terminated) else "interrupted"
+        con.note(f"{stopped}: the rotation stopped before its end; every entry still opens. "
+                 "Run the same command again to resume it.")
+        return EXIT_TERMINATED if isinstance(exc, _Terminated) else EXIT_INTERRUPTED
     except RotationInProgressError as exc:
         con.note(f"error: {exc.message}")
         if exc.hint:
             con.note(f"hint: {exc.hint}")
         return EXIT_BUSY
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     if result.outcome == "published":
         assert result.new_ring is not None
-        con.note("warning: the line on stdout holds the vault's secret keys. Store it in your "
-                 "secret manager, deploy it to every service, then run "
-                 "`credseal rotate --rewrap-only`.")
-        con.out(f"CREDSEAL_KEYS={result.new_ring.to_text()}")
+        con.secret_line(f"CREDSEAL_KEYS={result.new_ring.to_text()}", "store it in your "
+                        "secret manager, deploy it to every service, then run `credseal "
+                        "rotate --rewrap-only`")
         con.note(f"new key {result.new_key_id} is first; {result.old_key_id} stays decrypt-only")
         return EXIT_OK
     data = _rotation_dict(result)
@@ -110,8 +133,12 @@ def _print_rotation(con: Console, result: ops.RotationResult) -> None:
                 f"nothing to do: key {result.new_key_id} was published and is not deployed yet")
         return
     e, j = result.entries, result.journal
-    con.out(f"{result.outcome}: {result.old_key_id} -> {result.new_key_id} in "
-            f"{result.seconds:.1f} s")
+    if result.old_key_id == result.new_key_id:  # --rewrap-only: no key changed
+        con.out(f"{result.outcome}: rewrapped to key {result.new_key_id} in "
+                f"{result.seconds:.1f} s")
+    else:
+        con.out(f"{result.outcome}: {result.old_key_id} -> {result.new_key_id} in "
+                f"{result.seconds:.1f} s")
     con.out(f"entries   {e.rewrapped} rewrapped, {e.current} already current, {e.failed} failed, "
             f"{e.skipped} skipped")
     for key_id, count in sorted(e.by_key.items()):
@@ -122,10 +149,11 @@ def _print_rotation(con: Console, result: ops.RotationResult) -> None:
 
 
 def _retire_arguments(parser: argparse.ArgumentParser) -> None:
+    output_argument(parser)
     parser.add_argument("key_id", help="the id of the key to retire (16 hex digits)")
 
 
-@command("retire", arguments=_retire_arguments,
+@command("retire", json=True, arguments=_retire_arguments,
          help="retire a key once no entry or journal record uses it", epilog="""\
 Refuses while entries or journal records are still sealed under the key (run
 `credseal rotate --rewrap-only` first), in this directory and in every other directory of the
@@ -139,6 +167,17 @@ examples:
 def cmd_retire(args: argparse.Namespace, con: Console) -> int:
     source, v = open_keyed(con)
     result = ops.retire(v, source, args.key_id)
+    if args.json:
+        data: dict[str, Any] = {"key_id": result.key_id, "outcome": result.outcome,
+                                "directories": list(result.directories),
+                                "forgotten": list(result.forgotten)}
+        if result.new_ring is not None and not args.output:
+            data["keys"] = f"CREDSEAL_KEYS={result.new_ring.to_text()}"  # to deploy
+        elif result.new_ring is not None:
+            con.secret_line(f"CREDSEAL_KEYS={result.new_ring.to_text()}", "deploy it to "
+                            "every service to retire the key")
+        con.emit_json(data)
+        return EXIT_OK
     for path in result.forgotten:
         con.note(f"forgot {path}: the key source listed it as a directory of this vault, but "
                  "it is gone (or another vault's now)")
@@ -148,9 +187,8 @@ def cmd_retire(args: argparse.Namespace, con: Console) -> int:
                 "sealed under it; its material is gone")
         return EXIT_OK
     assert result.new_ring is not None
-    con.note("warning: the line on stdout holds the vault's secret keys; deploy it to every "
-             "service to retire the key")
-    con.out(f"CREDSEAL_KEYS={result.new_ring.to_text()}")
+    con.secret_line(f"CREDSEAL_KEYS={result.new_ring.to_text()}", "deploy it to every "
+                    "service to retire the key")
     return EXIT_OK
 
 

@@ -9,6 +9,13 @@ a value, except :attr:`InitResult.key_text` (env source: printed once, on purpos
 
 from vault.ops._binding import bind_directory
 from vault.ops._diagnose import Check, DiagnoseReport, diagnose
+from vault.ops._entries import (
+    EntryListing,
+    ListReport,
+    delete_entry,
+    list_entries,
+    quarantine_entry,
+)
 from vault.ops._everyday import (
     EntryCheck,
     InitResult,
@@ -38,11 +45,13 @@ __all__ = [
     "Check",
     "DiagnoseReport",
     "EntryCheck",
+    "EntryListing",
     "InitResult",
     "InspectReport",
     "JournalItem",
     "JournalReport",
     "KeyUsage",
+    "ListReport",
     "PrunePlan",
     "PruneResult",
     "Report",
@@ -54,11 +63,14 @@ __all__ = [
     "bind_directory",
     "change_passphrase",
     "check_unused",
+    "delete_entry",
     "diagnose",
     "init_vault",
     "inspect_entry",
     "journal_report",
+    "list_entries",
     "plan_prune",
+    "quarantine_entry",
     "resolve_conflicts",
     "retire",
     "rewrap_targets",

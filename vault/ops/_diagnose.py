@@ -17,7 +17,14 @@ from vault._crypto import kdf
 from vault._store.journal import Journal
 from vault._store.state import RotationLock
 from vault._store.store import Vault
-from vault.config import VaultSettings, current_context, hashicorp_variables, unknown_variables
+from vault.config import (
+    VaultSettings,
+    current_context,
+    dotenv_variables,
+    hashicorp_variables,
+    near_miss,
+    unknown_variables,
+)
 from vault.errors import ConfigurationError, VaultError
 from vault.keysources import NO_KEYRING_HINT
 from vault.ops._everyday import existing_dir, source_states
@@ -142,8 +149,15 @@ def diagnose(overrides: Mapping[str, Any] | None = None) -> DiagnoseReport:
         checks.append(Check("settings", "error", exc.message, exc.hint))
         return DiagnoseReport((*checks, _keyring_backend(needed=False)))
     checks.append(Check("settings", "ok", "valid"))
-    checks += [Check("settings", "warning", f"{name} is not a credseal setting (a typo?)")
-               for name in unknown_variables()]
+    def typo(name: str, where: str) -> Check:
+        meant = near_miss(name)
+        return Check("settings", "warning", f"{name} {where} is not a credseal setting"
+                     + (f": did you mean {meant}?" if meant else " (a typo?)"),
+                     f"rename it to {meant}" if meant else None)
+    checks += [typo(name, "in the environment") for name in unknown_variables()]
+    dotenv = os.path.abspath(".env")
+    in_file = {name: "" for name in dotenv_variables(dotenv)}
+    checks += [typo(name, f"in {dotenv}") for name in unknown_variables(in_file)]
     theirs = hashicorp_variables()
     if theirs:
         checks.append(Check("settings", "ok", f"{', '.join(theirs)}: HashiCorp Vault's "

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -234,7 +235,7 @@ class StatusReport(Report):
                 and not self.journal_conflicts)
 
 
-def _expired(info: EntryInfo, now: datetime, ttl: timedelta) -> bool:
+def unverified_expired(info: EntryInfo, now: datetime, ttl: timedelta) -> bool:
     """The store's validity rule, applied to an unverified header."""
     return invalidity(ms(info.created_at), ms(info.expires_at), ms(now),
                       round(ttl.total_seconds() * 1000), round(CLOCK_SKEW * 1000)) is not None
@@ -291,7 +292,7 @@ def status(settings: VaultSettings, *, now: datetime | None = None) -> StatusRep
         directory=directory, key_source=detail, key_source_error=error, kdf_profile=profile,
         keys=tuple(usage), entries=len(scan.entries),
         oldest_age_seconds=max(ages, default=None), newest_age_seconds=min(ages, default=None),
-        expired_unverified=sum(_expired(info, now, ttl) for info in scan.entries),
+        expired_unverified=sum(unverified_expired(info, now, ttl) for info in scan.entries),
         problems=tuple(problems), journal_pending=pending,
         journal_oldest_age_seconds=None if oldest is None else max(
             0.0, now.timestamp() - oldest / 1000),
@@ -326,7 +327,7 @@ def inspect_entry(settings: VaultSettings, name: str, *,
     info = Vault(existing_dir(settings), read_only=True).info(name)
     ttl = timedelta(seconds=settings.ttl) if settings.ttl else DEFAULT_TTL
     return InspectReport(**asdict(info), valid_until=min(info.expires_at, info.created_at + ttl),
-                         expired_unverified=_expired(info, now or datetime.now(UTC), ttl))
+                         expired_unverified=unverified_expired(info, now or datetime.now(UTC), ttl))
 
 
 @dataclass(frozen=True)
@@ -356,8 +357,10 @@ class VerifyReport(Report):
         return sum(check.status == status for check in self.checks)
 
 
-def verify(settings: VaultSettings, *, passphrase: bytes | str | None = None) -> VerifyReport:
-    """Open (authenticate) every entry; unreadable files are reported as failed.
+def verify(settings: VaultSettings, *, passphrase: bytes | str | None = None,
+           names: Sequence[str] | None = None) -> VerifyReport:
+    """Open (authenticate) every entry, or only ``names`` (a missing one fails); unreadable
+    files are reported as failed (all of them only when every entry is verified).
 
     Raises:
         ConfigurationError, KeySourceError, InsecureFileError: the vault cannot be opened.
@@ -368,7 +371,13 @@ def verify(settings: VaultSettings, *, passphrase: bytes | str | None = None) ->
     vault = Vault(directory, keys=source, ttl=settings.ttl or DEFAULT_TTL, read_only=True)
     scan = vault.scan()
     checks = [EntryCheck(path.name, "failed", None, why) for path, why in scan.problems]
-    for info in scan.entries:
+    infos = scan.entries
+    if names is not None:
+        wanted = set(names)
+        infos = tuple(info for info in scan.entries if info.name in wanted)
+        checks = [EntryCheck(name, "failed", None, "no such entry")
+                  for name in sorted(wanted - {info.name for info in infos})]
+    for info in infos:
         try:
             vault.read(info.name)
         except EntryExpiredError as exc:

@@ -220,10 +220,16 @@ def rotate(vault: Vault, source: KeySource, *, rewrap_only: bool = False,
         moved = sum(r.rewrapped for r in reports.values())
         outcome = "failed" if failed else "rotated" if moved or new_id != old_id else "current"
         entries, records = reports["entries"], reports["journal"]
+        # A resumed run started with the new key promoted already: the key it replaces is
+        # the one the sealed resume state names.
+        origin = (resumed or {}).get("from_key_id") if resume_id is not None else None
+        if isinstance(origin, str) and origin != new_id:
+            old_id = origin
         entries_of(vault).refresh(force=True)
         audit = audit_of(vault, context)  # the ring now holds the new primary: it MACs the line
         audit.append("rotate", previous_key=old_id if old_id != new_id else None,
-                     outcome=outcome, old_key_id=old_id, new_key_id=new_id,
+                     outcome=outcome, old_key_id=old_id if old_id != new_id else None,
+                     new_key_id=new_id,
                      rewrapped=entries.rewrapped, current=entries.current, failed=entries.failed,
                      skipped=entries.skipped, by_key=entries.by_key,
                      journal_rewrapped=records.rewrapped, journal_failed=records.failed,

@@ -41,10 +41,16 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import psycopg
-import psycopg.errors
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+try:
+    import psycopg
+    import psycopg.errors
+    from psycopg import sql
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+except ModuleNotFoundError as exc:  # the optional extra is not installed
+    if exc.name != "psycopg":
+        raise
+    raise ModuleNotFoundError('vault.sources.postgres needs psycopg 3, which is not installed: '
+                              'pip install "credseal[postgres]"', name="psycopg") from None
 
 from vault import codec
 from vault.errors import ConfigurationError
