@@ -8,6 +8,7 @@ import os
 import pwd
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -221,3 +222,42 @@ def test_passwd_with_only_the_old_passphrase_says_the_new_one_is_missing(cli: Cl
     result = cli.run("passwd", key_source="passphrase", passphrase=PASSPHRASE)
     assert result.returncode == 3 and "the new passphrase is missing" in result.stderr
     assert "is not set" not in result.stderr
+
+
+def test_keys_go_to_a_new_private_file_with_output(cli: Cli) -> None:
+    """init, rotate and retire with --output FILE: the key line goes to a new 0600 file, not
+    to stdout (a timer's log); an existing path is refused before any key is made."""
+    taken = cli.home / "taken"
+    taken.write_text("x")
+    refused = cli.run("init", "--output", str(taken), key_source="env")
+    assert refused.returncode == 2 and not cli.dir.exists() and taken.read_text() == "x"
+    out = cli.home / "keys.env"
+    init = cli.run("init", "--output", str(out), key_source="env")
+    assert init.returncode == 0, init.stderr
+    assert "CREDSEAL_KEYS" not in init.stdout and f"wrote the vault's secret keys to {out}" in \
+        init.stderr
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    keys = out.read_text().removeprefix("CREDSEAL_KEYS=").strip()
+    cli.add_ring(vault.KeyRing.from_text(keys))
+    published = cli.home / "published.env"
+    rotate = cli.run("rotate", "--output", str(published), key_source="env", keys=keys)
+    assert rotate.returncode == 0 and "CREDSEAL_KEYS" not in rotate.stdout, rotate.stderr
+    ring = vault.KeyRing.from_text(published.read_text().removeprefix("CREDSEAL_KEYS=").strip())
+    cli.add_ring(ring)
+    assert len(ring) == 2
+    assert cli.run("rotate", "--rewrap-only", key_source="env",
+                   keys=ring.to_text()).returncode in (0, 5)
+    retired = cli.run("retire", ring.ids[1], "--json", "--output", str(cli.home / "r.env"),
+                      key_source="env", keys=ring.to_text())
+    assert retired.returncode == 0, retired.stderr
+    report = json.loads(retired.stdout)
+    assert report["outcome"] == "published" and "keys" not in report
+    assert (cli.home / "r.env").read_text().strip() == f"CREDSEAL_KEYS={ring.primary.to_text()}"
+
+
+def test_init_json_reports_the_vault_id(cli: Cli) -> None:
+    result = cli.run("init", "--json", key_source="passphrase", passphrase=PASSPHRASE)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["source"] == "passphrase" and len(report["vault_id"]) == 32
+    assert report["joined"] is False and "keys" not in report

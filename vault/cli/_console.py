@@ -135,14 +135,22 @@ class Console:
         if output:
             try:
                 files.write_new(os.fspath(output), (line + "\n").encode())
-            except FileExistsError:
-                raise ConfigurationError(f"{output} exists already: the keys are written only "
-                                         "to a new file", hint="choose a new --output path "
-                                         "(nothing was written)") from None
-            self.note(f"wrote the vault's secret keys to {output} (mode 600): {what}")
-            return
+            except OSError as exc:  # never lose the key: it exists nowhere else yet
+                self.note(f"error: could not write {output} ({exc.strerror or exc}): the keys "
+                          "are on stdout instead")
+            else:
+                self.note(f"wrote the vault's secret keys to {output} (mode 600): {what}")
+                return
         self.note(f"warning: the line on stdout holds the vault's secret keys: {what}")
         self.out(line)
+
+    def check_output(self) -> None:
+        """Refuse an ``--output`` path that exists, before the command makes any key."""
+        output = getattr(self.args, "output", None)
+        if output and os.path.lexists(output):
+            raise ConfigurationError(f"{output} exists already: keys are written only to a new "
+                                     "file", hint="choose a new --output path (nothing was "
+                                     "done)")
 
     def emit_json(self, data: dict[str, Any]) -> None:
         """Print ``data`` as one JSON document (stdout)."""

@@ -46,6 +46,7 @@ examples:
   CREDSEAL_DIR=/srv/other/vault CREDSEAL_KEY_SOURCE=keyring credseal init --join
 """)
 def cmd_init(args: argparse.Namespace, con: Console) -> int:
+    con.check_output()
     settings = con.settings()
     passphrase = None
     if settings.key_source == "passphrase" and not args.join:

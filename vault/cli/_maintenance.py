@@ -73,6 +73,7 @@ examples:
   credseal rotate --to 3f2a9c1e0b7d4a56      # roll back to the previous key
 """)
 def cmd_rotate(args: argparse.Namespace, con: Console) -> int:
+    con.check_output()
     source, v = open_keyed(con)
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if in_main else None
@@ -165,6 +166,7 @@ examples:
   credseal retire 3f2a9c1e0b7d4a56
 """)
 def cmd_retire(args: argparse.Namespace, con: Console) -> int:
+    con.check_output()
     source, v = open_keyed(con)
     result = ops.retire(v, source, args.key_id)
     if args.json:
