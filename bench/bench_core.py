@@ -1,4 +1,4 @@
-"""Benchmarks of the vault core (issue 2): put, growth, seal+open, codec.
+"""Benchmarks of the vault core: put, growth, seal+open, codec.
 
 Run: python -m bench.bench_core [--quick]
 Prints ratios measured side by side in one run; asserts nothing.
@@ -18,7 +18,7 @@ from cryptography.fernet import Fernet
 
 import vault
 from bench.creds import baileys_like, json_size, tagged_default
-from bench.timing import interleave, ratio_line, us
+from bench.timing import interleave, ratio_line, us, verdict
 from vault import _files as files
 from vault import codec
 from vault._crypto import aead
@@ -113,7 +113,8 @@ def bench_seal_open(cred: Any, rounds: int) -> list[str]:
     share = 2 * p["derive"].median / p["ours"].median
     lines = [f"seal+open vs Fernet: {speedup:.2f}x faster by median "
              f"({us(t['ours'].median)} vs {us(t['fernet'].median)}), "
-             f"{t['fernet'].minimum / t['ours'].minimum:.2f}x by minimum; goal >= 5x; "
+             f"{t['fernet'].minimum / t['ours'].minimum:.2f}x by minimum; goal >= 5x: "
+             f"{verdict(speedup, '>=', 5.0)}; "
              f"HKDF derivation (once per seal, once per open) is {share:.0%} of seal+open"]
     if "tink" in p:
         lines.append(ratio_line("  seal+open vs Tink's AES256_GCM AEAD (one key for every "

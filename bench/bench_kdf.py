@@ -1,4 +1,4 @@
-"""Benchmark of the passphrase key source (issue 3): the KDF runs once per process.
+"""Benchmark of the passphrase key source: the KDF runs once per process.
 
 Opening N entries with a passphrase-derived ring costs one Argon2id derivation plus N opens
 under the unwrapped ring key, the same opens as with a raw key. Shown side by side:

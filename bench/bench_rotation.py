@@ -1,4 +1,4 @@
-"""Benchmark of key rotation (issue 5): durable rewrap throughput vs its floor.
+"""Benchmark of key rotation: durable rewrap throughput vs its floor.
 
 Run: python -m bench.bench_rotation [--quick]
 The floor re-writes the same files with the same durable write (temp file, fsync, rename,
@@ -22,6 +22,7 @@ from pathlib import Path
 
 import vault
 from bench.creds import baileys_like
+from bench.timing import verdict
 from vault import _files as files
 from vault._crypto import format as fmt
 from vault._store.entries import name_stem
@@ -117,7 +118,8 @@ def main(argv: list[str] | None = None) -> None:
           + ", ".join(f"{w}: {rate:,.0f}/s" for w, rate in floors.items()))
     if same is not None:
         print(f"  vs the floor with {REWRAP_WORKERS} threads: {ours / same:.2f}x")
-    print(f"  vs the fastest floor ({best} threads): {ours / floors[best]:.2f}x", flush=True)
+    print(f"  vs the fastest floor ({best} threads): {ours / floors[best]:.2f}x: "
+          f"{verdict(ours / floors[best], '>=', 0.8)}", flush=True)
     ours1, floor1 = compare_one_at_a_time(count)
     print(f"rotation of {count:,} entries strictly one at a time: {ours1:,.0f} entries/s vs "
           f"{floor1:,.0f} entries/s for the floor one at a time: {ours1 / floor1:.2f}x "

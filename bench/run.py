@@ -21,11 +21,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="fewer rounds and 1,000 instead of 10,000 entries")
     args = parser.parse_args(argv)
     quick = ["--quick"] if args.quick else []
-    for title, run in (("vault core (issue 2)", bench_core.main),
-                       ("instruction counts, noise-free (issue 2)", bench_instructions.main),
-                       ("passphrase key derivation (issue 3)", bench_kdf.main),
-                       ("fallback cache during an outage (issue 4)", bench_cache.main),
-                       ("key rotation (issue 5)", bench_rotation.main)):
+    for title, run in (("put, growth, seal+open, codec", bench_core.main),
+                       ("seal+open instruction counts (noise-free)", bench_instructions.main),
+                       ("passphrase key derivation", bench_kdf.main),
+                       ("cache reads while the database is down", bench_cache.main),
+                       ("key rotation throughput", bench_rotation.main)):
         print(f"== {title}", flush=True)
         started = time.monotonic()
         run(quick)

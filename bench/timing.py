@@ -6,6 +6,7 @@ compared by median (and by minimum, the least disturbed run). Nothing here asser
 
 from __future__ import annotations
 
+import re
 import statistics
 import time
 from collections.abc import Callable
@@ -56,8 +57,21 @@ def us(seconds: float) -> str:
     return f"{seconds * 1e6:,.1f} us"
 
 
+_GOAL = re.compile(r"(<=|>=) *([0-9.]+) *x")
+
+
+def verdict(value: float, op: str, limit: float) -> str:
+    """``"goal met"`` or ``"GOAL MISSED"`` (plainly, in capitals) for ``value op limit``."""
+    met = value <= limit if op == "<=" else value >= limit
+    return "goal met" if met else "GOAL MISSED"
+
+
 def ratio_line(label: str, ours: Timing, anchor: Timing, goal: str) -> str:
-    """One report line: the ratio of medians (and of minima), with the goal beside it."""
-    return (f"{label}: {ours.median / anchor.median:.2f}x by median "
+    """One report line: the ratio of medians (and of minima), with the goal beside it and, for
+    a ratio goal (``<= 1.2x``), whether the median meets it."""
+    ratio = ours.median / anchor.median
+    found = _GOAL.fullmatch(goal.strip())
+    judged = f": {verdict(ratio, found.group(1), float(found.group(2)))}" if found else ""
+    return (f"{label}: {ratio:.2f}x by median "
             f"({us(ours.median)} vs {us(anchor.median)}), "
-            f"{ours.minimum / anchor.minimum:.2f}x by minimum; goal {goal}")
+            f"{ours.minimum / anchor.minimum:.2f}x by minimum; goal {goal}{judged}")

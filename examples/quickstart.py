@@ -85,7 +85,9 @@ def main() -> None:
     journal = list((workdir / "vault-data" / "journal").glob("*.cvj"))
     print(f"4. SQLite itself now holds registrationId={vault.codec.loads(text)['registrationId']}"
           f"; pending journal records: {len(journal)}.")
-    print(f"(files left in {workdir} for you to look at)")
+    print(f"(files left in {workdir} for you to look at: vault-data/ is the encrypted vault; "
+          "app.db is the example's primary database and, like any plain SQLite table, holds "
+          f"the credential as plaintext JSON. Remove both with: rm -r {workdir})")
 
 
 if __name__ == "__main__":

@@ -33,3 +33,14 @@ def test_rotation_benchmark_rotates_every_entry(count: int) -> None:
     assert all(rate > 0 for rate in floors.values())
     ours1, floor1 = bench_rotation.compare_one_at_a_time(count)
     assert ours1 > 0 and floor1 > 0
+
+
+def test_a_missed_goal_is_flagged_plainly() -> None:
+    """A ratio line says whether its median meets a ratio goal, a missed one in capitals."""
+    from bench.timing import Timing, ratio_line, verdict
+
+    slow, fast = Timing("slow", (2.0, 2.0, 2.0)), Timing("fast", (1.0, 1.0, 1.0))
+    assert ratio_line("x", slow, fast, "<= 1.2x").endswith("goal <= 1.2x: GOAL MISSED")
+    assert ratio_line("x", fast, slow, "<= 1.2x").endswith("goal <= 1.2x: goal met")
+    assert ratio_line("x", fast, slow, "(anchor)").endswith("goal (anchor)")
+    assert verdict(5.1, ">=", 5.0) == "goal met" and verdict(4.9, ">=", 5.0) == "GOAL MISSED"

@@ -261,3 +261,18 @@ def test_init_json_reports_the_vault_id(cli: Cli) -> None:
     report = json.loads(result.stdout)
     assert report["source"] == "passphrase" and len(report["vault_id"]) == 32
     assert report["joined"] is False and "keys" not in report
+
+
+def test_quiet_keeps_results_and_warnings_only(cli: Cli) -> None:
+    """--quiet drops informational notes but never the warning that stdout holds a key."""
+    loud = cli.run("init", key_source="env")
+    assert "created" in loud.stderr
+    cli.allowed.append(loud.stdout.strip().removeprefix("CREDSEAL_KEYS="))
+    keys = loud.stdout.strip().removeprefix("CREDSEAL_KEYS=")
+    cli.add_ring(vault.KeyRing.from_text(keys))
+    quiet = cli.run("rotate", "-q", key_source="env", keys=keys)
+    assert quiet.returncode == 0 and quiet.stdout.startswith("CREDSEAL_KEYS=")
+    cli.allowed.insert(0, quiet.stdout.strip().removeprefix("CREDSEAL_KEYS="))  # longest first
+    cli.add_ring(vault.KeyRing.from_text(quiet.stdout.strip().removeprefix("CREDSEAL_KEYS=")))
+    assert quiet.stderr.startswith("credseal: warning: the line on stdout holds")
+    assert "new key" not in quiet.stderr  # the informational note is gone

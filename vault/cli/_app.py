@@ -56,6 +56,8 @@ def _common() -> argparse.ArgumentParser:
                         help="the vault directory (overrides CREDSEAL_DIR)")
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="show tracebacks on errors")
+    common.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS,
+                        help="print only results, warnings and errors (no progress, no notes)")
     return common
 
 
@@ -67,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[_common()],
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"credseal {vault.__version__}")
-    parser.set_defaults(dir=None, debug=False, run=None, json=False, describe_cli=_describe_cli)
+    parser.set_defaults(dir=None, debug=False, quiet=False, run=None, json=False,
+                        describe_cli=_describe_cli)
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
     for cmd in COMMANDS:
         sub = subparsers.add_parser(cmd.name, help=cmd.help, description=cmd.help,

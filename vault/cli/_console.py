@@ -124,7 +124,10 @@ class Console:
         print(line, file=self.stdout)
 
     def note(self, line: str) -> None:
-        """Print an informational line for the human (stderr)."""
+        """Print an informational line for the human (stderr); with ``--quiet`` only warnings
+        and errors."""
+        if getattr(self.args, "quiet", False) and not line.startswith(("warning", "error")):
+            return
         print(f"credseal: {line}", file=self.stderr)
 
     def secret_line(self, line: str, what: str) -> None:
@@ -241,8 +244,8 @@ def open_keyed(con: Console, *, read_only: bool = False) -> tuple[KeySource, Vau
 
 
 def progress_bar(con: Console) -> Callable[[str, int, int], None] | None:
-    """A progress bar on stderr when it is a terminal; nothing otherwise."""
-    if not con.stderr.isatty():
+    """A progress bar on stderr when it is a terminal (and not ``--quiet``); else nothing."""
+    if not con.stderr.isatty() or getattr(con.args, "quiet", False):
         return None
 
     def draw(what: str, done: int, total: int) -> None:
