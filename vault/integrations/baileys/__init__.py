@@ -27,9 +27,9 @@ from vault.integrations.baileys._migrate import (
     apply,
     plan_auth_folder,
     plan_cache_file,
-    remove_plaintext,
     verify,
 )
+from vault.integrations.baileys._remove import remove_plaintext
 
 __all__ = [
     "EXISTS",

@@ -9,7 +9,10 @@ Sources (``docs/migration.md`` is the operator's runbook):
 - **multi-file auth folder** of Baileys' ``useMultiFileAuthState``: file ``<stem>.json`` becomes
   entry ``<prefix>/<stem>`` valued the file's JSON, created at the file's modification time.
 
-Every Buffer form is read (``codec.loads(.., "node")``). ``expires_at`` is ``created_at`` plus the
+Every Buffer form is read (``codec.loads(.., "node")``). An object that is bytes only by its
+shape (keys ``"0"``..``"n-1"``, ints 0-255, no Buffer marker: a Uint8Array's JSON, or a map of
+counters) is listed in the plan and revived or kept as ``bytes_by_shape`` says (``_shapes``).
+``expires_at`` is ``created_at`` plus the
 vault's TTL. A record or file already expired under that TTL is skipped and reported, unless
 ``include_expired=True``: then it is imported **re-dated to the plan's time** (kept with its old
 date it would be an entry that ``get`` refuses, as useless as none; the plan shows the old date in
@@ -18,8 +21,9 @@ date it would be an entry that ``get`` refuses, as useless as none; the plan sho
 Flow: ``plan_*`` (dry run: reads the source, writes nothing) -> :func:`apply` (writes with those
 timestamps, then :func:`verify`) -> :func:`remove_plaintext` (only after a verified apply).
 ``export_*`` write entries back as Baileys does, for rollback. ``apply``, ``remove_plaintext``
-and the exports each append their own audit record. Plans, results and errors never
-show a value: plaintext is held in a field whose ``repr`` is ``<hidden>``.
+(``_remove``; also when it refuses) and the exports each append their own audit record. Plans,
+results and errors never show a value: plaintext is held in a field whose ``repr`` is
+``<hidden>``.
 """
 
 from __future__ import annotations
@@ -43,14 +47,17 @@ from vault._store.entries import EntryStore
 from vault._store.store import Vault, entries_of
 from vault.config import current_context
 from vault.errors import EntryNotFoundError, InsecureFileError, MigrationError, VaultError
+from vault.integrations.baileys import _shapes
+from vault.integrations.baileys._shapes import REVIVE, ShapedBytes
 
 __all__ = [
     "EXISTS", "FAILED", "IMPORTED", "MAX_SOURCE_SIZE", "MISMATCH", "PRESENT", "MigrationPlan",
-    "MigrationResult", "Outcome", "PlannedEntry", "Skipped", "apply", "check_prefix", "ms_of",
-    "plan_auth_folder", "plan_cache_file", "remove_plaintext", "verify",
+    "MigrationResult", "Outcome", "PlannedEntry", "Skipped", "apply", "audit_fields",
+    "check_prefix", "ms_of", "plan_auth_folder", "plan_cache_file", "verify",
 ]
 
 MAX_SOURCE_SIZE = 256 * 1024 * 1024
+_MAX_AUDIT_PATH = 200  # the audit writer refuses longer strings
 #: Outcome statuses. IMPORTED: written now and verified; PRESENT: verified, already there (a
 #: rerun); EXISTS: another value holds the name (not written); FAILED: the write raised;
 #: MISMATCH: the entry does not open to the planned value and times.
@@ -89,7 +96,8 @@ class PlannedEntry:
     """An entry to import: its name, source (company id or file name), size and times.
 
     ``size`` is the stored (tagged) serialization in bytes; ``exists``: the vault already had
-    an entry of that name when planned; ``redated_from``: the source's own date, if re-dated.
+    an entry of that name when planned; ``redated_from``: the source's own date, if re-dated;
+    ``by_shape``: its objects that are bytes by their shape alone (revived or kept as planned).
     """
 
     name: str
@@ -100,6 +108,7 @@ class PlannedEntry:
     plaintext: _Hidden = field(repr=False, compare=False)
     exists: bool = False
     redated_from: datetime | None = None
+    by_shape: tuple[ShapedBytes, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -113,7 +122,11 @@ class Skipped:
 
 @dataclass(frozen=True)
 class MigrationPlan:
-    """What :func:`apply` would import (``kind``: "cache-file" or "auth-folder")."""
+    """What :func:`apply` would import (``kind``: "cache-file" or "auth-folder").
+
+    ``bytes_by_shape``: "revive" or "keep", what was done with the objects :attr:`by_shape`
+    lists.
+    """
 
     kind: str
     path: Path
@@ -124,6 +137,12 @@ class MigrationPlan:
     plan_id: str = field(default_factory=lambda: secrets.token_hex(8))
     #: SHA-256 of every source file read, by path: removal refuses a file changed since.
     digests: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+    bytes_by_shape: str = REVIVE
+
+    @property
+    def by_shape(self) -> tuple[ShapedBytes, ...]:
+        """Every object of a planned entry that is bytes by its shape alone, in plan order."""
+        return tuple(shaped for entry in self.entries for shaped in entry.by_shape)
 
 
 @dataclass(frozen=True)
@@ -209,8 +228,33 @@ def _exists(vault: Vault, name: str) -> bool:
     return True
 
 
+def audit_fields(plan: MigrationPlan) -> dict[str, str]:
+    """The fields every migrate audit record has: the source's kind and its path.
+
+    The path is absolute (not resolved), with undecodable bytes escaped; one longer than the
+    audit writer takes is shortened to ``.../<start of its file name> [sha256:<16 hex of the
+    whole path>]``, under 200 characters.
+    """
+    path = os.fsencode(os.path.abspath(plan.path)).decode("utf-8", "backslashreplace")
+    if len(path) > _MAX_AUDIT_PATH:
+        digest = hashlib.sha256(path.encode()).hexdigest()[:16]
+        tail = f" [sha256:{digest}]"
+        path = ".../" + os.path.basename(path)[:_MAX_AUDIT_PATH - 5 - len(tail)] + tail
+    return {"source_kind": plan.kind, "source_path": path}
+
+
+def _revive(plain: Any, text: str | bytes, mode: str) -> tuple[Any, list[tuple[str, int]]]:
+    """``text`` (the JSON of ``plain``) read by the node dialect, objects bytes by shape alone
+    revived or kept as ``mode`` says, and their (path, length). Raises: VaultError."""
+    revived = codec.loads(text, "node")
+    if not _shapes.might_hold(text):
+        return revived, []
+    return _shapes.sort_out(json.loads(text) if plain is None else plain, revived, mode)
+
+
 def _plan_entry(vault: Vault, name: str, source: str, value: Any, created: int, now: int,
-                include_expired: bool) -> PlannedEntry | Skipped:
+                include_expired: bool,
+                shaped: list[tuple[str, int]] | None = None) -> PlannedEntry | Skipped:
     """Check one revived value and its date against the vault's rules (module docstring)."""
     entries = entries_of(vault)
     try:
@@ -232,11 +276,12 @@ def _plan_entry(vault: Vault, name: str, source: str, value: Any, created: int, 
                                               f"plan, over the vault's TTL of {vault.ttl:g} s")
         redated_from, created = _dt(created), now
     return PlannedEntry(name, source, len(plaintext), _dt(created), _dt(created + entries.ttl_ms),
-                        _Hidden(plaintext), _exists(vault, name), redated_from)
+                        _Hidden(plaintext), _exists(vault, name), redated_from,
+                        tuple(ShapedBytes(name, source, path, n) for path, n in shaped or ()))
 
 
 def _plan_record(vault: Vault, name: str, company: str, record: Any, now: int,
-                 include_expired: bool) -> PlannedEntry | Skipped:
+                 include_expired: bool, mode: str) -> PlannedEntry | Skipped:
     """One company record of a cache file: checked, its Buffers revived, planned."""
     if type(record) is not dict:
         return Skipped(company, "malformed", f"record is {_KINDS.get(type(record))}, not an object")
@@ -247,7 +292,7 @@ def _plan_record(vault: Vault, name: str, company: str, record: Any, now: int,
         return Skipped(company, "malformed", f"timestamp is {_KINDS.get(type(stamp))}, not an "
                                              "integer of ms since the epoch")
     try:
-        revived: Any = codec.loads(_JSON.encode(record), "node")
+        revived, shaped = _revive(record, _JSON.encode(record), mode)
     except VaultError as exc:
         return Skipped(company, "malformed", exc.message)
     for key in ("creds", "keys"):  # checked after revival: {"0": 1} is bytes, not an object
@@ -255,22 +300,31 @@ def _plan_record(vault: Vault, name: str, company: str, record: Any, now: int,
             return Skipped(company, "malformed",
                            f"{key} is {_KINDS.get(type(revived[key]), 'bytes')}, not an object")
     value = {k: v for k, v in revived.items() if k != "timestamp"}
-    return _plan_entry(vault, name, company, value, stamp, now, include_expired)
+    return _plan_entry(vault, name, company, value, stamp, now, include_expired, shaped)
 
 
 def plan_cache_file(path: str | os.PathLike[str], vault: Vault, *, prefix: str = "company",
-                    include_expired: bool = False, now: datetime | None = None) -> MigrationPlan:
+                    include_expired: bool = False, now: datetime | None = None,
+                    bytes_by_shape: str = REVIVE) -> MigrationPlan:
     """Plan the import of the original service's cache file (a dry run: nothing is written).
 
     Args: ``path``, the JSON file; ``vault``, the target (its TTL, clock skew and entry size
     limit apply); ``prefix``, entry names are ``<prefix>/<companyId>`` (``""``: the bare id);
     ``include_expired``, import expired records re-dated to ``now``; ``now``, an aware
-    datetime, the time of the plan (default: the clock).
+    datetime, the time of the plan (default: the clock); ``bytes_by_shape``, what becomes of
+    an object that is bytes by its shape alone (keys "0".."n-1", ints 0-255, no Buffer
+    marker): "revive" (bytes) or "keep" (the object). Either way ``plan.by_shape`` lists
+    them. The default is "revive" because that is what the codec and Baileys' own reader do
+    with a Uint8Array's JSON, which Baileys 6 wrote for every key (so older sources hold
+    dozens); "keep" is for sources whose numbered maps are data. The CLI has no default: it
+    refuses ``--apply`` while any such object is undecided.
     Returns: the plan; records that cannot be imported are in ``skipped`` with a reason.
     Raises: MigrationError if the file cannot be read, is not JSON or not a JSON object, or
-    for a bad prefix or a naive ``now``; FormatError for a prefix with control characters.
+    for a bad prefix, a naive ``now`` or an unknown ``bytes_by_shape``; FormatError for a
+    prefix with control characters.
     """
     now_ms, prefix = ms_of(now), check_prefix(prefix, allow_empty=True)
+    mode = _shapes.check_mode(bytes_by_shape)
     data, _ = _read_source(os.fspath(path))
     try:
         document = json.loads(data.decode("utf-8"))
@@ -284,13 +338,15 @@ def plan_cache_file(path: str | os.PathLike[str], vault: Vault, *, prefix: str =
         raise MigrationError(f"{os.fspath(path)} holds {_KINDS.get(type(document))}, not an "
                              "object of company records")
     planned = [_plan_record(vault, f"{prefix}/{company}" if prefix else company, company, record,
-                            now_ms, include_expired) for company, record in document.items()]
+                            now_ms, include_expired, mode)
+               for company, record in document.items()]
     return _plan(planned, "cache-file", path, prefix, now_ms,
-                 {os.fspath(path): hashlib.sha256(data).hexdigest()})
+                 {os.fspath(path): hashlib.sha256(data).hexdigest()}, mode)
 
 
 def plan_auth_folder(path: str | os.PathLike[str], vault: Vault, *, prefix: str,
-                     include_expired: bool = False, now: datetime | None = None) -> MigrationPlan:
+                     include_expired: bool = False, now: datetime | None = None,
+                     bytes_by_shape: str = REVIVE) -> MigrationPlan:
     """Plan the import of a Baileys multi-file auth folder (a dry run: nothing is written).
 
     Each regular ``*.json`` file becomes entry ``<prefix>/<file name without .json>``, created
@@ -299,6 +355,7 @@ def plan_auth_folder(path: str | os.PathLike[str], vault: Vault, *, prefix: str,
     Args and raises as :func:`plan_cache_file`; ``prefix`` is required and non-empty.
     """
     now_ms, prefix, folder = ms_of(now), check_prefix(prefix), os.fspath(path)
+    mode = _shapes.check_mode(bytes_by_shape)
     try:
         if not stat.S_ISDIR(os.lstat(folder).st_mode):
             raise MigrationError(f"{folder} is not a directory (symlinks are not followed)")
@@ -316,20 +373,21 @@ def plan_auth_folder(path: str | os.PathLike[str], vault: Vault, *, prefix: str,
         data, st = _read_source(item.path)
         digests[item.path] = hashlib.sha256(data).hexdigest()
         try:
-            value = codec.loads(data, "node")
+            value, shaped = _revive(None, data, mode)
         except VaultError as exc:
             planned.append(Skipped(item.name, "malformed", exc.message))
             continue
         planned.append(_plan_entry(vault, f"{prefix}/{item.name[:-5]}", item.name, value,
-                                   st.st_mtime_ns // 1_000_000, now_ms, include_expired))
-    return _plan(planned, "auth-folder", path, prefix, now_ms, digests)
+                                   st.st_mtime_ns // 1_000_000, now_ms, include_expired, shaped))
+    return _plan(planned, "auth-folder", path, prefix, now_ms, digests, mode)
 
 
 def _plan(planned: list[PlannedEntry | Skipped], kind: str, path: str | os.PathLike[str],
-          prefix: str, now_ms: int, digests: dict[str, str]) -> MigrationPlan:
+          prefix: str, now_ms: int, digests: dict[str, str], mode: str) -> MigrationPlan:
     return MigrationPlan(kind, Path(path), prefix, _dt(now_ms),
                          tuple(p for p in planned if isinstance(p, PlannedEntry)),
-                         tuple(p for p in planned if isinstance(p, Skipped)), digests=digests)
+                         tuple(p for p in planned if isinstance(p, Skipped)), digests=digests,
+                         bytes_by_shape=mode)
 
 
 def _verify_one(entries: EntryStore, entry: PlannedEntry) -> Outcome:
@@ -385,74 +443,7 @@ def apply(plan: MigrationPlan, vault: Vault, *, overwrite: bool = False,
         outcomes.append(Outcome(entry.name, IMPORTED) if check.status == PRESENT else check)
     result = MigrationResult(plan.plan_id, tuple(outcomes))
     audit_of(vault, context or current_context()).append(
-        "migrate", outcome="verified" if result.verified else "failed", source_kind=plan.kind,
+        "migrate", outcome="verified" if result.verified else "failed", **audit_fields(plan),
         entries=len(plan.entries), skipped=len(plan.skipped),
         imported=sum(o.status == IMPORTED for o in outcomes))
     return result
-
-
-def remove_plaintext(plan: MigrationPlan, result: MigrationResult, vault: Vault, *,
-                     discard_skipped: bool = False, context: Context | None = None) -> list[Path]:
-    """Overwrite the plaintext source with random bytes, fsync and delete it, after checks.
-
-    Refuses (removing nothing) unless ``result`` is this plan's and verified, every entry still
-    verifies in ``vault``, no record or file was skipped as expired or malformed (their only
-    copy is in the source; ``discard_skipped=True`` destroys them too), and every source file
-    is unchanged since the plan and has one link. An auth folder left empty is removed.
-    **Limits:** SSDs, copy-on-write and journaling file systems, snapshots and backups may keep
-    old copies; see docs/migration.md.
-    Returns: the paths removed (audited). Raises: MigrationError saying why it refused or
-    what failed.
-    """
-    if result.plan_id != plan.plan_id:
-        raise MigrationError("this result is not the outcome of this plan; nothing was removed")
-    bad = [o for o in result.outcomes if o.status not in (IMPORTED, PRESENT)]
-    bad = bad or [o for o in verify(plan, vault) if o.status != PRESENT]
-    if bad:
-        raise MigrationError(f"{len(bad)} of {len(plan.entries)} entries are not imported and "
-                             f"verified (first: {bad[0].name!r}, {bad[0].status}); nothing was "
-                             "removed", hint="fix them and apply again, or keep the plaintext")
-    lost = [s for s in plan.skipped if s.kind != "ignored"]
-    if lost and not discard_skipped:
-        raise MigrationError(f"{len(lost)} records or files were skipped as expired or malformed "
-                             "and exist only in the plaintext; nothing was removed",
-                             hint="import them (include_expired) or pass discard_skipped=True")
-    # The folder is opened once and every check, overwrite and unlink is relative to it, so a
-    # folder swapped for a symlink meanwhile cannot send them elsewhere.
-    folder = os.fspath(plan.path) if plan.kind == "auth-folder" else os.path.dirname(
-        os.path.abspath(plan.path))
-    try:
-        dir_fd = files.open_dir(folder)
-    except (VaultError, OSError) as exc:
-        raise MigrationError(f"cannot open {folder}: {_why(exc)}; nothing was removed") from None
-    try:
-        checked: dict[str, tuple[int, int]] = {}
-        for path, digest in plan.digests.items():
-            name = os.path.basename(path)
-            try:
-                data, st = files.read_foreign_at(dir_fd, name, MAX_SOURCE_SIZE)
-            except (VaultError, OSError) as exc:
-                raise MigrationError(f"cannot read {path}: {_why(exc)}; nothing was "
-                                     "removed") from None
-            if hashlib.sha256(data).hexdigest() != digest:
-                raise MigrationError(f"{path} changed since the plan; nothing was removed",
-                                     hint="stop the service that writes it, then plan and "
-                                          "apply again")
-            if st.st_nlink != 1:
-                raise MigrationError(f"{path} has {st.st_nlink} hard links; nothing was "
-                                     "removed", hint="remove the other links first")
-            checked[name] = (st.st_dev, st.st_ino)
-        for name, identity in checked.items():
-            try:
-                files.overwrite_and_unlink_at(dir_fd, name, identity)
-            except (VaultError, OSError) as exc:
-                raise MigrationError(f"cannot overwrite and remove {name} in {folder}: "
-                                     f"{_why(exc)}") from None
-    finally:
-        os.close(dir_fd)
-    if plan.kind == "auth-folder":
-        files.remove_empty_dir(os.fspath(plan.path))  # not empty: ignored files stay with it
-    audit_of(vault, context or current_context()).append(
-        "migrate", outcome="plaintext-removed", source_kind=plan.kind,
-        plaintext_removed=len(plan.digests))
-    return [Path(p) for p in plan.digests]
