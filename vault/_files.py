@@ -19,6 +19,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import re
 import secrets
 import stat
 import time
@@ -32,17 +33,28 @@ TEMP_SUFFIX = ".tmp"
 # Paths are plain str: pathlib costs more than the system calls on the write path.
 
 
-#: Names whose presence marks a directory as a vault's (an entry ends in ``.cve``).
-VAULT_MARKERS = frozenset({"vault.state", "keyfile.json", "audit.jsonl", "journal"})
+#: Names whose presence marks a directory as a vault's (and an entry: 64 hex + ``.cve``).
+VAULT_MARKERS = frozenset({"vault.state", "keyfile.json"})
+_ENTRY_NAME = re.compile(r"[0-9a-f]{64}\.cve")
+#: The vault's own subdirectories: private like the vault itself.
+_VAULT_SUBDIRS = frozenset({".locks", "journal", "conflicts", "quarantine"})
 
 
 def looks_like_vault(path: str) -> bool:
-    """Whether directory ``path`` holds a vault marker (state, keyfile, log, journal, entry)."""
-    try:
-        names = os.listdir(path)
-    except OSError:
-        return False
-    return any(name in VAULT_MARKERS or name.endswith(".cve") for name in names)
+    """Whether directory ``path`` is a vault's: it holds its state, keyfile or an entry, or it
+    is one of a vault's own subdirectories (``.locks``, ``journal``, ...)."""
+    def marked(directory: str) -> bool:
+        try:
+            names = os.listdir(directory)
+        except OSError:
+            return False
+        return any(name in VAULT_MARKERS or _ENTRY_NAME.fullmatch(name) for name in names)
+    path = os.path.abspath(path)
+    if os.path.basename(path) in _VAULT_SUBDIRS:
+        parent = os.path.dirname(path)
+        return marked(parent) or (os.path.basename(parent) == "journal"
+                                  and marked(os.path.dirname(parent)))
+    return marked(path)
 
 
 def _owner(uid: int) -> str:
@@ -61,25 +73,30 @@ def check_mode(st: os.stat_result, path: str, what: str) -> None:
     ``/tmp`` given as ``CREDSEAL_DIR`` by mistake), and for one owned by another user it says
     to run as that user, never to take it over (which would lock its service out)."""
     is_dir = stat.S_ISDIR(st.st_mode)
-    if is_dir and (st.st_uid != os.geteuid() or stat.S_IMODE(st.st_mode) & 0o077) \
-            and not looks_like_vault(path):
-        raise InsecureFileError(
-            f"{what} {path} is not private to this user and holds no vault (no vault.state, "
-            "keyfile, journal or entry inside)",
-            hint="check CREDSEAL_DIR: a vault needs a directory of its own (for example "
-                 f"{path.rstrip('/')}/credseal, which `credseal init` creates private); do not "
-                 "change the permissions of a shared directory")
-    if st.st_uid != os.geteuid():
+    mode = stat.S_IMODE(st.st_mode)
+    foreign = st.st_uid != os.geteuid()
+    if is_dir and (foreign or mode & 0o077):
+        shared = bool(mode & (stat.S_ISVTX | 0o002))  # /tmp and the like: never a vault
+        listable = os.access(path, os.R_OK | os.X_OK)
+        fresh = not foreign and listable and not os.listdir(path)  # empty: made for a vault
+        if shared or (listable and not fresh and not looks_like_vault(path)):
+            raise InsecureFileError(
+                f"{what} {path} is not private to this user and holds no vault (no vault.state, "
+                "keyfile or entry inside)",
+                hint="check CREDSEAL_DIR: a vault needs a directory of its own (for example "
+                     f"{path.rstrip('/')}/credseal, which `credseal init` creates private); do "
+                     "not change the permissions of a shared directory")
+    if foreign:
         owner = _owner(st.st_uid)
         raise InsecureFileError(f"{what} {path} is owned by {owner} (uid {st.st_uid}), not by "
                                 "this user",
-                                hint=f"run the command as its owner: sudo -u {owner} credseal "
+                                hint=f"run the command as its owner: sudo -u '{owner}' credseal "
                                      "...; the service that uses the vault runs as that user")
-    if stat.S_IMODE(st.st_mode) & 0o077:
+    if mode & 0o077:
         want = "700" if is_dir else "600"
         raise InsecureFileError(f"{what} {path} is accessible to group or others "
                                 f"(mode {stat.S_IMODE(st.st_mode):o})",
-                                hint=f"chmod {want} {path}")
+                                hint=f"chmod {want} '{path}'")
 
 
 def ensure_private_dir(path: str) -> None:
@@ -307,30 +324,83 @@ def remove_empty_dir(path: str) -> bool:
     return True
 
 
-def remove_created(directory: str, before: set[str] | None) -> None:
-    """Undo what a failed ``credseal init`` made in ``directory``: remove every name in it
-    that is not in ``before`` (recursively, never following a symlink), and the directory
-    itself when ``before`` is None (it did not exist). Best effort: errors are ignored."""
-    import shutil
+class InitGuard:
+    """What ``credseal init`` holds on its directory: an ``flock`` on the directory itself (a
+    second init waits, then sees the first one's vault and refuses), opened without following
+    a symlink, and the names it held when taken, so that a failed init removes only what it
+    made, relative to that descriptor (a directory swapped for a symlink meanwhile is never
+    followed).
 
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        return
-    for name in names:
-        if before is not None and name in before:
-            continue
-        path = os.path.join(directory, name)
+    Raises (on enter):
+        LockTimeoutError: another init holds it for longer than ``timeout``.
+        InsecureFileError: the path is a symlink or not a directory.
+    """
+
+    def __init__(self, path: str, *, created: bool, timeout: float = 10.0) -> None:
+        self.path, self.created, self.timeout = path, created, timeout
+        self._fd: int | None = None
+        self.before: set[str] = set()
+
+    def __enter__(self) -> InitGuard:
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            raise InsecureFileError(f"{self.path} is not a directory (or is a symlink)",
+                                    hint="configure the real path of the directory") from None
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise LockTimeoutError(f"another init of {self.path} is running",
+                                           hint="wait for it, then retry") from None
+                time.sleep(0.01)
+        self._fd = fd
+        # In a directory this init made, everything is its own (.locks too); in one that was
+        # there, only what appears from now on.
+        self.before = set() if self.created else set(os.listdir(fd))
+        return self
+
+    def keep(self) -> None:
+        """Undo nothing on exit (an init that refuses, having made nothing under the lock)."""
+        self.before = set(os.listdir(self._fd)) if self._fd is not None else self.before
+        self.created = False
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        assert self._fd is not None
+        try:
+            if exc is not None:
+                self._undo()
+        finally:
+            os.close(self._fd)  # drops the lock
+            self._fd = None
+
+    def _undo(self) -> None:
+        """Best effort: remove every name that was not there when the guard was taken."""
+        import shutil
+
+        assert self._fd is not None
+        fd = self._fd
+        for name in set(os.listdir(fd)) - self.before:
+            with contextlib.suppress(OSError):
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                if stat.S_ISDIR(st.st_mode):
+                    shutil.rmtree(name, dir_fd=fd)
+                else:
+                    os.unlink(name, dir_fd=fd)
         with contextlib.suppress(OSError):
-            if os.path.isdir(path) and not os.path.islink(path):
-                shutil.rmtree(path)
-            else:
-                os.unlink(path)
-    if before is None:
-        with contextlib.suppress(OSError):
-            os.rmdir(directory)
-    with contextlib.suppress(OSError):
-        fsync_dir(os.path.dirname(os.path.abspath(directory)))
+            os.fsync(fd)
+        if self.created and not os.listdir(fd):
+            here = os.fstat(fd)
+            with contextlib.suppress(OSError):
+                now = os.lstat(self.path)
+                if (now.st_dev, now.st_ino) == (here.st_dev, here.st_ino):
+                    os.rmdir(self.path)
+                    fsync_dir(os.path.dirname(os.path.abspath(self.path)))
 
 
 def read_secret_file(path: str, max_size: int) -> tuple[bytes, os.stat_result]:
@@ -338,10 +408,10 @@ def read_secret_file(path: str, max_size: int) -> tuple[bytes, os.stat_result]:
     symlinks are followed (Kubernetes secret volumes are links), and the stat is of what was
     read. Returns ``b""`` for what is not a regular file; at most ``max_size + 1`` bytes, so
     the caller can tell an oversized file. Raises ``OSError`` if it cannot be read."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)  # a FIFO never blocks
     try:
         st = os.fstat(fd)
-        data = os.read(fd, max_size + 1) if stat.S_ISREG(st.st_mode) else b""
+        data = _read_all(fd, max_size + 1) if stat.S_ISREG(st.st_mode) else b""
     finally:
         os.close(fd)
     return data, st

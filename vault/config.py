@@ -210,6 +210,7 @@ def _secret_from_file(field: str, value: SecretStr | None,
                        where, variable, stat.S_IMODE(st.st_mode))
     try:
         text = data.decode("utf-8").removesuffix("\n").removesuffix("\r")
+        text = text.removeprefix(f"{variable}=")  # the form `--output FILE` writes
     except UnicodeDecodeError:
         raise ConfigurationError(f"{where} is not UTF-8 text", hint=f"check {variable}_FILE"
                                  ) from None

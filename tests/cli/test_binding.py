@@ -18,7 +18,7 @@ from tests.realparts import SecretService
 from vault._store.entries import ENTRY_SUFFIX
 from vault._store.state import StateFile
 from vault._store.store import entries_of
-from vault.keysources import Binding, OSKeyringSource, PassphraseKeySource
+from vault.keysources import OSKeyringSource, PassphraseKeySource
 
 SERVICE = "credseal-binding-test"
 
@@ -56,7 +56,7 @@ def test_second_vault_on_one_keyring_service_cannot_destroy_the_first(
     assert "already holds the keys of vault" in refused.stderr
     assert "CREDSEAL_KEYRING_SERVICE" in refused.stderr and "--join" in refused.stderr
     assert "rotate" not in refused.stderr
-    assert not second.exists()  # a failed init leaves nothing behind
+    assert not second.exists(), list(second.iterdir())  # a failed init leaves nothing behind
 
     joined = cli.run("--dir", str(second), "init", "--join", env=keyring_env)
     assert joined.returncode == 0, joined.stderr
@@ -79,24 +79,48 @@ def test_second_vault_on_one_keyring_service_cannot_destroy_the_first(
     assert all(reader.get(name)["name"] == name for name in names)
 
 
-def test_a_directory_of_another_vault_is_refused_naming_both(
+def test_a_directory_of_another_vault_is_refused_naming_the_sources_vault(
         cli: Cli, keyring_env: dict[str, str]) -> None:
-    """A keyring service bound to vault X used on a directory of vault Y (its state names Y)
-    is refused by every keyed command, naming both ids; nothing is changed."""
+    """Two vaults on two keyring services; a command run on vault A's directory with vault
+    B's service is refused (exit 2), naming B's vault id; nothing in A is changed."""
+    assert cli.run("init", env=keyring_env).returncode == 0
+    first = OSKeyringSource(SERVICE)
+    cli.add_ring(first.load())
+    fill(cli.dir, first, "a")
+    other_env = {**keyring_env, "CREDSEAL_KEYRING_SERVICE": f"{SERVICE}-b"}
+    assert cli.run("--dir", str(cli.home / "b"), "init", env=other_env).returncode == 0
+    other = OSKeyringSource(f"{SERVICE}-b")
+    cli.add_ring(other.load())
+    bound = other.binding()
+    assert bound is not None
+    before = {p.name: p.read_bytes() for p in cli.dir.iterdir() if p.is_file()}
+    for command in (("rotate",), ("retire", "0" * 16), ("journal",), ("prune",)):
+        result = cli.run(*command, env=other_env)
+        assert result.returncode == 2, (command, result.stderr)
+        assert f"another vault than vault {bound.vault_id}" in result.stderr
+    assert {p.name: p.read_bytes() for p in cli.dir.iterdir() if p.is_file()} == before
+
+
+def test_a_directory_from_before_bindings_takes_the_rings_vault_id(
+        cli: Cli, keyring_env: dict[str, str], tmp_path: Path) -> None:
+    """0.2.0 gave each directory its own vault id: a second directory of the same ring is
+    re-identified to the key source's vault (with a warning) and listed, so retire sees it."""
     assert cli.run("init", env=keyring_env).returncode == 0
     source = OSKeyringSource(SERVICE)
     cli.add_ring(source.load())
-    fill(cli.dir, source, "a")
+    second = tmp_path / "second"
+    v = vault.Vault(second, keys=source.load())  # a bare ring: no binding involved
+    v.put("a", {"v": 1})
+    own = StateFile(entries_of(v)).ensure()
     binding = source.binding()
-    assert binding is not None
-    foreign = Binding("f" * 32, binding.dirs)
-    source.bind(foreign)  # as if the service now served another vault
-    before = (cli.dir / "vault.state").read_bytes()
-    for command in (("rotate",), ("retire", "0" * 16), ("journal",), ("prune",)):
-        result = cli.run(*command, env=keyring_env)
-        assert result.returncode == 2, (command, result.stderr)
-        assert "f" * 32 in result.stderr and binding.vault_id in result.stderr
-    assert (cli.dir / "vault.state").read_bytes() == before
+    assert binding is not None and own.vault_id != binding.vault_id
+    status = cli.run("--dir", str(second), "rotate", "--rewrap-only", env=keyring_env)
+    assert status.returncode in (0, 5), status.stderr
+    assert "it takes that id now" in status.stderr
+    after = StateFile(entries_of(vault.Vault(second, keys=source))).read()
+    assert after is not None and after.vault_id == binding.vault_id
+    listed = source.binding()
+    assert listed is not None and listed.lists(str(second.resolve()))
 
 
 def test_init_refuses_a_populated_directory_whatever_the_source(
@@ -173,6 +197,11 @@ def test_keyfile_binds_the_vault_and_anchors_the_audit_head(cli: Cli) -> None:
     assert rolled.returncode == 1
     assert "rolled back together" in json.loads(rolled.stdout)["audit_problem"]
 
+    for name in early:  # deleting both does not hide the anchor either
+        (cli.dir / name).unlink()
+    gone = cli.run("verify", "--json", key_source="passphrase", passphrase=PASSPHRASE)
+    assert gone.returncode == 1 and json.loads(gone.stdout)["audit_problem"]
+
     doc = json.loads((cli.dir / "keyfile.json").read_bytes())
     doc["vault"]["id"] = "0" * 32
     (cli.dir / "keyfile.json").write_text(json.dumps(doc))
@@ -201,9 +230,31 @@ def test_a_library_directory_joins_the_keyring_vault_and_is_listed(
     assert list(fresh.glob(f"*{ENTRY_SUFFIX}"))
     refused = cli.run("retire", old, env=keyring_env)
     assert refused.returncode != 0 and str(fresh.resolve()) in refused.stderr
-    shutil.rmtree(fresh)  # the host's disk is gone: retire forgets it and goes on
-    retired = cli.run("retire", old, env=keyring_env)
+    shutil.rmtree(fresh)  # the host's disk is gone: retire refuses until told to forget it
+    unseen = cli.run("retire", old, env=keyring_env)
+    assert unseen.returncode == 4 and "is not visible here" in unseen.stderr
+    assert f"--forget {fresh.resolve()}" in unseen.stderr
+    retired = cli.run("retire", old, "--forget", str(fresh), env=keyring_env)
     assert retired.returncode == 0, retired.stderr
     assert f"forgot {fresh.resolve()}" in retired.stderr
     after = source.binding()
     assert after is not None and not after.lists(str(fresh.resolve()))
+
+
+def test_retire_refuses_a_listed_directory_whose_state_does_not_open(
+        cli: Cli, keyring_env: dict[str, str], tmp_path: Path) -> None:
+    """A keyless writer garbles a second directory's vault.state: retire from the first must
+    not take that directory for another vault's and retire a key it still uses."""
+    assert cli.run("init", env=keyring_env).returncode == 0
+    source = OSKeyringSource(SERVICE)
+    cli.add_ring(source.load())
+    second = tmp_path / "second"
+    assert cli.run("--dir", str(second), "init", "--join", env=keyring_env).returncode == 0
+    fill(second, source, "b")
+    old = source.load().primary.id
+    assert cli.run("rotate", env=keyring_env).returncode == 0
+    cli.add_ring(source.load())
+    (second / "vault.state").write_bytes(b"garbage")
+    refused = cli.run("retire", old, env=keyring_env)
+    assert refused.returncode == 4 and "cannot be checked" in refused.stderr
+    assert old in source.load()

@@ -122,11 +122,11 @@ def test_root_on_a_service_users_vault_is_told_to_run_as_that_user(cli: Cli) -> 
         os.chown(path, 65534, 65534, follow_symlinks=False)
     result = cli.run("status", key_source="env", keys=keys)
     assert result.returncode == 4
-    assert f"sudo -u {owner} credseal" in result.stderr and "chown" not in result.stderr
+    assert f"sudo -u '{owner}' credseal" in result.stderr and "chown" not in result.stderr
     library = pytest.raises(vault.InsecureFileError)
     with library as caught:
         vault.Vault(cli.dir, keys=vault.KeyRing.from_text(keys)).get("a")
-    assert f"sudo -u {owner}" in str(caught.value)  # a service's traceback shows the fix
+    assert f"sudo -u '{owner}'" in str(caught.value)  # a service's traceback shows the fix
 
 
 def test_entry_commands_ls_delete_quarantine_verify_name(cli: Cli) -> None:
@@ -276,3 +276,27 @@ def test_quiet_keeps_results_and_warnings_only(cli: Cli) -> None:
     cli.add_ring(vault.KeyRing.from_text(quiet.stdout.strip().removeprefix("CREDSEAL_KEYS=")))
     assert quiet.stderr.startswith("credseal: warning: the line on stdout holds")
     assert "new key" not in quiet.stderr  # the informational note is gone
+
+
+def test_planted_markers_never_earn_a_chmod_hint(cli: Cli, tmp_path: Path) -> None:
+    """A shared directory holding a planted `journal` or `x.cve` (anyone can plant one in
+    /tmp) still gets no chmod hint; a vault's own subdirectory does, and an empty directory
+    made for the vault does too."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "journal").mkdir()
+    (shared / "x.cve").write_text("")
+    shared.chmod(0o1777)
+    result = cli.run("status", dir=str(shared))
+    assert "holds no vault" in result.stderr and "chmod" not in result.stderr
+    fresh = tmp_path / "fresh"
+    fresh.mkdir(mode=0o755)
+    fresh.chmod(0o755)
+    again = cli.run("status", dir=str(fresh))
+    assert f"chmod 700 '{fresh}'" in again.stderr
+    keys = cli.init_env()
+    fill(cli.dir, vault.KeyRing.from_text(keys), "a")
+    (cli.dir / ".locks").chmod(0o750)
+    with pytest.raises(vault.InsecureFileError) as caught:  # a vault's own subdirectory
+        vault.Vault(cli.dir, keys=vault.KeyRing.from_text(keys)).put("b", 1)
+    assert caught.value.hint == f"chmod 700 '{cli.dir / '.locks'}'"

@@ -452,7 +452,8 @@ def test_foreign_owner_is_refused(make_vault: Callable[..., vault.Vault]) -> Non
     v = make_vault()
     v.put("x", 1)
     os.chown(entry_file(v, "x"), 12345, 12345)
-    with pytest.raises(InsecureFileError, match=r"owned by #12345 \(uid 12345\).*sudo -u #12345"):
+    with pytest.raises(InsecureFileError,
+                       match=r"owned by #12345 \(uid 12345\).*sudo -u '#12345'"):
         v.get("x")
 
 

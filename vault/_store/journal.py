@@ -570,8 +570,8 @@ class Journal:
 
         It waits for the key (not deployed here yet, a keyring item being restored) at most
         ``MAX_RECORD_WAIT`` after its (unverified) sealing time; one under a key the source
-        records as retired never opens. Either is quarantined, not deleted: restoring the
-        key and moving it back into ``journal/`` replays it."""
+        records as retired never opens. Either is quarantined (kept, sealed), never deleted;
+        it does not replay any more, since later records may have applied meanwhile."""
         if exc.key_id in self._entries.retired_key_ids():
             return UnknownKeyError(exc.key_id, hint=f"journal record {rid} is sealed under a key "
                                    "the key source retired: it can never be replayed; it is in "
@@ -584,9 +584,10 @@ class Journal:
         if _clock.now_ms() - sealed_at <= MAX_RECORD_WAIT_MS:
             return None
         return UnknownKeyError(exc.key_id, hint=f"journal record {rid} waited more than "
-                               f"{MAX_RECORD_WAIT_MS // 86_400_000} days for its key; it is in "
-                               "quarantine/: deploy the key and move it back into journal/ to "
-                               "replay it")
+                               f"{MAX_RECORD_WAIT_MS // 86_400_000} days for its key; it is kept "
+                               "in quarantine/, sealed, and no longer replays (later writes may "
+                               "have applied since): if that write matters, deploy the key and "
+                               "apply its value again by hand")
 
     def _path(self, rid: str) -> str:
         return f"{self._dir}/{rid}{RECORD_SUFFIX}"

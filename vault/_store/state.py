@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import secrets
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -293,7 +294,13 @@ class RotationLock:
             RotationInProgressError: a live process holds it; the message names it (advisory).
             ConfigurationError: the vault state does not open with this ring.
         """
-        if not self._lock.acquire(blocking=False):
+        taken = False
+        for _ in range(20):  # `status` probes with a momentary shared lock: try again briefly
+            taken = self._lock.acquire(blocking=False)
+            if taken:
+                break
+            time.sleep(0.005)
+        if not taken:
             holder = self._read()
             raise RotationInProgressError(
                 f"another rotation is running: pid {_shown(holder.get('pid'))} on host "

@@ -150,10 +150,19 @@ class Console:
     def check_output(self) -> None:
         """Refuse an ``--output`` path that exists, before the command makes any key."""
         output = getattr(self.args, "output", None)
-        if output and os.path.lexists(output):
+        if not output:
+            return
+        if os.path.lexists(output):
             raise ConfigurationError(f"{output} exists already: keys are written only to a new "
                                      "file", hint="choose a new --output path (nothing was "
                                      "done)")
+        directory = self.settings().dir
+        inside = os.path.realpath(os.path.dirname(os.path.abspath(output)))
+        if directory is not None and (inside + "/").startswith(
+                os.path.realpath(directory) + "/"):
+            raise ConfigurationError(f"{output} is inside the vault directory: keys beside the "
+                                     "ciphertext protect nothing", hint="write them outside "
+                                     "CREDSEAL_DIR (nothing was done)")
 
     def emit_json(self, data: dict[str, Any]) -> None:
         """Print ``data`` as one JSON document (stdout)."""

@@ -62,6 +62,9 @@ def cmd_init(args: argparse.Namespace, con: Console) -> int:
             con.secret_line(f"CREDSEAL_KEYS={result.key_text}", "store it in your secret "
                             "manager now: it is stored nowhere else")
         con.emit_json(data)
+    elif result.joined and result.source == "env":  # the environment records no vault id
+        con.out(f"joined {result.directory}: it uses the environment's keys (key "
+                f"{result.key_id} active); its own vault state is {result.vault_id}")
     elif result.joined:
         con.out(f"joined {result.directory} to vault {result.vault_id}; key {result.key_id} "
                 f"of the {result.source} key source is active")

@@ -94,6 +94,17 @@ def cmd_rotate(args: argparse.Namespace, con: Console) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+    if result.outcome == "published" and args.json:
+        assert result.new_ring is not None
+        data: dict[str, Any] = {"outcome": "published", "old_key_id": result.old_key_id,
+                                "new_key_id": result.new_key_id}
+        if args.output:
+            con.secret_line(f"CREDSEAL_KEYS={result.new_ring.to_text()}", "deploy it, then "
+                            "run `credseal rotate --rewrap-only`")
+        else:
+            data["keys"] = f"CREDSEAL_KEYS={result.new_ring.to_text()}"  # to deploy
+        con.emit_json(data)
+        return EXIT_OK
     if result.outcome == "published":
         assert result.new_ring is not None
         con.secret_line(f"CREDSEAL_KEYS={result.new_ring.to_text()}", "store it in your "
@@ -151,6 +162,12 @@ def _print_rotation(con: Console, result: ops.RotationResult) -> None:
 
 def _retire_arguments(parser: argparse.ArgumentParser) -> None:
     output_argument(parser)
+    parser.add_argument("--forget", metavar="PATH", action="append", default=[],
+                        help="a directory of this vault that is gone for good (repeatable): "
+                             "forget it instead of refusing because it cannot be checked")
+    parser.add_argument("--all-directories-checked", action="store_true",
+                        help="you rewrapped every directory of this vault yourself (needed "
+                             "when the key source had to forget some)")
     parser.add_argument("key_id", help="the id of the key to retire (16 hex digits)")
 
 
@@ -168,7 +185,8 @@ examples:
 def cmd_retire(args: argparse.Namespace, con: Console) -> int:
     con.check_output()
     source, v = open_keyed(con)
-    result = ops.retire(v, source, args.key_id)
+    result = ops.retire(v, source, args.key_id, forget=args.forget,
+                        all_checked=args.all_directories_checked)
     if args.json:
         data: dict[str, Any] = {"key_id": result.key_id, "outcome": result.outcome,
                                 "directories": list(result.directories),
@@ -306,10 +324,18 @@ def _migrate_arguments(parser: argparse.ArgumentParser) -> None:
                                          "file; required for an auth folder)")
     parser.add_argument("--include-expired", action="store_true",
                         help="import expired records too, re-dated to now (see docs)")
+    parser.add_argument("--bytes-by-shape", choices=["revive", "keep"],
+                        help='objects with keys "0".."n-1" and ints 0-255 but no Buffer '
+                             "marker (a Uint8Array's JSON, or a map of counters): revive "
+                             "imports them as bytes, keep as objects. No default: the dry run "
+                             "lists them and --apply refuses until you choose")
     parser.add_argument("--apply", action="store_true", help="import (default: dry run)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing entries")
     parser.add_argument("--remove-plaintext", action="store_true",
                         help="after a verified --apply, overwrite and delete the plaintext")
+    parser.add_argument("--discard-skipped", action="store_true",
+                        help="with --remove-plaintext: also destroy the records skipped as "
+                             "expired or malformed (they exist only in the plaintext)")
 
 
 @command("migrate", json=True, arguments=_migrate_arguments,
@@ -317,29 +343,56 @@ def _migrate_arguments(parser: argparse.ArgumentParser) -> None:
          epilog="""\
 Dry run by default: lists what would be imported, never values. --apply imports with the
 original timestamps and verifies that every entry opens to the same value; only then, with
---remove-plaintext, the plaintext is overwritten and deleted. migration.md in the
-documentation is the runbook (`credseal --help` says where it is).
+--remove-plaintext, the plaintext is overwritten and deleted (refused while records skipped as
+expired or malformed exist only there, unless --discard-skipped). Objects that are bytes only
+by their shape ({"0": 5, "1": 7}) are listed by the dry run; --apply needs --bytes-by-shape
+to say what they are. migration.md in the documentation is the runbook (`credseal --help`
+says where it is).
 
 examples:
   credseal migrate --from-cache-file /srv/app/creds-cache.json
-  credseal migrate --from-cache-file /srv/app/creds-cache.json --apply
+  credseal migrate --from-cache-file /srv/app/creds-cache.json --bytes-by-shape=revive --apply
   credseal migrate --from-auth-folder ./auth_info --prefix wa/shop-1 --apply --remove-plaintext
 """)
 def cmd_migrate(args: argparse.Namespace, con: Console) -> int:
+    """Plan, and with --apply import, verify and maybe remove the plaintext (see the epilog).
+
+    Objects that are bytes by their shape alone have no default reading here: a wrong guess
+    either way changes a credential's type without a sound (a counter map becomes bytes, or a
+    Uint8Array key stays an object, which the service cannot use), and --remove-plaintext then
+    destroys the only original. Which one is right depends on who wrote the source, which only
+    the operator knows, so the dry run lists every such object (entry and JSON path, never a
+    value) and --apply refuses until --bytes-by-shape says. A source without any (Baileys 7
+    writes marked Buffers only) needs no flag.
+    """
+    if args.remove_plaintext and not args.apply:
+        raise ConfigurationError("--remove-plaintext needs --apply")
+    if args.discard_skipped and not args.remove_plaintext:
+        raise ConfigurationError("--discard-skipped goes with --apply --remove-plaintext")
     _, v = open_keyed(con)
+    shape = args.bytes_by_shape or "revive"
     if args.from_cache_file:
         plan = baileys.plan_cache_file(args.from_cache_file, v,
                                        include_expired=args.include_expired,
-                                       prefix="company" if args.prefix is None else args.prefix)
+                                       prefix="company" if args.prefix is None else args.prefix,
+                                       bytes_by_shape=shape)
     else:
         if not args.prefix:
             raise ConfigurationError("--from-auth-folder needs --prefix (the entry name prefix)")
         plan = baileys.plan_auth_folder(args.from_auth_folder, v, prefix=args.prefix,
-                                        include_expired=args.include_expired)
-    if args.remove_plaintext and not args.apply:
-        raise ConfigurationError("--remove-plaintext needs --apply")
+                                        include_expired=args.include_expired,
+                                        bytes_by_shape=shape)
+    undecided = bool(plan.by_shape) and args.bytes_by_shape is None
+    if args.apply and undecided:
+        if not args.json:
+            _print_by_shape(con, plan, None)
+        raise ConfigurationError(
+            f"{_by_shape_count(plan)} are bytes only by their shape (keys \"0\"..\"n-1\", ints "
+            "0-255, no Buffer marker); nothing was imported",
+            hint="see them in the dry run, then add --bytes-by-shape=revive (Uint8Array JSON: "
+                 "import them as bytes) or --bytes-by-shape=keep (import them as objects)")
     result = baileys.apply(plan, v, overwrite=args.overwrite) if args.apply else None
-    removed = (baileys.remove_plaintext(plan, result, v)
+    removed = (baileys.remove_plaintext(plan, result, v, discard_skipped=args.discard_skipped)
                if result is not None and args.remove_plaintext else [])
     outcomes = {o.name: o for o in result.outcomes} if result else {}
     if args.json:
@@ -351,6 +404,9 @@ def cmd_migrate(args: argparse.Namespace, con: Console) -> int:
                                    for e in plan.entries],
                        "skipped": [{"source": s.source, "kind": s.kind, "reason": s.reason}
                                    for s in plan.skipped],
+                       "bytes_by_shape": args.bytes_by_shape,
+                       "by_shape": [{"name": b.name, "source": b.source, "path": b.path,
+                                     "length": b.length} for b in plan.by_shape],
                        "plaintext_removed": [str(p) for p in removed]})
     else:
         for e in plan.entries:
@@ -359,11 +415,33 @@ def cmd_migrate(args: argparse.Namespace, con: Console) -> int:
                     f"{e.created_at:%Y-%m-%d %H:%M:%S}Z{', exists' if e.exists else ''})")
         for s in plan.skipped:
             con.out(f"{'skipped':<13} {s.source}: {s.kind}: {s.reason}")
+        _print_by_shape(con, plan, args.bytes_by_shape)
         for path in removed:
             con.out(f"{'removed':<13} {path}")
         if result is None:
-            con.out(f"{len(plan.entries)} entries would be imported; run again with --apply")
+            con.out(f"{len(plan.entries)} entries would be imported; run again with --apply"
+                    + (" --bytes-by-shape=revive or keep" if undecided else ""))
+    if undecided:
+        con.note(f"warning: {_by_shape_count(plan)} are bytes only by their shape (listed as "
+                 "'by shape?'): --apply needs --bytes-by-shape=revive (bytes) or "
+                 "--bytes-by-shape=keep (objects)")
     return EXIT_FAILED if result is not None and not result.verified else EXIT_OK
+
+
+def _by_shape_count(plan: baileys.MigrationPlan) -> str:
+    shaped = plan.by_shape
+    entries = len({b.name for b in shaped})
+    return (f"{len(shaped)} object{'s' if len(shaped) != 1 else ''} in {entries} "
+            f"entr{'ies' if entries != 1 else 'y'}")
+
+
+def _print_by_shape(con: Console, plan: baileys.MigrationPlan, mode: str | None) -> None:
+    """One line per object that is bytes by its shape alone: entry, path, length; no value."""
+    label = {None: "by shape?", "revive": "as bytes", "keep": "kept object"}[mode]
+    for b in plan.by_shape:
+        keys = f'keys "0".."{b.length - 1}"' if b.length > 1 else 'key "0"'
+        con.out(f"{label:<13} {b.name}  {b.path}  ({b.length} byte{'s' if b.length > 1 else ''}"
+                f" by shape: {keys}, ints 0-255, no Buffer marker)")
 
 
 def _export_arguments(parser: argparse.ArgumentParser) -> None:

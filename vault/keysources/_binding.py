@@ -36,6 +36,8 @@ class Binding:
 
     vault_id: str
     dirs: tuple[tuple[str, str | None], ...] = ()
+    #: some directory was forgotten to stay within the bounds: ``retire`` cannot see them all
+    overflowed: bool = False
 
     def head_of(self, directory: str) -> str | None:
         """The audit head anchored for ``directory`` (None if none, or not listed)."""
@@ -52,15 +54,27 @@ class Binding:
             return self  # not recorded: a path this long or strange is not worth a refusal
         kept = head if head is not None else self.head_of(directory)
         others = tuple(d for d in self.dirs if d[0] != directory)
-        return Binding(self.vault_id, (*others, (directory, kept))[-MAX_DIRS:])
+        dirs = (*others, (directory, kept))
+        return Binding(self.vault_id, dirs[-MAX_DIRS:],
+                       self.overflowed or len(dirs) > MAX_DIRS)
 
     def without_dir(self, directory: str) -> Binding:
         """This binding without ``directory``."""
-        return Binding(self.vault_id, tuple(d for d in self.dirs if d[0] != directory))
+        return Binding(self.vault_id, tuple(d for d in self.dirs if d[0] != directory),
+                       self.overflowed)
+
+    def dropping_oldest(self) -> Binding:
+        """This binding without its least recently bound directory (marked overflowed)."""
+        return Binding(self.vault_id, self.dirs[1:], True)
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON form: ``{"id", "dirs": [[path, head or null], ...]}``."""
-        return {"id": self.vault_id, "dirs": [[path, head] for path, head in self.dirs]}
+        """The JSON form: ``{"id", "dirs": [[path, head or null], ...]}``, plus
+        ``"overflowed": true`` once a directory was forgotten."""
+        doc: dict[str, Any] = {"id": self.vault_id,
+                               "dirs": [[path, head] for path, head in self.dirs]}
+        if self.overflowed:
+            doc["overflowed"] = True
+        return doc
 
     def dumps(self) -> str:
         """The compact JSON text of :meth:`to_json`."""
@@ -69,7 +83,12 @@ class Binding:
 
 def parse_binding(obj: object, where: str, what: str = "vault") -> Binding:
     """Parse the JSON form of a binding strictly."""
-    doc = exact_keys(obj, {"id", "dirs"}, where, what)
+    fields = {"id", "dirs"}
+    if isinstance(obj, dict) and "overflowed" in obj:
+        fields.add("overflowed")
+    doc = exact_keys(obj, fields, where, what)
+    if doc.get("overflowed", True) is not True:
+        invalid(where, f"{what}.overflowed", "must be true when present")
     if not isinstance(doc["id"], str) or not _VAULT_ID.fullmatch(doc["id"]):
         invalid(where, f"{what}.id", "must be 32 lowercase hex digits")
     dirs = doc["dirs"]
@@ -90,4 +109,4 @@ def parse_binding(obj: object, where: str, what: str = "vault") -> Binding:
         if any(p == path for p, _ in parsed):
             invalid(where, here, "repeats a directory")
         parsed.append((path, head))
-    return Binding(doc["id"], tuple(parsed))
+    return Binding(doc["id"], tuple(parsed), "overflowed" in doc)

@@ -218,7 +218,7 @@ class OSKeyringSource:
             return json.dumps({"version": self.INDEX_VERSION, "vault": b.to_json()},
                               separators=(",", ":"))
         while len(text(binding)) > MAX_INDEX_CHARS and binding.dirs:
-            binding = Binding(binding.vault_id, binding.dirs[1:])
+            binding = binding.dropping_oldest()  # retire then asks for --all-checked
         self._call("write the vault binding", "set_password", self.VAULT_USER, text(binding))
 
     def discard(self, key_id: str) -> None:

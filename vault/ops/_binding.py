@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import replace
 
 from vault._store.state import StateFile, VaultState
 from vault._store.store import Vault, entries_of
-from vault.errors import ConfigurationError
 from vault.keysources import Binding, BoundKeySource, KeySource, OSKeyringSource
 
 __all__ = ["bind_directory", "source_name"]
@@ -33,27 +33,30 @@ def bind_directory(vault: Vault, source: KeySource, *, write: bool = True) -> Va
     """Check that ``source`` serves the vault of ``vault``'s directory; with ``write``, also
     give the directory a vault id (the source's) and list it in the source's binding.
 
+    A directory whose state opens with the ring is the ring's vault whatever id it names: a
+    state made before the key source recorded a vault (0.2.0 gave each directory its own id)
+    takes the source's id, with a warning, and is listed, so ``retire`` sees it.
+
     Returns the directory's state (None when ``write`` is False and it has none yet).
 
     Raises:
-        ConfigurationError: the directory belongs to another vault than the key source (its
-            state does not open with the ring, or names another vault id): the message names
-            both and the hint how to pick the right key source.
+        ConfigurationError: the directory belongs to another vault than the key source: its
+            state does not open with the ring (the message names the source's vault id).
     """
     state_file = StateFile(entries_of(vault))
-    state = state_file.read()  # raises for a state another ring sealed
-    binding = source.binding() if isinstance(source, BoundKeySource) else None
-    if state is not None and binding is not None and state.vault_id != binding.vault_id:
-        raise ConfigurationError(
-            f"{vault.directory} belongs to vault {state.vault_id}, but {source_name(source)} "
-            f"serves vault {binding.vault_id}",
-            hint="use this directory's own key source (CREDSEAL_KEYRING_SERVICE names it for "
-                 "the keyring); each vault needs a key source of its own, so a new vault gets "
-                 "a new CREDSEAL_KEYRING_SERVICE and `credseal init`")
+    state = state_file.read()  # raises for a state another ring sealed, naming the bound id
     if not write:
         return state
+    binding = source.binding() if isinstance(source, BoundKeySource) else None
     if state is None:
-        state = state_file.ensure()
+        state = state_file.ensure()  # adopts the source's id, and lists the directory
+        binding = source.binding() if isinstance(source, BoundKeySource) else None
+    elif binding is not None and state.vault_id != binding.vault_id:
+        logger.warning("%s named vault %s, from before %s recorded its vault; the ring opens "
+                       "it, so it is a directory of vault %s: it takes that id now",
+                       vault.directory, state.vault_id, source_name(source), binding.vault_id)
+        bound = binding.vault_id
+        state = state_file.update(lambda s: replace(s, vault_id=bound))
     here = os.path.realpath(vault.directory)
     if isinstance(source, BoundKeySource):
         if binding is None:

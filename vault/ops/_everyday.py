@@ -115,37 +115,42 @@ def init_vault(settings: VaultSettings, *, passphrase: bytes | str | None = None
             "unrelated key set beside it", hint="check CREDSEAL_DIR, CREDSEAL_KEY_SOURCE and "
             "CREDSEAL_KEYRING_SERVICE: this vault's own key source opens it (`credseal status` "
             "shows its key ids)")
-    before = set(os.listdir(directory)) if directory.exists() else None
+    created = not os.path.lexists(directory)
     stored: Key | None = None
     source = None
+    Vault(directory)  # creates the directory 0700, or checks an existing one
     try:
-        Vault(directory)  # creates the directory 0700, or checks an existing one
-        if join:
-            source = source_from_settings(settings, passphrase)
-            keyed = Vault(directory, keys=source)
-            state = bind_directory(keyed, source)
-            key = keyed.keys.primary
-        elif kind != "env":
-            key = Key.generate()
-            source = source_from_settings(settings, passphrase)
-            source.create(key)
-            stored = key
-            keyed = Vault(directory, keys=source)
-            state = bind_directory(keyed, source)
-        else:  # the env source keeps no dates: the vault's sealed state dates the key
-            key = Key.generate()
-            keyed = Vault(directory, keys=KeyRing([key]))
-            StateFile(entries_of(keyed)).named(key.id)
-            state = StateFile(entries_of(keyed)).ensure()
-        assert state is not None
-        audit_of(keyed, context or current_context()).append(
-            "init", outcome="joined" if join else "created", source_kind=kind,
-            new_key_id=None if join else key.id, vault_id=state.vault_id)
+        with files.InitGuard(str(directory), created=created) as guard:
+            found = _vault_contents(directory)  # again, under the lock: a concurrent init
+            if found:
+                guard.keep()  # that init's vault: never undo anything of it
+                raise ConfigurationError(f"{directory} already holds a vault ({', '.join(found)})",
+                                         hint="another init made it just now: use that vault")
+            if join:  # (the guard undoes what follows if it fails)
+                source = source_from_settings(settings, passphrase)
+                keyed = Vault(directory, keys=source)
+                state = bind_directory(keyed, source)
+                key = keyed.keys.primary
+            elif kind != "env":
+                key = Key.generate()
+                source = source_from_settings(settings, passphrase)
+                source.create(key)
+                stored = key
+                keyed = Vault(directory, keys=source)
+                state = bind_directory(keyed, source)
+            else:  # the env source keeps no dates: the vault's sealed state dates the key
+                key = Key.generate()
+                keyed = Vault(directory, keys=KeyRing([key]))
+                StateFile(entries_of(keyed)).named(key.id)
+                state = StateFile(entries_of(keyed)).ensure()
+            assert state is not None
+            audit_of(keyed, context or current_context()).append(
+                "init", outcome="joined" if join else "created", source_kind=kind,
+                new_key_id=None if join else key.id, vault_id=state.vault_id)
     except BaseException:
         if stored is not None and isinstance(source, OSKeyringSource):
             with contextlib.suppress(VaultError):
                 source.discard(stored.id)
-        files.remove_created(str(directory), before)
         raise
     return InitResult(directory, kind, key.id,
                       key.to_text() if kind == "env" and not join else None,
@@ -391,9 +396,11 @@ def verify(settings: VaultSettings, *, passphrase: bytes | str | None = None,
     try:
         sealed = StateFile(entries_of(vault)).read()
         binding = source.binding() if isinstance(source, BoundKeySource) else None
+        # Also when vault.state is gone: deleting it with the log must not hide the anchor.
         anchored = (binding.head_of(os.path.realpath(vault.directory))
-                    if binding is not None and sealed is not None
-                    and binding.vault_id == sealed.vault_id else None)
+                    if binding is not None and (sealed is None
+                                                or binding.vault_id == sealed.vault_id)
+                    else None)
         audit = AuditLog(vault.directory, current_context()).check(
             vault.keys, None if sealed is None else sealed.audit_head, anchored)
         lines, verified, unverifiable, problem = (audit.lines, audit.verified,

@@ -326,50 +326,64 @@ def check_unused(vault: Vault, key_id: str, *,
     return checked
 
 
-def _other_directories(vault: Vault, source: KeySource) -> tuple[list[Vault], list[str]]:
+def _other_directories(vault: Vault, source: KeySource, forget: Sequence[str],
+                       all_checked: bool) -> tuple[list[Vault], list[str]]:
     """The other directories of this vault that the key source lists: those opened here
-    (to be checked), and those gone or now another vault's (to be forgotten).
+    (to be checked), and those the operator said are gone (``forget``: to be forgotten).
 
     Raises:
-        KeyInUseError: a listed directory exists but cannot be checked (another user's).
+        KeyInUseError: a listed directory is not visible here and not in ``forget``, exists
+            but cannot be checked (another user's, or its state does not open), or the
+            binding forgot directories (too many) and ``all_checked`` was not given.
     """
     binding = source.binding() if isinstance(source, BoundKeySource) else None
     if binding is None:
         return [], []
+    if binding.overflowed and not all_checked:
+        raise KeyInUseError(
+            f"{source_name(source)} had to forget some directories of this vault (more than "
+            "it can list), so retire cannot check them all",
+            hint="run `credseal rotate --rewrap-only` in every directory of this vault, then "
+                 "retire with --all-directories-checked")
     here = os.path.realpath(vault.directory)
+    gone_ok = {os.path.realpath(path) for path in forget}
     others: list[Vault] = []
     gone: list[str] = []
     for path, _ in binding.dirs:
         if path == here:
             continue
         if not os.path.lexists(path):
-            gone.append(path)
-            continue
+            if path in gone_ok:
+                gone.append(path)
+                continue
+            raise KeyInUseError(
+                f"{path}, a directory of this vault, is not visible here: anything in it still "
+                "sealed under the key would become unreadable",
+                hint=f"retire where it is visible; if it is gone for good, pass --forget {path}")
         try:
             other = Vault(path, keys=source)
+            bind_directory(other, source, write=False)
         except VaultError as exc:
             raise KeyInUseError(
                 f"{path}, a directory of this vault, cannot be checked: {exc.message}",
                 hint="run retire as the user who owns that directory (sudo -u <owner> "
-                     "credseal retire ...); retiring without checking it could make its "
-                     "entries and journal records unreadable") from None
-        try:
-            bind_directory(other, source, write=False)
-        except ConfigurationError:
-            gone.append(path)  # another vault's now: nothing there is sealed by this ring
-            continue
+                     "credseal retire ...), or restore its vault.state; retiring without "
+                     "checking it could make its entries and journal records unreadable"
+            ) from None
         others.append(other)
     return others, gone
 
 
 def retire(vault: Vault, source: KeySource, key_id: str, *,
-           extra_targets: Sequence[RewrapTarget] = (),
-           context: Context | None = None) -> RetireResult:
+           extra_targets: Sequence[RewrapTarget] = (), forget: Sequence[str] = (),
+           all_checked: bool = False, context: Context | None = None) -> RetireResult:
     """Retire ``key_id`` once nothing sealed under it is left; audited.
 
     Checked are every target of ``vault`` (entries, journal, state, ``extra_targets``) and,
-    for a keyring source, every other directory of the vault that the source lists and this
-    host can see; listed directories that are gone are forgotten (and reported).
+    for a keyring source, every other directory of the vault that the source lists. A
+    listed directory that is not visible here stops the retirement unless it is in ``forget``
+    (gone for good: it is forgotten, and reported); ``all_checked`` says that the operator
+    rewrapped every directory when the binding had to forget some.
 
     A managed source (keyring, keyfile) drops the key's material and keeps its record. The
     env source cannot change itself: the result holds the ring without the key, to deploy.
@@ -392,7 +406,7 @@ def retire(vault: Vault, source: KeySource, key_id: str, *,
                              hint="rotate first (`credseal rotate`), then retire the old key")
     audit = audit_of(vault, context or current_context())
     checked = check_unused(vault, key_id, extra_targets=extra_targets)
-    others, gone = _other_directories(vault, source)
+    others, gone = _other_directories(vault, source, forget, all_checked)
     for other in others:
         checked += check_unused(other, key_id)
     directories = (vault.directory, *(other.directory for other in others))
