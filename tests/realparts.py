@@ -141,6 +141,29 @@ def _kill_group(proc: subprocess.Popen[Any], timeout: float = 5.0) -> None:
             proc.wait(timeout=timeout)
 
 
+def _remove_tree(path: Path, timeout: float = WAIT_TIMEOUT) -> None:
+    """Remove the directory ``path`` of a stopped server; raise if it cannot be removed.
+
+    A process that is still on its way out (a PostgreSQL backend after its postmaster was
+    killed, a daemon flushing a log) may create a file while the tree is being removed, so
+    this retries until ``timeout``; what is left then is an error, never a silent leak.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            shutil.rmtree(path)
+        except FileNotFoundError:
+            pass  # gone, or a file vanished under rmtree: look again
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+        if not os.path.lexists(path):
+            return
+        if time.monotonic() > deadline:
+            raise OSError(f"could not remove {path}: something keeps creating files in it")
+        time.sleep(0.1)
+
+
 # --------------------------------------------------------------------------- PostgreSQL
 
 
@@ -338,14 +361,17 @@ class PostgresServer:
         self._tables.clear()
 
     def destroy(self) -> None:
-        """Stop immediately (also a server that a test left stopped) and remove the directory."""
-        with contextlib.suppress(Exception):
-            self._run("pg_ctl", "stop", "-D", str(self.data_dir), "-m", "immediate", "-w",
-                      "-t", "30", check=False)  # fmt: skip
-        pid_file = self.data_dir / "postmaster.pid"
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            os.kill(int(pid_file.read_text().splitlines()[0]), signal.SIGKILL)
-        shutil.rmtree(self.base, ignore_errors=True)
+        """Stop immediately (also a server that a test left stopped) and remove the directory
+        (an error if it cannot be removed: the cluster must not outlive the session)."""
+        try:
+            with contextlib.suppress(Exception):
+                self._run("pg_ctl", "stop", "-D", str(self.data_dir), "-m", "immediate", "-w",
+                          "-t", "30", check=False)  # fmt: skip
+            pid_file = self.data_dir / "postmaster.pid"
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                os.kill(int(pid_file.read_text().splitlines()[0]), signal.SIGKILL)
+        finally:
+            _remove_tree(self.base)
 
 
 @pytest.fixture(scope="session")
@@ -367,8 +393,10 @@ def postgres_server() -> Iterator[PostgresServer]:
         except KeyError:
             require("PostgreSQL", f"no 'postgres' OS user (needed as root); {PG_INSTALL_HINT}")
         run_as = PG_SUPERUSER
-    base = Path(tempfile.mkdtemp(prefix="credseal-pg-"))
-    server = PostgresServer(bindir, base, free_port(), run_as)
+    # Not under tmp_path_factory: with run_as the postgres user must reach the directory, and
+    # pytest's base directory is private to this user. destroy() removes it at the end.
+    port = free_port()
+    server = PostgresServer(bindir, Path(tempfile.mkdtemp(prefix="credseal-pg-")), port, run_as)
     try:
         server.init()
         yield server
@@ -530,12 +558,19 @@ class SecretService:
         return self._daemon is not None and self._daemon.poll() is None
 
     def close(self) -> None:
-        """Kill the daemon and the bus (by process group) and remove the directories."""
-        for proc in (self._daemon, self._bus):
+        """Kill the daemon and the bus (by process group) and remove the directories, also
+        when killing one of them fails (an error if the directory cannot be removed)."""
+        procs, self._daemon, self._bus = (self._daemon, self._bus), None, None
+        errors: list[Exception] = []
+        for proc in procs:
             if proc is not None:
-                _kill_group(proc)
-        self._daemon = self._bus = None
-        shutil.rmtree(self.base, ignore_errors=True)
+                try:
+                    _kill_group(proc)
+                except Exception as exc:  # kill the other one and remove the files anyway
+                    errors.append(exc)
+        _remove_tree(self.base)
+        if errors:
+            raise errors[0]
 
     # ---- D-Bus access (our own connections, independent of os.environ)
 

@@ -16,20 +16,24 @@ from tests.realparts import PostgresServer
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_example(name: str, env: dict[str, str] | None = None) -> str:
-    """Run examples/<name> and return its output (it must exit 0)."""
+def run_example(name: str, tmp_path: Path, env: dict[str, str] | None = None) -> str:
+    """Run examples/<name> and return its output (it must exit 0).
+
+    The examples leave their work directory for the reader to look at (in the temp
+    directory); TMPDIR puts it in the test's ``tmp_path``, so that pytest removes it.
+    """
     proc = subprocess.run([sys.executable, str(ROOT / "examples" / name)], cwd=ROOT,
-                          env={**os.environ, **(env or {})}, capture_output=True, text=True,
-                          timeout=120)
+                          env={**os.environ, **(env or {}), "TMPDIR": str(tmp_path)},
+                          capture_output=True, text=True, timeout=120)
     record(proc.stdout + proc.stderr, f"examples/{name} output")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout
 
 
-def test_quickstart_tells_the_outage_story() -> None:
+def test_quickstart_tells_the_outage_story(tmp_path: Path) -> None:
     """The quickstart serves from the cache with a warning after a restart, journals the
     update and shows it replayed into SQLite."""
-    out = run_example("quickstart.py")
+    out = run_example("quickstart.py", tmp_path)
     assert "'company-42' from the cache: registrationId=4711" in out
     assert "'registrationId' in clear: False" in out  # the cached copy is ciphertext
     assert "WARNING vault.cache: credential source unavailable" in out
@@ -38,15 +42,15 @@ def test_quickstart_tells_the_outage_story() -> None:
     assert len({line.split("]")[0] for line in out.splitlines() if "[pid" in line}) == 3
 
 
-def test_async_service_example() -> None:
+def test_async_service_example(tmp_path: Path) -> None:
     """The asyncio example serves cached copies during the outage and replays the update."""
-    out = run_example("async_service.py")
+    out = run_example("async_service.py", tmp_path)
     assert out.count(": cache, registrationId=4711") == 3
     assert "SQLite holds registrationId=4712" in out
 
 
 @pytest.mark.parametrize("outage", ["simulated", "real"])
-def test_postgres_service_example(pg: PostgresServer, outage: str) -> None:
+def test_postgres_service_example(pg: PostgresServer, outage: str, tmp_path: Path) -> None:
     """The PostgreSQL example tells the same story, with a simulated or a real outage."""
     env = {"EXAMPLE_PG_DSN": pg.dsn, "EXAMPLE_PG_TABLE": pg.fresh_table_name("example")}
     if outage == "real":
@@ -55,7 +59,7 @@ def test_postgres_service_example(pg: PostgresServer, outage: str) -> None:
                                                           "fast", "-w"))
         env["EXAMPLE_PG_START"] = shlex.join(pg._command(
             "pg_ctl", "start", "-D", data, "-l", str(pg.log_path), "-w"))
-    out = run_example("postgres_service.py", env)
+    out = run_example("postgres_service.py", tmp_path, env)
     assert "'company-42' from the cache: registrationId=4711, degraded=True" in out
     assert "journaled=True" in out and "replayed 1 journaled write" in out
     assert "'company-42' from the source: registrationId=4712, degraded=False" in out

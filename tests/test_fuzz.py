@@ -176,7 +176,7 @@ def test_deep_and_huge_json_is_refused_quickly(document: bytes, dialect: str) ->
 
 
 HOSTILE = r"""
-import json, os, resource, struct, sys, tempfile
+import json, os, resource, struct, sys
 resource.setrlimit(resource.RLIMIT_AS, (768 * 1024 * 1024, 768 * 1024 * 1024))
 import vault
 from vault import codec
@@ -184,7 +184,7 @@ from vault._crypto import format as fmt
 from vault.keysources import _keyfile as kf
 from vault.errors import VaultError
 from vault._store.entries import name_stem
-d = tempfile.mkdtemp()
+d = sys.argv[1]  # the test's tmp_path: nothing is left behind in /tmp
 v = vault.Vault(os.path.join(d, "v"), keys=vault.KeyRing([vault.Key.generate()]))
 v.put("x", 1)
 path = os.path.join(d, "v", name_stem("x") + ".cve")
@@ -217,7 +217,7 @@ print("bounded")
 def test_hostile_inputs_stay_within_a_memory_cap(tmp_path: Path) -> None:
     """Under a 768 MiB address-space cap, hostile sizes and KDF parameters are refused without
     allocating what they ask for."""
-    result = subprocess.run([sys.executable, "-c", HOSTILE], capture_output=True, text=True,
-                            timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    result = subprocess.run([sys.executable, "-c", HOSTILE, str(tmp_path)], capture_output=True,
+                            text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "bounded"
