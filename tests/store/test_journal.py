@@ -149,8 +149,13 @@ def test_record_under_a_key_never_held_is_quarantined_not_followed(tmp_path: Pat
     """A record sealed under a key id this vault never held (to this ring it is a made-up
     header) is quarantined as unreadable; the replay goes on with the others."""
     old, new = vault.Key.generate(), vault.Key.generate()
-    Journal(vault.Vault(tmp_path / "v", keys=vault.KeyRing([old]))).append_save("a", 1)
     journal = Journal(vault.Vault(tmp_path / "v", keys=vault.KeyRing([new])))
+    planted = Journal(vault.Vault(tmp_path / "other", keys=vault.KeyRing([old])))
+    rid = planted.append_save("a", 1)
+    (tmp_path / "v" / "journal").mkdir(mode=0o700, exist_ok=True)
+    target = tmp_path / "v" / "journal" / f"{rid}.cvj"
+    target.write_bytes((tmp_path / "other" / "journal" / f"{rid}.cvj").read_bytes())
+    target.chmod(0o600)
     journal.append_save("a", 2)
     seen: list[object] = []
     quarantined: list[str] = []

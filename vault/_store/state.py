@@ -286,7 +286,7 @@ class RotationLock:
         self.state = state
         self._lock = files.FileLock(self.path, timeout=0.0, what="the rotation lock")
 
-    def acquire(self) -> dict[str, Any] | None:
+    def acquire(self, command: str = "credseal rotate") -> dict[str, Any] | None:
         """Take the lock; return the authenticated resume state an unfinished rotation left
         (None without a state file, or when nothing is unfinished).
 
@@ -310,7 +310,8 @@ class RotationLock:
         try:
             self._lock.write_state(json.dumps({
                 "pid": os.getpid(), "host": self.context.host,
-                "since": datetime.now(UTC).isoformat(timespec="seconds")}).encode())
+                "since": datetime.now(UTC).isoformat(timespec="seconds"),
+                "command": command}).encode())
             if self.state is None:
                 return None
             current = self.state.read()
@@ -334,7 +335,8 @@ class RotationLock:
                f"{_shown(holder.get('since'))}")
         if held:
             return f"running ({who})"
-        return f"unfinished (stopped: {who})" if holder else None
+        rerun = _shown(holder.get("command")) if holder.get("command") else "credseal rotate"
+        return f"unfinished (stopped: {who}; rerun: {rerun})" if holder else None
 
     def _read(self) -> dict[str, Any]:
         try:

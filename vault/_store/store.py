@@ -113,9 +113,13 @@ class Vault:
         if read_only:
             files.check_private_dir(path)
         else:
+            fresh = not os.path.lexists(path)
             files.ensure_private_dir(path)
             files.ensure_private_dir(self._entries.locks)
             self._entries.remove_stale_temps()
+            if fresh and keys is not None:  # a new vault gets its id at once: never "adopted"
+                from vault._store.state import StateFile
+                StateFile(self._entries).ensure()
 
     def __repr__(self) -> str:
         return f"Vault({str(self.directory)!r}, ttl={self.ttl:g})"

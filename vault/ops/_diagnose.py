@@ -131,9 +131,11 @@ def _journal_and_rotation(reader: Vault) -> list[Check]:
     rotation = RotationLock(reader.directory, current_context()).probe()
     if rotation is not None:
         unfinished = rotation.startswith("unfinished")
+        rerun = rotation.rsplit("rerun: ", 1)[-1].rstrip(")") if "rerun: " in rotation \
+            else "credseal rotate"
         checks.append(Check("rotation", "error" if unfinished else "ok",
                             f"a rotation is {rotation} (from rotation.lock, unverified)",
-                            "run `credseal rotate` again: it resumes" if unfinished else None))
+                            f"run `{rerun}` again: it resumes" if unfinished else None))
     return checks
 
 

@@ -287,8 +287,10 @@ def status(settings: VaultSettings, *, now: datetime | None = None) -> StatusRep
                         f"{configured}")
     rotation = RotationLock(directory, current_context()).probe()
     if rotation is not None and rotation.startswith("unfinished"):
+        rerun = rotation.rsplit("rerun: ", 1)[-1].rstrip(")") if "rerun: " in rotation \
+            else "credseal rotate"
         problems.append(f"a rotation stopped before its end ({rotation.split('(', 1)[1]}: run "
-                        "`credseal rotate` again to resume it")
+                        f"`{rerun}` again to resume it")
     pending, oldest, conflicts = Journal(read_only_vault).unverified_summary()
     if conflicts:
         problems.append(f"{conflicts} journaled writes conflict with the source's value: "

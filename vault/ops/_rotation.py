@@ -162,10 +162,17 @@ def rotate(vault: Vault, source: KeySource, *, rewrap_only: bool = False,
     bind_directory(vault, source)  # never rotate a ring that serves another vault
     audit = audit_of(vault, context)
     lock = RotationLock(vault.directory, context, StateFile(entries_of(vault)))
-    resumed = lock.acquire()
+    resumed = lock.acquire("credseal rotate" + (" --rewrap-only" if rewrap_only else ""))
     finished = False
     try:
         ring = source.load()
+        if (not rewrap_only and to_key_id is None and resumed is not None
+                and resumed.get("phase") == "rewrapping"
+                and resumed.get("new_key_id") == ring.primary.id
+                and (not isinstance(source, ManagedKeySource) or source.kind == "env")):
+            # env: a rewrap to the deployed primary was cut short; a plain rotate finishes it
+            # instead of publishing yet another key.
+            rewrap_only = True
         old_id = ring.primary.id
         new_id = old_id
         _published_key_deployed(lock, ring)
