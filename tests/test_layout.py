@@ -67,6 +67,7 @@ PINNED: dict[str, set[str]] = {
         "ManagedKeySource", "NO_KEYRING_HINT", "OSKeyringSource", "PassphraseKeySource",
         "RETIRED"},
     "vault.config": {
+        "BACKEND_PREFIX", "BackendSettings", "KEYRING_BACKEND", "keyring_backend_configured",
         "Context", "HASHICORP_VARIABLES", "KeySourceKind", "LEGACY_PREFIX", "PREFIX",
         "VaultSettings", "check_dotenv", "current_context", "dotenv_variables",
         "hashicorp_variables", "near_miss",
@@ -82,6 +83,8 @@ PINNED: dict[str, set[str]] = {
         "plan_prune", "resolve_conflicts", "retire", "rewrap_targets", "rotate", "status",
         "verify"},
     "vault.integrations": set(),
+    "vault.integrations.keyring_backend": {"CredsealKeyring", "MAX_NAME_CHARS",
+                                           "MAX_PASSWORD_BYTES"},
     "vault.integrations.baileys": {
         "EXISTS", "FAILED", "IMPORTED", "MAX_SOURCE_SIZE", "MISMATCH", "MigrationError",
         "MigrationPlan", "MigrationResult", "Outcome", "PRESENT", "PlannedEntry", "Skipped",

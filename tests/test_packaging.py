@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ("vault", "docs", "pyproject.toml", "README.md", "LICENSE", "SECURITY.md",
            "CHANGELOG.md")
 DOCS = {"README.md", "SECURITY.md", "CHANGELOG.md", "LICENSE", "keys.md", "operations.md",
-        "migration.md", "security.md", "format.md", "upgrading.md", "cli-json.md"}
+        "migration.md", "security.md", "format.md", "upgrading.md", "cli-json.md",
+        "integrations.md"}
 
 
 @pytest.fixture(scope="module")

@@ -53,9 +53,12 @@ from vault.keysources import (
 from vault.sources import Source, SQLiteSource
 
 __all__ = [
+    "BACKEND_PREFIX",
     "HASHICORP_VARIABLES",
+    "KEYRING_BACKEND",
     "LEGACY_PREFIX",
     "PREFIX",
+    "BackendSettings",
     "Context",
     "KeySourceKind",
     "VaultSettings",
@@ -63,6 +66,7 @@ __all__ = [
     "current_context",
     "dotenv_variables",
     "hashicorp_variables",
+    "keyring_backend_configured",
     "legacy_variables",
     "near_miss",
     "open_primary",
@@ -101,12 +105,12 @@ _EXPECTED = {
 _HINT = "fix the variable in the environment or in .env; `credseal diagnose` checks them all"
 
 
-def _describe(exc: ValidationError) -> str:
+def _describe(exc: ValidationError, prefix: str = "CREDSEAL_") -> str:
     """One line naming every bad variable and what it expects; the input is never quoted."""
     problems: list[str] = []
     for error in exc.errors(include_input=False, include_url=False):
         field = str(error["loc"][0]) if error["loc"] else ""
-        name = PREFIX + field.upper() if field in _EXPECTED else "a CREDSEAL_ setting"
+        name = prefix + field.upper() if field in _EXPECTED else f"a {prefix} setting"
         problem = f"{name}: expected {_EXPECTED.get(field, 'a valid value')}"
         if problem not in problems:
             problems.append(problem)
@@ -164,8 +168,8 @@ _MAX_SECRET_FILE = 64 * 1024
 logger = logging.getLogger("vault.config")
 
 
-def _secret_from_file(field: str, value: SecretStr | None,
-                      path: Path | None) -> SecretStr | None:
+def _secret_from_file(field: str, value: SecretStr | None, path: Path | None,
+                      prefix: str = "CREDSEAL_") -> SecretStr | None:
     """``CREDSEAL_<FIELD>`` from ``CREDSEAL_<FIELD>_FILE``, else from ``credseal_<field>`` in
     ``$CREDENTIALS_DIRECTORY`` or the container secrets directory; None to keep ``value``.
 
@@ -176,14 +180,14 @@ def _secret_from_file(field: str, value: SecretStr | None,
     Raises:
         ConfigurationError: both the variable and its file are set, or the file is unusable.
     """
-    variable = PREFIX + field.upper()
+    variable = prefix + field.upper()
     if path is not None and value is not None:
         raise ConfigurationError(f"both {variable} and {variable}_FILE are set",
                                  hint="keep one of them")
     if value is not None:
         return None
     if path is None:
-        found = [Path(d) / f"credseal_{field}" for d in
+        found = [Path(d) / f"{prefix.lower()}{field}" for d in
                  (os.environ.get("CREDENTIALS_DIRECTORY"), CONTAINER_SECRETS) if d]
         path = next((p for p in found if p.is_file()), None)
         if path is None:
@@ -238,6 +242,28 @@ class _LegacySettings(BaseSettings):
     primary_table: SecretStr | None = None
 
 
+BACKEND_PREFIX = "CREDSEAL_BACKEND_"
+KEYRING_BACKEND = "vault.integrations.keyring_backend.CredsealKeyring"
+
+
+def keyring_backend_configured() -> bool:
+    """Whether ``keyring`` was told to use credseal's backend: ``PYTHON_KEYRING_BACKEND``, or
+    the ``default-keyring`` of keyring's configuration file, names it."""
+    if os.environ.get("PYTHON_KEYRING_BACKEND", "").strip() == KEYRING_BACKEND:
+        return True
+    import configparser
+
+    try:
+        from keyring.util import platform_
+
+        path = Path(platform_.config_root()) / "keyringrc.cfg"
+        parser = configparser.RawConfigParser()
+        parser.read(path, encoding="utf-8")
+        return parser.get("backend", "default-keyring", fallback="").strip() == KEYRING_BACKEND
+    except (OSError, configparser.Error, ImportError, UnicodeDecodeError):
+        return False
+
+
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -280,17 +306,20 @@ class VaultSettings(BaseSettings):
         env_file = values.get("_env_file", ".env")
         if isinstance(env_file, str | os.PathLike):
             check_dotenv(env_file)
+        prefix = type(self).model_config.get("env_prefix") or PREFIX
         try:
             super().__init__(**values)
             sources = {key: value for key, value in values.items() if key == "_env_file"}
-            old = _LegacySettings(**sources).model_fields_set
+            old = (_LegacySettings(**sources).model_fields_set if prefix == PREFIX
+                   else set[str]())  # the old names exist for the service's settings only
         except ValidationError as exc:
-            raise ConfigurationError(_describe(exc), hint=_HINT) from None
+            raise ConfigurationError(_describe(exc, prefix), hint=_HINT) from None
         except (SettingsError, UnicodeDecodeError):
             raise ConfigurationError("the CREDSEAL_ settings could not be read (is .env "
                                      "valid UTF-8 text?)", hint=_HINT) from None
         for field in ("keys", "passphrase"):  # frozen: set once, here, from a file
-            secret = _secret_from_file(field, getattr(self, field), getattr(self, f"{field}_file"))
+            secret = _secret_from_file(field, getattr(self, field),
+                                       getattr(self, f"{field}_file"), prefix)
             if secret is not None:
                 self.__dict__[field] = secret
         stale = [(LEGACY_PREFIX + field.upper(), PREFIX + field.upper())
@@ -352,10 +381,22 @@ class VaultSettings(BaseSettings):
         return self.key_source
 
 
+class BackendSettings(VaultSettings):
+    """The settings of the keyring backend (``vault.integrations.keyring_backend``): the same
+    fields as :class:`VaultSettings` under ``CREDSEAL_BACKEND_`` (``CREDSEAL_BACKEND_DIR``,
+    ``CREDSEAL_BACKEND_KEY_SOURCE``, ``CREDSEAL_BACKEND_PASSPHRASE``, ...), so that the
+    backend never shares a vault with a service by accident."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=BACKEND_PREFIX, env_file=".env", env_file_encoding="utf-8",
+        env_ignore_empty=True, extra="ignore", frozen=True, hide_input_in_errors=True)
+
+
 def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
     """Names of ``CREDSEAL_*`` variables that are not settings (typos, usually)."""
     environ = os.environ if environ is None else environ
     known = {PREFIX + name.upper() for name in VaultSettings.model_fields}
+    known |= {BACKEND_PREFIX + name.upper() for name in BackendSettings.model_fields}
     return sorted(name for name in environ
                   if name.upper().startswith(PREFIX) and name.upper() not in known)
 

@@ -50,6 +50,12 @@ def line_mac(material: bytes, data: bytes) -> bytes:
     return hmac.digest(subkey, data, hashlib.sha256)
 
 
+def name_digest(name_key: bytes, data: bytes) -> str:
+    """HMAC-SHA256 of ``data`` under a vault's name key, as hex: a name that shows nothing of
+    ``data`` (the keyring backend's entry names, ``docs/format.md`` 12)."""
+    return hmac.digest(name_key, data, hashlib.sha256).hex()
+
+
 def _hkdf_sha256_64(ikm: bytes, salt: bytes, info: bytes) -> bytes:
     """HKDF-SHA256 (RFC 5869) with L = 64 (tests check it against RFC 5869's vectors).
 

@@ -73,6 +73,8 @@ class VaultState:
     published: str | None = None
     audit_head: str | None = None
     conflicts: tuple[str, ...] = ()
+    #: 64 hex digits: the key of names hashed by the keyring backend (kept by rotation)
+    name_key: str | None = None
 
 
 def _strings_raw(value: object) -> list[object]:
@@ -135,6 +137,8 @@ class StateFile:
                 or type(keys) is not dict or not all(type(v) is int for v in keys.values())
                 or not (doc.get("published") is None or type(doc.get("published")) is str)
                 or not (doc.get("audit_head") is None or type(doc.get("audit_head")) is str)
+                or not (doc.get("name_key") is None or (
+                    type(doc.get("name_key")) is str and len(str(doc.get("name_key"))) == 64))
                 or type(doc.get("conflicts", [])) is not list
                 or len(_strings(doc.get("conflicts", []))) != sum(
                     type(c) is str for c in _strings_raw(doc.get("conflicts", [])))):
@@ -145,7 +149,8 @@ class StateFile:
                           {str(k): int(str(v)) for k, v in keys.items()},
                           None if published is None else str(published),
                           None if head is None else str(head),
-                          tuple(str(c) for c in _strings(doc.get("conflicts", []))))
+                          tuple(str(c) for c in _strings(doc.get("conflicts", []))),
+                          None if doc.get("name_key") is None else str(doc.get("name_key")))
 
     def _bound_id_quietly(self) -> str | None:
         try:
@@ -185,7 +190,8 @@ class StateFile:
         plaintext = codec.dumps({"v": 1, "vault_id": state.vault_id, "applied": state.applied,
                                  "rotation": state.rotation, "keys": state.keys,
                                  "published": state.published, "audit_head": state.audit_head,
-                                 "conflicts": list(state.conflicts)})
+                                 "conflicts": list(state.conflicts),
+                                 "name_key": state.name_key})
         envelope = self._entries.keys.seal(kind=fmt.KIND_STATE, name=STATE_NAME,
                                            plaintext=plaintext, created_at=now,
                                            expires_at=fmt.MAX_TIMESTAMP)
@@ -230,6 +236,16 @@ class StateFile:
             keys = s.keys if key_id in s.keys else {**s.keys, key_id: now}
             return replace(s, keys=keys, published=key_id if published else s.published)
         self.update(change)
+
+    def name_key(self) -> bytes:
+        """The vault's name key (32 random bytes, made on first use), sealed in the state, so
+        that it survives every rotation."""
+        state = self.read()
+        if state is None or state.name_key is None:
+            made = secrets.token_hex(32)
+            state = self.update(lambda s: s if s.name_key else replace(s, name_key=made))
+        assert state.name_key is not None
+        return bytes.fromhex(state.name_key)
 
     def applied(self, seq: int) -> None:
         """Raise the high-water mark of applied journal records to ``seq``."""

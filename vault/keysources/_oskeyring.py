@@ -91,6 +91,13 @@ class OSKeyringSource:
         from keyring import errors
 
         backend = self._backend or keyring.get_keyring()
+        if getattr(backend, "credseal_backend", False):
+            raise KeySourceError(
+                "the OS keyring key source cannot keep a vault's keys in credseal's own keyring "
+                "backend: they would be sealed by themselves",
+                hint="name a real keyring for this process (unset PYTHON_KEYRING_BACKEND, or "
+                     "set it to keyring.backends.SecretService.Keyring), or use "
+                     "CREDSEAL_KEY_SOURCE=passphrase")
         try:
             return getattr(backend, method)(service or self.service, *args)
         except errors.NoKeyringError as exc:
