@@ -11,7 +11,14 @@ from __future__ import annotations
 import argparse
 import time
 
-from bench import bench_cache, bench_core, bench_instructions, bench_kdf, bench_rotation
+from bench import (
+    bench_cache,
+    bench_core,
+    bench_instructions,
+    bench_kdf,
+    bench_keyring,
+    bench_rotation,
+)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -25,7 +32,8 @@ def main(argv: list[str] | None = None) -> None:
                        ("seal+open instruction counts (noise-free)", bench_instructions.main),
                        ("passphrase key derivation", bench_kdf.main),
                        ("cache reads while the database is down", bench_cache.main),
-                       ("key rotation throughput", bench_rotation.main)):
+                       ("key rotation throughput", bench_rotation.main),
+                       ("keyring backend vs keyrings.cryptfile", bench_keyring.main)):
         print(f"== {title}", flush=True)
         started = time.monotonic()
         run(quick)

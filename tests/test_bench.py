@@ -44,3 +44,11 @@ def test_a_missed_goal_is_flagged_plainly() -> None:
     assert ratio_line("x", fast, slow, "<= 1.2x").endswith("goal <= 1.2x: goal met")
     assert ratio_line("x", fast, slow, "(anchor)").endswith("goal (anchor)")
     assert verdict(5.1, ">=", 5.0) == "goal met" and verdict(4.9, ">=", 5.0) == "GOAL MISSED"
+
+
+def test_keyring_benchmark_runs(tmp_path: Path) -> None:
+    """The keyring benchmark sets and gets through the backend (anchor or not) and reports."""
+    from bench import bench_keyring
+
+    lines = bench_keyring.bench(1, tmp_path)
+    assert lines and all("keyring" in line for line in lines)
