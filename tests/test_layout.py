@@ -83,6 +83,7 @@ PINNED: dict[str, set[str]] = {
         "plan_prune", "resolve_conflicts", "retire", "rewrap_targets", "rotate", "status",
         "verify"},
     "vault.integrations": set(),
+    "vault.integrations.pydantic_settings": {"CredsealSettingsSource"},
     "vault.integrations.keyring_backend": {"CredsealKeyring", "MAX_NAME_CHARS",
                                            "MAX_PASSWORD_BYTES"},
     "vault.integrations.baileys": {
