@@ -71,3 +71,17 @@ def test_postgres_example_needs_a_dsn() -> None:
     proc = subprocess.run([sys.executable, str(ROOT / "examples" / "postgres_service.py")],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and "EXAMPLE_PG_DSN" in proc.stderr
+
+
+def test_keyring_backend_example(tmp_path: Path) -> None:
+    out = run_example("keyring_backend.py", tmp_path)
+    assert "backend: CredsealKeyring" in out and "token read back: True" in out
+    files = out.split("files: ", 1)[1].strip().split(", ")
+    assert files[1:] == ["keyfile.json", "vault.state"] and files[0].endswith(".cve")
+    assert "pypi" not in files[0]  # the entry's name shows neither service nor user
+
+
+def test_metrics_example(tmp_path: Path) -> None:
+    out = run_example("metrics.py", tmp_path)
+    assert "credseal.cache.answers{origin=source} 1" in out
+    assert "credseal.cache.degraded{} 0" in out

@@ -81,9 +81,10 @@ PINNED: dict[str, set[str]] = {
         "change_passphrase",
         "check_unused", "diagnose", "init_vault", "inspect_entry", "journal_report",
         "plan_prune", "resolve_conflicts", "retire", "rewrap_targets", "rotate", "status",
-        "verify"},
+        "verify", "write_metrics"},
     "vault.integrations": set(),
     "vault.integrations.pydantic_settings": {"CredsealSettingsSource"},
+    "vault.integrations.otel": {"Instrumentation", "instrument", "rewrap_progress"},
     "vault.integrations.keyring_backend": {"CredsealKeyring", "MAX_NAME_CHARS",
                                            "MAX_PASSWORD_BYTES"},
     "vault.integrations.baileys": {

@@ -218,13 +218,15 @@ def temp_name(stem: str) -> str:
     return f".{stem}.{secrets.token_hex(8)}{TEMP_SUFFIX}"
 
 
-def _write_temp(directory: str, stem: str, data: bytes) -> str:
-    """Write ``data`` to a new 0600 temp file in ``directory`` and fsync it; returns its path
-    (removed again if anything fails)."""
+def _write_temp(directory: str, stem: str, data: bytes, mode: int = 0o600) -> str:
+    """Write ``data`` to a new temp file (0600, or ``mode``) in ``directory`` and fsync it;
+    returns its path (removed again if anything fails)."""
     temp = os.path.join(directory, temp_name(stem))
     fd = os.open(temp, _CREATE_FLAGS, 0o600)
     try:
         try:
+            if mode != 0o600:
+                os.fchmod(fd, mode)  # after creation: the umask does not decide
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
@@ -238,14 +240,15 @@ def _write_temp(directory: str, stem: str, data: bytes) -> str:
     return temp
 
 
-def write_atomic(path: str, data: bytes, stem: str) -> None:
-    """Durably replace ``path`` with ``data``: temp file 0600, fsync, rename, fsync directory.
+def write_atomic(path: str, data: bytes, stem: str, *, mode: int = 0o600) -> None:
+    """Durably replace ``path`` with ``data``: temp file 0600 (or ``mode``, for a file that is
+    no secret, such as metrics), fsync, rename, fsync directory.
 
     ``stem`` names the temp file (see :func:`temp_name`) so stale temps can be matched to the
     lock that protects them. On any error the temp file is removed and ``path`` is unchanged.
     """
     directory = os.path.dirname(path)
-    temp = _write_temp(directory, stem, data)
+    temp = _write_temp(directory, stem, data, mode)
     try:
         os.replace(temp, path)
     except BaseException as exc:

@@ -75,7 +75,8 @@ def test_bash_script_is_valid_bash(bash_script: Path) -> None:
     ("credseal --debug journal ", ["resolve"]),
     ("credseal completion ", ["bash", "zsh"]),
     ("credseal migrate --from-auth-folder sub", ["subdir"]),
-    ("credseal status --", ["--debug", "--dir", "--help", "--json", "--quiet"]),
+    ("credseal status --", ["--debug", "--dir", "--help", "--json", "--output", "--prometheus",
+                            "--quiet"]),
 ])
 def test_bash_completes_commands_options_and_choices(bash_script: Path, tmp_path: Path,
                                                      line: str, expected: list[str]) -> None:

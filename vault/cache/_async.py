@@ -73,6 +73,12 @@ class AsyncFallbackCache(CacheCore):
         self.close()
 
     async def fetch(self, name: str) -> Fetched:
+        """Return the value of ``name`` with its origin and age (see the module docs)."""
+        fetched = await self._fetch(name)
+        self.health.answered(fetched.origin)
+        return fetched
+
+    async def _fetch(self, name: str) -> Fetched:
         """Return the value of ``name`` with its origin and age; raises as the sync cache."""
         fmt.check_name(name)
         generation = self._generation(name)

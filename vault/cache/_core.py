@@ -199,6 +199,16 @@ class CacheCore:
             self._memo.clear()
             self._seen.clear()
 
+    def add_listener(self, *, on_event: Callable[[CacheEvent], None] | None = None,
+                     on_answer: Callable[[str], None] | None = None) -> None:
+        """Also call ``on_event`` with every event and ``on_answer`` with the origin of every
+        answer (``"source"`` or ``"cache"``), beside the constructor's ``on_event``: for
+        metrics (``vault.integrations.otel``). What they raise is logged, not raised."""
+        if on_event is not None:
+            self.health.event_listeners.append(on_event)
+        if on_answer is not None:
+            self.health.answer_listeners.append(on_answer)
+
     def _check_open(self) -> None:
         if self._closed:
             raise ConfigurationError(f"this {type(self).__name__} is closed",

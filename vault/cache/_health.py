@@ -82,6 +82,9 @@ class Health:
                  clock: Callable[[], float]) -> None:
         self.warn_interval = warn_interval  # validated by the property
         self.on_event = on_event
+        #: more callbacks of events, and of each answer's origin (metrics: add_listener)
+        self.event_listeners: list[Callable[[CacheEvent], None]] = []
+        self.answer_listeners: list[Callable[[str], None]] = []
         self.clock = clock
         self._lock = threading.Lock()
         self._degraded = False
@@ -115,11 +118,21 @@ class Health:
         event = CacheEvent(kind, level, message, name,
                            None if cause is None else describe(cause), age)
         logger.log(level, message, extra={"credseal_event": event})
-        if self.on_event is not None:
+        for callback in (self.on_event, *self.event_listeners):
+            if callback is None:
+                continue
             try:
-                self.on_event(event)
+                callback(event)
             except Exception:
-                logger.exception("the on_event callback raised (ignored)")
+                logger.exception("an event callback raised (ignored)")
+
+    def answered(self, origin: str) -> None:
+        """Tell the answer listeners where an answer came from ("source", "cache", ...)."""
+        for callback in self.answer_listeners:
+            try:
+                callback(origin)
+            except Exception:
+                logger.exception("an answer callback raised (ignored)")
 
     def limited(self, key: str) -> bool:
         """True at most once per ``warn_interval`` for each ``key``."""

@@ -100,6 +100,17 @@ class FallbackCache(CacheCore):
             SourceUnavailableError: the source failed and there is no valid cached copy.
             FormatError: a bad name. Errors of the source that are not outages.
         """
+        fetched = self._fetch(name)
+        self.health.answered(fetched.origin)
+        return fetched
+
+    def _fetch(self, name: str) -> Fetched:
+        """Return the value of ``name`` with its origin and age (see the module docs).
+
+        Raises:
+            SourceUnavailableError: the source failed and there is no valid cached copy.
+            FormatError: a bad name. Errors of the source that are not outages.
+        """
         fmt.check_name(name)
         generation = self._generation(name)
         ok, result = self._call(lambda: self.source.load(name))

@@ -78,16 +78,35 @@ def cmd_init(args: argparse.Namespace, con: Console) -> int:
     return EXIT_OK
 
 
-@command("status", json=True, help="key ids and states, entries per key, ages, problems",
-         epilog="""\
+def _status_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--prometheus", action="store_true",
+                        help="print the directory's metrics in Prometheus' text format")
+    parser.add_argument("--output", metavar="FILE",
+                        help="with --prometheus: write them to FILE atomically (mode 644), "
+                             "for node_exporter's textfile collector")
+
+
+@command("status", json=True, arguments=_status_arguments,
+         help="key ids and states, entries per key, ages, problems", epilog="""\
 Needs no key: computed from entry headers read without decryption (unverified).
 
 examples:
   credseal status
   credseal status --json | jq '.keys'
+  credseal status --prometheus --output /var/lib/node_exporter/textfile/credseal.prom
 """)
 def cmd_status(args: argparse.Namespace, con: Console) -> int:
+    if args.output and not args.prometheus:
+        raise ConfigurationError("status --output needs --prometheus",
+                                 hint="credseal status --prometheus --output FILE")
     report = ops.status(con.settings())
+    if args.prometheus:
+        text = report.prometheus()
+        if args.output:
+            ops.write_metrics(args.output, text)
+        else:
+            con.stdout.write(text)
+        return EXIT_OK
     if args.json:
         con.emit_json({**report.to_dict(), "ok": report.ok})
         return EXIT_OK if report.ok else EXIT_FAILED

@@ -28,6 +28,7 @@ from vault.ops._everyday import (
     inspect_entry,
     status,
     verify,
+    write_metrics,
 )
 from vault.ops._journal import JournalItem, JournalReport, journal_report, resolve_conflicts
 from vault.ops._prune import PrunePlan, PruneResult, apply_prune, plan_prune
@@ -77,4 +78,5 @@ __all__ = [
     "rotate",
     "status",
     "verify",
+    "write_metrics",
 ]

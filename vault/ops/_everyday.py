@@ -23,7 +23,7 @@ from vault._crypto import kdf
 from vault._crypto.keys import RETIRED, Key, KeyRing, KeyState
 from vault._store.audit import AuditLog, audit_of
 from vault._store.context import Context
-from vault._store.entries import ENTRY_SUFFIX, EntryInfo, invalidity, ms
+from vault._store.entries import ENTRY_SUFFIX, QUARANTINE_DIR, EntryInfo, invalidity, ms
 from vault._store.journal import JOURNAL_DIR, RECORD_SUFFIX, Journal
 from vault._store.state import STATE_FILE, RotationLock, StateFile
 from vault._store.store import DEFAULT_TTL, Vault, entries_of
@@ -39,9 +39,22 @@ from vault.keysources import (
 from vault.ops._binding import bind_directory
 from vault.ops._reports import Report
 
-__all__ = ["EntryCheck", "InitResult", "InspectReport", "KeyUsage", "StatusReport",
-           "VerifyReport", "change_passphrase", "existing_dir", "init_vault", "inspect_entry",
-           "source_states", "status", "verify"]
+__all__ = [
+    "EntryCheck",
+    "InitResult",
+    "InspectReport",
+    "KeyUsage",
+    "StatusReport",
+    "VerifyReport",
+    "change_passphrase",
+    "existing_dir",
+    "init_vault",
+    "inspect_entry",
+    "source_states",
+    "status",
+    "verify",
+    "write_metrics",
+]
 
 CLOCK_SKEW = 60.0
 
@@ -231,6 +244,32 @@ class StatusReport(Report):
     #: a rotation "running (...)" or "unfinished (...)" (``credseal rotate`` resumes it),
     #: from the lock file, unverified; None when none is under way
     rotation: str | None = None
+    #: files in quarantine/ (cached copies and journal records set aside)
+    quarantined: int = 0
+
+    def prometheus(self) -> str:
+        """This report in Prometheus' text exposition format, for node_exporter's textfile
+        collector: entries per key id, journal, quarantine, an unfinished rotation."""
+        where = str(self.directory).replace("\\", "\\\\").replace('"', '\\"') \
+            .replace("\n", "\\n")
+        lines: list[str] = []
+
+        def metric(name: str, help_text: str, values: list[tuple[str, float]]) -> None:
+            lines.extend([f"# HELP {name} {help_text}", f"# TYPE {name} gauge"])
+            for labels, value in values:
+                lines.append(f'{name}{{dir="{where}"{labels}}} {value:g}')
+        metric("credseal_entries", "Entries per key id (from unverified headers).",
+               [(f',key_id="{key.id}"', key.entries) for key in self.keys] or [("", 0)])
+        metric("credseal_journal_pending", "Journaled writes waiting for the source.",
+               [("", self.journal_pending)])
+        metric("credseal_journal_conflicts", "Journaled writes set aside as conflicts.",
+               [("", self.journal_conflicts)])
+        metric("credseal_journal_oldest_age_seconds", "Age of the oldest journaled write.",
+               [("", self.journal_oldest_age_seconds or 0.0)])
+        metric("credseal_quarantined", "Files in quarantine/.", [("", self.quarantined)])
+        metric("credseal_rotation_unfinished", "1 if a rotation stopped before its end.",
+               [("", int(self.rotation is not None and self.rotation.startswith("unfinished")))])
+        return "\n".join(lines) + "\n"
 
     @property
     def ok(self) -> bool:
@@ -303,7 +342,32 @@ def status(settings: VaultSettings, *, now: datetime | None = None) -> StatusRep
         problems=tuple(problems), journal_pending=pending,
         journal_oldest_age_seconds=None if oldest is None else max(
             0.0, now.timestamp() - oldest / 1000),
-        journal_conflicts=conflicts, warnings=tuple(warnings), rotation=rotation)
+        journal_conflicts=conflicts, warnings=tuple(warnings), rotation=rotation,
+        quarantined=_quarantined(directory))
+
+
+def write_metrics(path: str | os.PathLike[str], text: str) -> None:
+    """Replace ``path`` with ``text`` atomically and durably, mode 0644 (metrics are no
+    secret, and node_exporter reads them as its own user).
+
+    Raises:
+        ConfigurationError: ``path`` does not end in ``.prom`` (the textfile collector reads
+            only those) or its directory does not exist.
+    """
+    where = os.fspath(path)
+    if not where.endswith(".prom"):
+        raise ConfigurationError(f"{where} must end in .prom: node_exporter's textfile "
+                                 "collector reads only those")
+    if not os.path.isdir(os.path.dirname(os.path.abspath(where))):
+        raise ConfigurationError(f"the directory of {where} does not exist")
+    files.write_atomic(os.path.abspath(where), text.encode("utf-8"), "metrics", mode=0o644)
+
+
+def _quarantined(directory: Path) -> int:
+    try:
+        return len(os.listdir(directory / QUARANTINE_DIR))
+    except OSError:
+        return 0
 
 
 @dataclass(frozen=True)
