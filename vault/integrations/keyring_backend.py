@@ -117,6 +117,7 @@ class CredsealKeyring(KeyringBackend):
         self._settings = settings
         self._vault: Vault | None = None
         self._name_key: bytes | None = None
+        self._names: dict[tuple[str, str], str] = {}  # pair -> entry name, in memory only
         self._lock = threading.Lock()
 
     def _open(self) -> tuple[Vault, bytes]:
@@ -143,7 +144,13 @@ class CredsealKeyring(KeyringBackend):
 
     def _entry(self, service: str, username: str) -> tuple[Vault, str]:
         vault, name_key = self._open()
-        return vault, _ENTRY_PREFIX + aead.name_digest(name_key, self._pair(service, username))
+        name = self._names.get((service, username))
+        if name is None:
+            name = _ENTRY_PREFIX + aead.name_digest(name_key, self._pair(service, username))
+            if len(self._names) >= 1024:
+                self._names.clear()  # bounded: a long-lived process asks for few pairs
+            self._names[service, username] = name
+        return vault, name
 
     def get_password(self, service: str, username: str) -> str | None:
         """The password of (service, username), or None."""
