@@ -118,13 +118,16 @@ class Health:
         event = CacheEvent(kind, level, message, name,
                            None if cause is None else describe(cause), age)
         logger.log(level, message, extra={"credseal_event": event})
-        for callback in (self.on_event, *self.event_listeners):
-            if callback is None:
-                continue
+        if self.on_event is not None:
             try:
-                callback(event)
+                self.on_event(event)
             except Exception:
-                logger.exception("an event callback raised (ignored)")
+                logger.exception("the on_event callback raised (ignored)")
+        for listener in self.event_listeners:
+            try:
+                listener(event)
+            except Exception:
+                logger.exception("an event listener raised (ignored)")
 
     def answered(self, origin: str) -> None:
         """Tell the answer listeners where an answer came from ("source", "cache", ...)."""
@@ -132,7 +135,7 @@ class Health:
             try:
                 callback(origin)
             except Exception:
-                logger.exception("an answer callback raised (ignored)")
+                logger.exception("an answer listener raised (ignored)")
 
     def limited(self, key: str) -> bool:
         """True at most once per ``warn_interval`` for each ``key``."""
