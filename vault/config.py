@@ -303,7 +303,7 @@ class VaultSettings(BaseSettings):
     passphrase_file: Path | None = None
 
     def __init__(self, **values: Any) -> None:
-        env_file = values.get("_env_file", ".env")
+        env_file = values.get("_env_file", type(self).model_config.get("env_file"))
         if isinstance(env_file, str | os.PathLike):
             check_dotenv(env_file)
         prefix = type(self).model_config.get("env_prefix") or PREFIX
@@ -361,9 +361,10 @@ class VaultSettings(BaseSettings):
         Raises:
             ConfigurationError: ``CREDSEAL_DIR`` is not set.
         """
+        prefix = type(self).model_config.get("env_prefix") or PREFIX
         if self.dir is None:
-            raise ConfigurationError("CREDSEAL_DIR is not set: expected the vault directory "
-                                     "path", hint="export CREDSEAL_DIR=/var/lib/<service>/vault "
+            raise ConfigurationError(f"{prefix}DIR is not set: expected the vault directory "
+                                     "path", hint=f"export {prefix}DIR=/var/lib/<service>/vault "
                                                   "(or pass --dir)")
         return self.dir
 
@@ -373,8 +374,9 @@ class VaultSettings(BaseSettings):
         Raises:
             ConfigurationError: ``CREDSEAL_KEY_SOURCE`` is not set.
         """
+        prefix = type(self).model_config.get("env_prefix") or PREFIX
         if self.key_source is None:
-            raise ConfigurationError("CREDSEAL_KEY_SOURCE is not set: expected one of env, "
+            raise ConfigurationError(f"{prefix}KEY_SOURCE is not set: expected one of env, "
                                      "keyring, passphrase",
                                      hint="keys.md in the documentation (`credseal --help` says "
                                           "where) helps to choose where the keys live")
@@ -385,11 +387,15 @@ class BackendSettings(VaultSettings):
     """The settings of the keyring backend (``vault.integrations.keyring_backend``): the same
     fields as :class:`VaultSettings` under ``CREDSEAL_BACKEND_`` (``CREDSEAL_BACKEND_DIR``,
     ``CREDSEAL_BACKEND_KEY_SOURCE``, ``CREDSEAL_BACKEND_PASSPHRASE``, ...), so that the
-    backend never shares a vault with a service by accident."""
+    backend never shares a vault with a service by accident. No ``.env`` is read: the backend
+    loads in pip, twine and every tool that asks keyring, in whatever directory they run."""
 
     model_config = SettingsConfigDict(
-        env_prefix=BACKEND_PREFIX, env_file=".env", env_file_encoding="utf-8",
+        env_prefix=BACKEND_PREFIX, env_file=None, env_file_encoding="utf-8",
         env_ignore_empty=True, extra="ignore", frozen=True, hide_input_in_errors=True)
+
+    #: never the service's keyring service: the backend is a vault of its own
+    keyring_service: str = Field(default="credseal-backend", min_length=1)
 
 
 def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
@@ -441,29 +447,35 @@ def current_context() -> Context:
                    host=socket.gethostname())
 
 
-def source_from_settings(settings: VaultSettings,
-                         passphrase: bytes | str | None = None) -> ManagedKeySource:
+def source_from_settings(settings: VaultSettings, passphrase: bytes | str | None = None, *,
+                         keyring_backend: Any = None) -> ManagedKeySource:
     """Return the one key source ``settings.key_source`` selects (no fallback to another).
 
     Args:
-        settings: validated settings.
+        settings: validated settings (``VaultSettings`` or ``BackendSettings``: messages name
+            the variables of its prefix).
         passphrase: for the passphrase source; default ``settings.passphrase``.
+        keyring_backend: for the keyring source, a ``keyring`` backend to use instead of
+            keyring's default (the keyring backend names another one than itself).
 
     Raises:
         ConfigurationError: ``CREDSEAL_KEY_SOURCE`` or (for passphrase) ``CREDSEAL_DIR`` unset.
         KeySourceError: ``CREDSEAL_KEY_SOURCE=env`` without a valid ``CREDSEAL_KEYS``.
     """
     kind = settings.require_key_source()
+    prefix = type(settings).model_config.get("env_prefix") or PREFIX
     if kind == "env":
         if settings.keys is None:
-            raise KeySourceError("CREDSEAL_KEY_SOURCE=env but CREDSEAL_KEYS is not set",
-                                 hint="run `credseal init` and put the CREDSEAL_KEYS line it "
-                                      "prints in your secret manager")
+            raise KeySourceError(f"{prefix}KEY_SOURCE=env but {prefix}KEYS is not set",
+                                 hint=f"run `credseal init` and put the CREDSEAL_KEYS line it "
+                                      f"prints in your secret manager, as {prefix}KEYS")
         return EnvKeySource(settings.keys.get_secret_value())
     if kind == "keyring":
         # The default service name changed with the rename; one chosen on purpose did not.
-        legacy = LEGACY_SERVICE if "keyring_service" not in settings.model_fields_set else None
-        return OSKeyringSource(settings.keyring_service, legacy_service=legacy)
+        legacy = (LEGACY_SERVICE if "keyring_service" not in settings.model_fields_set
+                  and prefix == PREFIX else None)
+        return OSKeyringSource(settings.keyring_service, legacy_service=legacy,
+                               backend=keyring_backend)
     if passphrase is None and settings.passphrase is not None:
         passphrase = settings.passphrase.get_secret_value()
     return PassphraseKeySource(settings.require_dir(), passphrase,

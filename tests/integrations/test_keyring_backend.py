@@ -139,3 +139,51 @@ def test_the_keyring_key_source_refuses_this_backend(tmp_path: Path) -> None:
                                                   tmp_path / "v")))
     with pytest.raises(vault.KeySourceError, match="credseal's own keyring backend"):
         source.load()
+
+
+def test_commands_on_the_backend_directory_keep_its_no_expiry(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The no-expiry mode is recorded in the sealed state: `credseal prune` and `verify` run
+    on the backend's directory with the default TTL, two days later, neither list nor remove
+    a password as expired; a removed vault.state is not silently replaced by a new name key."""
+    import io
+
+    from vault import _clock
+    from vault.cli import main
+
+    backend = CredsealKeyring(settings=_settings(tmp_path / "v"))
+    backend.set_password("db", "admin", "pw-kept")
+    for name in list(os.environ):
+        if name.upper().startswith("CREDSEAL_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("CREDSEAL_DIR", str(tmp_path / "v"))
+    monkeypatch.setenv("CREDSEAL_KEY_SOURCE", "passphrase")
+    monkeypatch.setenv("CREDSEAL_PASSPHRASE", PASSPHRASE)
+    monkeypatch.chdir(tmp_path)
+    later = _clock.now_ms() + 2 * 86_400_000
+    monkeypatch.setattr("vault._clock.now_ms", lambda: later)
+    for command in (["prune", "--apply", "--json"], ["verify", "--json"]):
+        out, err = io.StringIO(), io.StringIO()
+        code = main(command, stdin=io.StringIO(), stdout=out, stderr=err)
+        assert code in (0, 5), (command, err.getvalue())  # prune: 5, nothing to remove
+        if command[0] == "verify":
+            assert json.loads(out.getvalue())["summary"] == {"ok": 1, "expired": 0,
+                                                              "failed": 0}
+    assert CredsealKeyring(settings=_settings(tmp_path / "v")).get_password(
+        "db", "admin") == "pw-kept"
+    (tmp_path / "v" / "vault.state").unlink()
+    with pytest.raises(keyring.errors.KeyringError, match="name key is gone"):
+        CredsealKeyring(settings=_settings(tmp_path / "v")).get_password("db", "admin")
+
+
+def test_backend_settings_never_default_to_the_services_keyring_or_dotenv(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The backend's keyring service is its own by default, and a .env in the working
+    directory (a cloned repository's, read by every tool that asks keyring) is ignored."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("CREDSEAL_BACKEND_PASSPHRASE=from-a-cloned-repo\n")
+    (tmp_path / ".env").chmod(0o600)
+    monkeypatch.delenv("CREDSEAL_BACKEND_PASSPHRASE", raising=False)
+    settings = BackendSettings()
+    assert settings.keyring_service == "credseal-backend" and settings.passphrase is None
+    assert vault.config.VaultSettings().keyring_service == "credseal"

@@ -20,8 +20,10 @@ from vault.integrations.otel import instrument, rewrap_progress
 from vault.sources import SQLiteSource
 
 
-def points(reader: InMemoryMetricReader) -> dict[str, list[tuple[dict[str, Any], float]]]:
-    """Every metric's data points as (attributes, value), by metric name."""
+def points(reader: InMemoryMetricReader, where: Path | None = None
+           ) -> dict[str, list[tuple[dict[str, Any], float]]]:
+    """Every metric's data points as (attributes, value), by metric name; with ``where``,
+    only the points of that vault directory, its ``dir`` attribute left out."""
     found: dict[str, list[tuple[dict[str, Any], float]]] = {}
     data = reader.get_metrics_data()
     assert data is not None
@@ -29,8 +31,12 @@ def points(reader: InMemoryMetricReader) -> dict[str, list[tuple[dict[str, Any],
         for scope in resource.scope_metrics:
             assert scope.scope.name == "credseal"
             for metric in scope.metrics:
-                found[metric.name] = [(dict(p.attributes or {}), p.value)
-                                      for p in metric.data.data_points]
+                chosen = []
+                for p in metric.data.data_points:
+                    attributes = dict(p.attributes or {})
+                    if where is None or attributes.pop("dir", None) == str(where):
+                        chosen.append((attributes, p.value))
+                found[metric.name] = chosen
     return found
 
 
@@ -48,7 +54,7 @@ def test_cache_metrics_through_an_outage(tmp_path: Path) -> None:
         cache.save("a", {"n": 1})
         cache.save("c", {"n": 3})
         assert cache.get("a") == {"n": 1}
-        before = points(reader)
+        before = points(reader, tmp_path / "v")
         assert before["credseal.cache.answers"] == [({"origin": "source"}, 1)]
         assert before["credseal.cache.degraded"] == [({}, 0)]
         assert before["credseal.breaker.state"] == [({"tier": "source"}, 0)]
@@ -59,7 +65,7 @@ def test_cache_metrics_through_an_outage(tmp_path: Path) -> None:
         entry.write_bytes(entry.read_bytes()[:-1] + b"\x00")  # a damaged cached copy
         with pytest.raises(vault.SourceUnavailableError):
             cache.get("c")
-        during = points(reader)
+        during = points(reader, tmp_path / "v")
         answers = dict((attrs["origin"], value) for attrs, value in
                        during["credseal.cache.answers"])
         assert answers == {"source": 1, "cache": 1}
@@ -127,3 +133,26 @@ def test_status_prometheus_for_the_textfile_collector(cli: Cli) -> None:
                    key_source="env", keys=keys).returncode == 2
     assert cli.run("status", "--output", str(target), key_source="env",
                    keys=keys).returncode == 2
+
+
+def test_two_caches_are_told_apart_and_every_write_failure_counts(tmp_path: Path) -> None:
+    """Two caches on one meter each get their points (attribute dir); five failed vault
+    updates count five, though their log line is rate-limited to one."""
+    from vault.testing import MemorySource
+
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    stores = [vault.Vault(tmp_path / name, keys=vault.KeyRing([vault.Key.generate()]),
+                          max_entry_size=64) for name in ("one", "two")]
+    caches = [vault.FallbackCache(MemorySource(), store) for store in stores]
+    for cache in caches:
+        instrument(cache, meter_provider=provider)
+    caches[1].source.save("big", {"blob": "x" * 500})  # over max_entry_size: no local copy
+    for _ in range(5):
+        assert caches[1].get("big") == {"blob": "x" * 500}
+    first, second = points(reader, tmp_path / "one"), points(reader, tmp_path / "two")
+    assert first["credseal.cache.degraded"] == [({}, 0)]
+    assert second["credseal.cache.answers"] == [({"origin": "source"}, 5)]
+    assert second["credseal.write_through.failures"] == [({"tier": "local"}, 5)]
+    assert "credseal.write_through.failures" not in first or not first[
+        "credseal.write_through.failures"]

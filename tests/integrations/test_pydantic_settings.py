@@ -123,3 +123,14 @@ def test_the_example_runs() -> None:
     out = subprocess.run([sys.executable, str(ROOT / "examples" / "settings_source.py")],
                          capture_output=True, text=True, timeout=60, check=True).stdout
     assert "db host db.internal:6543, password set: True" in out
+
+
+def test_values_are_plain_json_and_null_is_absent(v: vault.Vault) -> None:
+    """A value with a key like the codec's tags, or a huge integer, reaches pydantic as plain
+    JSON; a stored None leaves the field's default."""
+    v.put("APP_DOC", {"$ref": 1, "big": 2**2100})
+    v.put("APP_NAME", None)
+    cls = settings_class(v, SettingsConfigDict(env_prefix="APP_"), doc=(dict[str, int], ...),
+                         name=(str | None, "default"))
+    s = cls()
+    assert s.doc == {"$ref": 1, "big": 2**2100} and s.name == "default"

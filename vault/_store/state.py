@@ -75,6 +75,9 @@ class VaultState:
     conflicts: tuple[str, ...] = ()
     #: 64 hex digits: the key of names hashed by the keyring backend (kept by rotation)
     name_key: str | None = None
+    #: the vault's own TTL in ms when it is not a cache (the keyring backend's: no expiry in
+    #: practice): commands that open the directory use it unless CREDSEAL_TTL is set
+    ttl_ms: int | None = None
 
 
 def _strings_raw(value: object) -> list[object]:
@@ -131,7 +134,9 @@ class StateFile:
                      "this directory; removing it would reset the journal's high-water mark, "
                      "so a replanted record could apply again: inspect journal/ first") from None
         keys = doc.get("keys", {}) if type(doc) is dict else None
-        if (type(doc) is not dict or doc.get("v") != 1 or type(doc.get("vault_id")) is not str
+        if (type(doc) is not dict or doc.get("v") not in (1, 2)
+                or type(doc.get("vault_id")) is not str
+                or not (doc.get("ttl_ms") is None or type(doc.get("ttl_ms")) is int)
                 or type(doc.get("applied")) is not int
                 or not (doc.get("rotation") is None or type(doc.get("rotation")) is dict)
                 or type(keys) is not dict or not all(type(v) is int for v in keys.values())
@@ -150,7 +155,8 @@ class StateFile:
                           None if published is None else str(published),
                           None if head is None else str(head),
                           tuple(str(c) for c in _strings(doc.get("conflicts", []))),
-                          None if doc.get("name_key") is None else str(doc.get("name_key")))
+                          None if doc.get("name_key") is None else str(doc.get("name_key")),
+                          None if doc.get("ttl_ms") is None else int(str(doc.get("ttl_ms"))))
 
     def _bound_id_quietly(self) -> str | None:
         try:
@@ -187,11 +193,15 @@ class StateFile:
     def _write(self, state: VaultState) -> None:
         now = _clock.now_ms()
         self._entries.refresh()
-        plaintext = codec.dumps({"v": 1, "vault_id": state.vault_id, "applied": state.applied,
+        # v 2 once it holds what a release that reads only v 1 would drop on rewriting it
+        # (the keyring backend's name key, its TTL): such a release refuses it instead.
+        version = 2 if state.name_key is not None or state.ttl_ms is not None else 1
+        plaintext = codec.dumps({"v": version, "vault_id": state.vault_id,
+                                 "applied": state.applied,
                                  "rotation": state.rotation, "keys": state.keys,
                                  "published": state.published, "audit_head": state.audit_head,
                                  "conflicts": list(state.conflicts),
-                                 "name_key": state.name_key})
+                                 "name_key": state.name_key, "ttl_ms": state.ttl_ms})
         envelope = self._entries.keys.seal(kind=fmt.KIND_STATE, name=STATE_NAME,
                                            plaintext=plaintext, created_at=now,
                                            expires_at=fmt.MAX_TIMESTAMP)
@@ -237,15 +247,22 @@ class StateFile:
             return replace(s, keys=keys, published=key_id if published else s.published)
         self.update(change)
 
-    def name_key(self) -> bytes:
-        """The vault's name key (32 random bytes, made on first use), sealed in the state, so
-        that it survives every rotation."""
+    def name_key(self, *, create: bool = True) -> bytes | None:
+        """The vault's name key (32 random bytes, made on first use with ``create``), sealed
+        in the state, so that it survives every rotation; None if there is none."""
         state = self.read()
-        if state is None or state.name_key is None:
+        if (state is None or state.name_key is None) and create:
             made = secrets.token_hex(32)
             state = self.update(lambda s: s if s.name_key else replace(s, name_key=made))
-        assert state.name_key is not None
+        if state is None or state.name_key is None:
+            return None
         return bytes.fromhex(state.name_key)
+
+    def keep_ttl(self, ttl_ms: int) -> None:
+        """Record that this vault's entries live ``ttl_ms`` (the commands then use it)."""
+        state = self.read()
+        if state is None or state.ttl_ms != ttl_ms:
+            self.update(lambda s: replace(s, ttl_ms=ttl_ms))
 
     def applied(self, seq: int) -> None:
         """Raise the high-water mark of applied journal records to ``seq``."""

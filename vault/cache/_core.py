@@ -200,14 +200,19 @@ class CacheCore:
             self._seen.clear()
 
     def add_listener(self, *, on_event: Callable[[CacheEvent], None] | None = None,
-                     on_answer: Callable[[str], None] | None = None) -> None:
-        """Also call ``on_event`` with every event and ``on_answer`` with the origin of every
-        answer (``"source"`` or ``"cache"``), beside the constructor's ``on_event``: for
-        metrics (``vault.integrations.otel``). What they raise is logged, not raised."""
+                     on_answer: Callable[[str], None] | None = None,
+                     on_write_failure: Callable[[str], None] | None = None) -> None:
+        """Also call ``on_event`` with every event (rate-limited ones included, as they are
+        emitted), ``on_answer`` with the origin of every answer (``"source"`` or
+        ``"cache"``) and ``on_write_failure`` with the tier (``"local"``) of every failed
+        vault update, counted before any rate limit: for metrics (``vault.integrations.otel``).
+        What they raise is logged, not raised."""
         if on_event is not None:
             self.health.event_listeners.append(on_event)
         if on_answer is not None:
             self.health.answer_listeners.append(on_answer)
+        if on_write_failure is not None:
+            self.health.failure_listeners.append(on_write_failure)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -388,6 +393,7 @@ class CacheCore:
             else:
                 self._write_through(name, value, generation)
         except (VaultError, OSError) as exc:
+            self.health.failed("local")  # counted every time; the log line is rate-limited
             if self.health.limited(CACHE_WRITE_FAILED):
                 self.health.emit(CACHE_WRITE_FAILED, logging.ERROR, "could not update the "
                                  f"cached copy of {name!r} ({describe(exc)}); serving the "
@@ -459,6 +465,7 @@ class CacheCore:
         try:
             fn()
         except (VaultError, OSError) as exc:
+            self.health.failed("local")
             self.health.emit(CACHE_WRITE_FAILED, logging.ERROR, "could not update the cached "
                              f"copy of {name!r} ({describe(exc)})", name, exc)
 

@@ -85,6 +85,7 @@ class Health:
         #: more callbacks of events, and of each answer's origin (metrics: add_listener)
         self.event_listeners: list[Callable[[CacheEvent], None]] = []
         self.answer_listeners: list[Callable[[str], None]] = []
+        self.failure_listeners: list[Callable[[str], None]] = []
         self.clock = clock
         self._lock = threading.Lock()
         self._degraded = False
@@ -131,11 +132,19 @@ class Health:
 
     def answered(self, origin: str) -> None:
         """Tell the answer listeners where an answer came from ("source", "cache", ...)."""
-        for callback in self.answer_listeners:
+        self._tell(self.answer_listeners, origin)
+
+    def failed(self, tier: str) -> None:
+        """Tell the failure listeners that an update of ``tier`` ("local") failed."""
+        self._tell(self.failure_listeners, tier)
+
+    @staticmethod
+    def _tell(listeners: list[Callable[[str], None]], what: str) -> None:
+        for callback in listeners:
             try:
-                callback(origin)
+                callback(what)
             except Exception:
-                logger.exception("an answer listener raised (ignored)")
+                logger.exception("a cache listener raised (ignored)")
 
     def limited(self, key: str) -> bool:
         """True at most once per ``warn_interval`` for each ``key``."""

@@ -248,7 +248,10 @@ def open_keyed(con: Console, *, read_only: bool = False) -> tuple[KeySource, Vau
         v = Vault(directory, keys=source, read_only=read_only)
     else:
         v = Vault(directory, keys=source, ttl=settings.ttl, read_only=read_only)
-    bind_directory(v, source, write=not read_only)  # refuses another vault's key source
+    state = bind_directory(v, source, write=not read_only)  # refuses another vault's source
+    if settings.ttl is None and state is not None and state.ttl_ms is not None:
+        # a vault that is no cache (the keyring backend's) records its own TTL
+        v = Vault(directory, keys=source, ttl=state.ttl_ms / 1000, read_only=read_only)
     return source, v
 
 

@@ -25,7 +25,6 @@ practice and the rollback window is as long (``docs/security.md``).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import threading
@@ -35,13 +34,14 @@ from jaraco.classes import properties
 from keyring import errors as keyring_errors
 from keyring.backend import KeyringBackend
 
+from vault import _files as files
 from vault._crypto import aead
 from vault._crypto.keys import Key
 from vault._store.state import StateFile
 from vault._store.store import MAX_TTL, Vault, entries_of
-from vault.config import BackendSettings, keyring_backend_configured
+from vault.config import BackendSettings, keyring_backend_configured, source_from_settings
 from vault.errors import EntryNotFoundError, KeySourceError, VaultError
-from vault.keysources import EnvKeySource, KeySource, OSKeyringSource, PassphraseKeySource
+from vault.keysources import KeySource
 
 __all__ = ["MAX_NAME_CHARS", "MAX_PASSWORD_BYTES", "CredsealKeyring"]
 
@@ -56,39 +56,34 @@ def _other_keyring() -> Any:
     from keyring.backend import get_all_keyring
 
     skipped = ("keyring.backends.fail", "keyring.backends.chainer")
+    # keyring's own rule: a priority of 1 or more is recommended; below that are plaintext
+    # files (keyrings.alt) and backends that prompt, which must never hold a vault's keys.
     found = [k for k in get_all_keyring() if not getattr(k, "credseal_backend", False)
-             and type(k).__module__ not in skipped]
+             and type(k).__module__ not in skipped and k.priority >= 1]
     if not found:
-        raise KeySourceError("no other keyring backend can hold the backend vault's keys",
+        raise KeySourceError("no other keyring backend fit to hold the backend vault's keys "
+                             "(priority 1 or more) is available",
                              hint="use CREDSEAL_BACKEND_KEY_SOURCE=passphrase (or env)")
     return max(found, key=lambda k: k.priority)
 
 
 def _open_source(settings: BackendSettings) -> KeySource:
     """The backend vault's key source, its keys made on first use (keyring, passphrase)."""
-    kind = settings.require_key_source()
-    if kind == "env":
-        if settings.keys is None:
-            raise KeySourceError("CREDSEAL_BACKEND_KEYS is not set",
-                                 hint="`credseal init` with the env source prints a key line; "
-                                      "set it as CREDSEAL_BACKEND_KEYS")
-        return EnvKeySource(settings.keys.get_secret_value())
-    source: OSKeyringSource | PassphraseKeySource
-    if kind == "keyring":
-        source = OSKeyringSource(settings.keyring_service, backend=_other_keyring())
-    else:
-        if settings.passphrase is None:
-            raise KeySourceError("CREDSEAL_BACKEND_PASSPHRASE is not set",
-                                 hint="set it, or CREDSEAL_BACKEND_PASSPHRASE_FILE")
-        kwargs = {"profile": settings.kdf_profile} if settings.kdf_profile else {}
-        source = PassphraseKeySource(settings.require_dir(),
-                                     settings.passphrase.get_secret_value(), **kwargs)
-    try:
-        source.load()
-    except KeySourceError:
-        with contextlib.suppress(KeySourceError):  # another process made it meanwhile
+    other = _other_keyring() if settings.require_key_source() == "keyring" else None
+    source = source_from_settings(settings, keyring_backend=other)
+    if source.kind == "env":
+        return source
+    directory = str(settings.require_dir())
+    files.ensure_private_dir(directory)
+    files.ensure_private_dir(f"{directory}/.locks")
+    # One first use at a time: the keyring source's create is a read-then-write of its index.
+    with files.FileLock(f"{directory}/.locks/backend.lock", timeout=30.0,
+                        what="the keyring backend's vault"):
+        try:
+            source.load()
+        except KeySourceError:
             source.create(Key.generate())  # first use
-        source.load()
+            source.load()
     return source
 
 
@@ -126,7 +121,20 @@ class CredsealKeyring(KeyringBackend):
                 settings = self._settings if self._settings is not None else BackendSettings()
                 source = _open_source(settings)
                 vault = Vault(settings.require_dir(), keys=source, ttl=MAX_TTL)
-                self._name_key = StateFile(entries_of(vault)).name_key()
+                state = StateFile(entries_of(vault))
+                # No expiry, recorded where every command that opens the directory reads it.
+                state.keep_ttl(round(MAX_TTL.total_seconds() * 1000))
+                key = state.name_key(create=False)
+                if key is None:
+                    if any(name.startswith(_ENTRY_PREFIX) for name in vault.names()):
+                        raise KeySourceError(
+                            "the keyring backend's vault holds passwords but its name key is "
+                            "gone (vault.state was removed, or restored from before the key)",
+                            hint="restore vault.state from a backup of this directory: without "
+                                 "it the passwords cannot be found")
+                    key = state.name_key()
+                assert key is not None
+                self._name_key = key
                 self._vault = vault
             return self._vault, self._name_key
 

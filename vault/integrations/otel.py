@@ -18,8 +18,9 @@ brackets, attributes in braces):
 ``credseal.rewrap.progress``       [1]     counter {target}: items a rotation has visited
 =================================  ======  ===================================================
 
-The gauges are observed at collection time (the journal's are read from its files, at most
-once per collection). Names and values only: never an entry name, a key or a value.
+Every point carries ``dir``, the cache's vault directory, so several caches of a process are
+told apart. The gauges are observed at collection time (the journal's are read from its files,
+at most once per collection). Never an entry name, a key or a value.
 """
 
 from __future__ import annotations
@@ -27,10 +28,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from vault.cache import CACHE_WRITE_FAILED, QUARANTINED, CacheEvent, Pending
+from vault.cache import QUARANTINED, CacheEvent, Pending
 
 __all__ = ["Instrumentation", "instrument", "rewrap_progress"]
 
@@ -56,54 +58,83 @@ def _meter(meter_provider: Any) -> Any:
     return provider.get_meter(_METER, ours)
 
 
-class Instrumentation:
-    """The instruments of one cache (or nothing, without opentelemetry-api)."""
+class _Instruments:
+    """The instruments of one meter, shared by every cache instrumented on it: a second
+    instrument of the same name would be dropped, so the gauges observe every live cache,
+    each with its ``dir`` attribute."""
 
-    def __init__(self, cache: Any, meter: Any) -> None:
-        self.cache = cache
-        self.enabled = meter is not None
-        self._lock = threading.Lock()
-        self._pending: tuple[float, Pending] | None = None
-        if meter is None:
-            return
+    def __init__(self, meter: Any) -> None:
         from opentelemetry.metrics import Observation
 
-        answers = meter.create_counter("credseal.cache.answers", unit="1",
-                                       description="answers of get, by origin")
-        quarantined = meter.create_counter("credseal.quarantined", unit="1",
-                                           description="cached copies and records moved aside")
-        failures = meter.create_counter("credseal.write_through.failures", unit="1",
-                                        description="vault updates that failed, by tier")
-
-        def on_event(event: CacheEvent) -> None:
-            self._pending = None  # a journaled, replayed or set-aside write: read it again
-            if event.kind == QUARANTINED:
-                quarantined.add(1)
-            elif event.kind == CACHE_WRITE_FAILED:
-                failures.add(1, {"tier": "local"})
-
-        cache.add_listener(on_event=on_event,
-                           on_answer=lambda origin: answers.add(1, {"origin": origin}))
+        self.caches: weakref.WeakSet[Instrumentation] = weakref.WeakSet()
+        self.answers = meter.create_counter("credseal.cache.answers", unit="1",
+                                            description="answers of get, by origin")
+        self.quarantined = meter.create_counter("credseal.quarantined", unit="1",
+                                                description="cached copies and records moved "
+                                                            "aside")
+        self.failures = meter.create_counter("credseal.write_through.failures", unit="1",
+                                             description="vault updates that failed, by tier")
 
         def gauge(name: str, unit: str, description: str,
-                  read: Callable[[], Iterable[tuple[float, dict[str, str]]]]) -> None:
+                  read: Callable[[Instrumentation], float], extra: dict[str, str]) -> None:
             def callback(options: Any) -> Iterable[Any]:
-                return [Observation(value, attributes) for value, attributes in read()]
+                live = [i for i in list(self.caches) if not i.cache.closed]
+                return [Observation(read(i), {"dir": i.dir, **extra}) for i in live]
             meter.create_observable_gauge(name, callbacks=[callback], unit=unit,
                                           description=description)
 
         gauge("credseal.cache.degraded", "1", "1 while serving without the source",
-              lambda: [(int(cache.degraded), {})])
+              lambda i: int(i.cache.degraded), {})
         gauge("credseal.breaker.state", "1", "0 closed, 1 open, 2 half-open",
-              lambda: [(_BREAKER.get(cache.breaker.state, 1), {"tier": "source"})])
+              lambda i: _BREAKER.get(i.cache.breaker.state, 1), {"tier": "source"})
         gauge("credseal.journal.pending", "1", "journaled writes waiting for the source",
-              lambda: [(self._journal().count, {})])
+              lambda i: i.journal().count, {})
         gauge("credseal.journal.oldest_age", "s", "age of the oldest journaled write",
-              lambda: [(self._journal().oldest_age_seconds or 0.0, {})])
+              lambda i: i.journal().oldest_age_seconds or 0.0, {})
         gauge("credseal.journal.conflicts", "1", "journaled writes set aside as conflicts",
-              lambda: [(self._journal().conflicts, {})])
+              lambda i: i.journal().conflicts, {})
 
-    def _journal(self) -> Pending:
+
+_BY_METER: dict[int, tuple[Any, _Instruments]] = {}
+_REGISTRY = threading.Lock()
+
+
+def _instruments(meter: Any) -> _Instruments:
+    with _REGISTRY:
+        known = _BY_METER.get(id(meter))
+        if known is None or known[0] is not meter:
+            known = (meter, _Instruments(meter))
+            _BY_METER[id(meter)] = known
+        return known[1]
+
+
+class Instrumentation:
+    """What ``instrument`` did for one cache (or nothing, without opentelemetry-api)."""
+
+    def __init__(self, cache: Any, meter: Any) -> None:
+        self.cache = cache
+        self.enabled = meter is not None
+        self.dir = str(cache.vault.directory)
+        self._lock = threading.Lock()
+        self._pending: tuple[float, Pending] | None = None
+        if meter is None:
+            return
+        shared = _instruments(meter)
+        where = {"dir": self.dir}
+
+        def on_event(event: CacheEvent) -> None:
+            self._pending = None  # a journaled, replayed or set-aside write: read it again
+            if event.kind == QUARANTINED:
+                shared.quarantined.add(1, where)
+
+        cache.add_listener(
+            on_event=on_event,
+            on_answer=lambda origin: shared.answers.add(1, {**where, "origin": origin}),
+            on_write_failure=lambda tier: shared.failures.add(1, {**where, "tier": tier}))
+        shared.caches.add(self)
+        self._shared = shared
+
+    def journal(self) -> Pending:
         """``cache.pending``, read once per collection (the three gauges share it; any cache
         event reads it again)."""
         with self._lock:
@@ -115,7 +146,9 @@ class Instrumentation:
 
 def instrument(cache: Any, *, meter_provider: Any = None) -> Instrumentation:
     """Publish ``cache``'s metrics (a ``FallbackCache`` or ``AsyncFallbackCache``) through
-    ``meter_provider`` (default: OpenTelemetry's global one). Call it once per cache."""
+    ``meter_provider`` (default: OpenTelemetry's global one), with the attribute ``dir``
+    (its vault directory); several caches share the instruments. Call it once per cache; a
+    closed cache is no longer observed."""
     return Instrumentation(cache, _meter(meter_provider))
 
 

@@ -9,9 +9,9 @@ case-insensitively unless ``case_sensitive``. Only entries whose names could bel
 class (its prefix and one of its fields) are listed, and each is opened only when asked for.
 
 Values become the strings ``EnvSettingsSource`` expects: a string as it is, any other value
-as JSON (``vault.codec``'s tagged form), which pydantic parses for ``int``, ``list``,
-nested models and the like; ``bytes`` anywhere are refused with a ``SettingsError`` naming the
-entry (settings are text). Wire it through ``settings_customise_sources``::
+as plain JSON, which pydantic parses for ``int``, ``list``, nested models and the like; a
+stored ``None`` counts as absent; ``bytes`` anywhere are refused with a ``SettingsError``
+naming the entry (settings are text). Wire it through ``settings_customise_sources``::
 
     class Settings(BaseSettings):
         model_config = SettingsConfigDict(env_prefix="APP_", env_nested_delimiter="--")
@@ -28,13 +28,13 @@ Named apart from credseal's own settings (``vault.config.VaultSettings``).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 from pydantic_settings import BaseSettings, EnvSettingsSource
 from pydantic_settings.exceptions import SettingsError
 
-from vault import codec
 from vault._store.store import Vault
 from vault.errors import EntryNotFoundError, VaultError
 
@@ -76,7 +76,10 @@ class _VaultMapping(Mapping[str, str | None]):
         if _has_bytes(value):
             raise SettingsError(f"credseal entry {name!r} holds bytes, which a setting cannot "
                                 "take: store text (or base64 of it) for settings")
-        text = value if isinstance(value, str) else codec.dumps(value).decode("utf-8")
+        if value is None:  # a stored null is no value: the field's default applies
+            raise KeyError(key)
+        # Plain JSON, as an environment variable would hold it (bytes were refused above).
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
         self._loaded[wanted] = text
         return text
 

@@ -257,7 +257,8 @@ class StatusReport(Report):
         def metric(name: str, help_text: str, values: list[tuple[str, float]]) -> None:
             lines.extend([f"# HELP {name} {help_text}", f"# TYPE {name} gauge"])
             for labels, value in values:
-                lines.append(f'{name}{{dir="{where}"{labels}}} {value:g}')
+                shown = str(int(value)) if float(value).is_integer() else repr(float(value))
+                lines.append(f'{name}{{dir="{where}"{labels}}} {shown}')
         metric("credseal_entries", "Entries per key id (from unverified headers).",
                [(f',key_id="{key.id}"', key.entries) for key in self.keys] or [("", 0)])
         metric("credseal_journal_pending", "Journaled writes waiting for the source.",
@@ -440,6 +441,10 @@ def verify(settings: VaultSettings, *, passphrase: bytes | str | None = None,
     source = source_from_settings(settings, passphrase)  # settings errors before a missing dir
     directory = existing_dir(settings)
     vault = Vault(directory, keys=source, ttl=settings.ttl or DEFAULT_TTL, read_only=True)
+    recorded = StateFile(entries_of(vault)).read()
+    if settings.ttl is None and recorded is not None and recorded.ttl_ms is not None:
+        # a vault that is no cache (the keyring backend's) records its own TTL
+        vault = Vault(directory, keys=source, ttl=recorded.ttl_ms / 1000, read_only=True)
     scan = vault.scan()
     checks = [EntryCheck(path.name, "failed", None, why) for path, why in scan.problems]
     infos = scan.entries
