@@ -83,5 +83,5 @@ def test_keyring_backend_example(tmp_path: Path) -> None:
 
 def test_metrics_example(tmp_path: Path) -> None:
     out = run_example("metrics.py", tmp_path)
-    assert "credseal.cache.answers{origin=source} 1" in out
-    assert "credseal.cache.degraded{} 0" in out
+    assert "credseal.cache.answers{dir=" in out and ",origin=source} 1" in out
+    assert "vault} 0" in out.split("credseal.cache.degraded", 1)[1].splitlines()[0]

@@ -441,7 +441,10 @@ def verify(settings: VaultSettings, *, passphrase: bytes | str | None = None,
     source = source_from_settings(settings, passphrase)  # settings errors before a missing dir
     directory = existing_dir(settings)
     vault = Vault(directory, keys=source, ttl=settings.ttl or DEFAULT_TTL, read_only=True)
-    recorded = StateFile(entries_of(vault)).read()
+    try:
+        recorded = StateFile(entries_of(vault)).read()
+    except ConfigurationError:  # a forged state: reported with the audit log below
+        recorded = None
     if settings.ttl is None and recorded is not None and recorded.ttl_ms is not None:
         # a vault that is no cache (the keyring backend's) records its own TTL
         vault = Vault(directory, keys=source, ttl=recorded.ttl_ms / 1000, read_only=True)
