@@ -339,6 +339,9 @@ class InitGuard:
         InsecureFileError: the path is a symlink or not a directory.
     """
 
+    #: what an init makes: never anything else is removed (a service may write meanwhile)
+    OWN = frozenset({".locks", "vault.state", "audit.jsonl", "keyfile.json"})
+
     def __init__(self, path: str, *, created: bool, timeout: float = 10.0) -> None:
         self.path, self.created, self.timeout = path, created, timeout
         self._fd: int | None = None
@@ -361,9 +364,14 @@ class InitGuard:
                     raise LockTimeoutError(f"another init of {self.path} is running",
                                            hint="wait for it, then retry") from None
                 time.sleep(0.01)
+        here, now = os.fstat(fd), os.lstat(self.path)
+        if (here.st_dev, here.st_ino) != (now.st_dev, now.st_ino):  # replaced meanwhile
+            os.close(fd)
+            raise LockTimeoutError(f"{self.path} was replaced while init waited for it",
+                                   hint="run init again")
         self._fd = fd
-        # In a directory this init made, everything is its own (.locks too); in one that was
-        # there, only what appears from now on.
+        # Only the names an init makes are ever undone: in a directory this init made, those
+        # present now too (.locks, made just before); in one that was there, those new since.
         self.before = set() if self.created else set(os.listdir(fd))
         return self
 
@@ -388,7 +396,7 @@ class InitGuard:
 
         assert self._fd is not None
         fd = self._fd
-        for name in set(os.listdir(fd)) - self.before:
+        for name in (set(os.listdir(fd)) - self.before) & self.OWN:
             with contextlib.suppress(OSError):
                 st = os.stat(name, dir_fd=fd, follow_symlinks=False)
                 if stat.S_ISDIR(st.st_mode):

@@ -258,3 +258,23 @@ def test_retire_refuses_a_listed_directory_whose_state_does_not_open(
     refused = cli.run("retire", old, env=keyring_env)
     assert refused.returncode == 4 and "cannot be checked" in refused.stderr
     assert old in source.load()
+
+
+def test_forget_also_covers_a_listed_directory_that_is_another_vaults_now(
+        cli: Cli, keyring_env: dict[str, str], tmp_path: Path) -> None:
+    """A listed directory whose state no longer opens (re-made for another vault, or garbled)
+    blocks retire until the operator names it with --forget; then it is forgotten."""
+    assert cli.run("init", env=keyring_env).returncode == 0
+    source = OSKeyringSource(SERVICE)
+    cli.add_ring(source.load())
+    second = tmp_path / "second"
+    assert cli.run("--dir", str(second), "init", "--join", env=keyring_env).returncode == 0
+    old = source.load().primary.id
+    assert cli.run("rotate", env=keyring_env).returncode == 0
+    cli.add_ring(source.load())
+    (second / "vault.state").write_bytes(b"garbage")
+    assert cli.run("retire", old, env=keyring_env).returncode == 4
+    forgot = cli.run("retire", old, "--forget", str(second), env=keyring_env)
+    assert forgot.returncode == 0, forgot.stderr
+    binding = source.binding()
+    assert binding is not None and not binding.lists(str(second.resolve()))

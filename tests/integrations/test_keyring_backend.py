@@ -187,3 +187,21 @@ def test_backend_settings_never_default_to_the_services_keyring_or_dotenv(
     settings = BackendSettings()
     assert settings.keyring_service == "credseal-backend" and settings.passphrase is None
     assert vault.config.VaultSettings().keyring_service == "credseal"
+
+
+def test_a_wrong_passphrase_is_reported_as_such_never_as_a_new_vault(tmp_path: Path) -> None:
+    CredsealKeyring(settings=_settings(tmp_path / "v")).set_password("s", "u", "pw")
+    wrong = BackendSettings(_env_file=None, dir=tmp_path / "v", key_source="passphrase",
+                            passphrase="not the passphrase at all", kdf_profile="test")
+    with pytest.raises(keyring.errors.KeyringError, match="wrong passphrase"):
+        CredsealKeyring(settings=wrong).get_password("s", "u")
+
+
+def test_prune_refuses_backend_passwords_when_the_state_lost_their_ttl(
+        tmp_path: Path) -> None:
+    """vault.state removed: a cache-TTL prune would delete every password older than a day."""
+    CredsealKeyring(settings=_settings(tmp_path / "v")).set_password("s", "u", "pw")
+    (tmp_path / "v" / "vault.state").unlink()
+    source = vault.keysources.PassphraseKeySource(tmp_path / "v", PASSPHRASE)
+    with pytest.raises(vault.ConfigurationError, match="records no TTL"):
+        ops.plan_prune(vault.Vault(tmp_path / "v", keys=source))

@@ -44,7 +44,9 @@ from vault.keysources import Binding, BoundKeySource
 __all__ = ["LOCK_FILE", "STATE_FILE", "RotationLock", "StateFile", "VaultState"]
 
 LOCK_FILE = "rotation.lock"
+RERUNS = ("credseal rotate", "credseal rotate --rewrap-only")
 STATE_FILE = "vault.state"
+MAX_TTL_MS = 36525 * 86_400_000  # vault.MAX_TTL
 STATE_NAME = "credseal vault state"  # the envelope's authenticated name
 logger = logging.getLogger("vault.store")
 
@@ -136,7 +138,9 @@ class StateFile:
         keys = doc.get("keys", {}) if type(doc) is dict else None
         if (type(doc) is not dict or doc.get("v") not in (1, 2)
                 or type(doc.get("vault_id")) is not str
-                or not (doc.get("ttl_ms") is None or type(doc.get("ttl_ms")) is int)
+                or not (doc.get("ttl_ms") is None or (
+                    type(doc.get("ttl_ms")) is int
+                    and 0 < int(str(doc.get("ttl_ms"))) <= MAX_TTL_MS))
                 or type(doc.get("applied")) is not int
                 or not (doc.get("rotation") is None or type(doc.get("rotation")) is dict)
                 or type(keys) is not dict or not all(type(v) is int for v in keys.values())
@@ -368,7 +372,9 @@ class RotationLock:
                f"{_shown(holder.get('since'))}")
         if held:
             return f"running ({who})"
-        rerun = _shown(holder.get("command")) if holder.get("command") else "credseal rotate"
+        # Only our own two commands: the file is unauthenticated, and its text is shown as
+        # what the operator should run.
+        rerun = holder.get("command") if holder.get("command") in RERUNS else "credseal rotate"
         return f"unfinished (stopped: {who}; rerun: {rerun})" if holder else None
 
     def _read(self) -> dict[str, Any]:

@@ -8,6 +8,7 @@ interface, for the package's other modules: :func:`entries_of`).
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from collections.abc import Callable
@@ -22,8 +23,10 @@ from vault._crypto import format as fmt
 from vault._crypto.keys import KeyRing
 from vault._store.entries import EntryInfo, EntryStore, Scan, utc
 from vault._store.rewrap import RewrapReport, rewrap
-from vault.errors import ConfigurationError, EntryNotFoundError
+from vault.errors import ConfigurationError, EntryNotFoundError, VaultError
 from vault.keysources import KeySource
+
+logger = logging.getLogger("vault.store")
 
 __all__ = ["DEFAULT_TTL", "MAX_TTL", "REWRAP_BATCH", "REWRAP_WORKERS", "Entry", "EntryInfo",
            "Scan", "Vault", "entries_of"]
@@ -119,7 +122,11 @@ class Vault:
             self._entries.remove_stale_temps()
             if fresh and keys is not None:  # a new vault gets its id at once: never "adopted"
                 from vault._store.state import StateFile
-                StateFile(self._entries).ensure()
+                try:
+                    StateFile(self._entries).ensure()
+                except VaultError as exc:  # e.g. an unreadable keyring binding: adopted later
+                    logger.warning("vault %s: its state could not be written yet (%s)", path,
+                                   exc.message)
 
     def __repr__(self) -> str:
         return f"Vault({str(self.directory)!r}, ttl={self.ttl:g})"

@@ -112,6 +112,11 @@ def cmd_rotate(args: argparse.Namespace, con: Console) -> int:
                         "rotate --rewrap-only`")
         con.note(f"new key {result.new_key_id} is first; {result.old_key_id} stays decrypt-only")
         return EXIT_OK
+    if result.resumed and result.old_key_id == result.new_key_id and not args.rewrap_only \
+            and args.to_key_id is None:
+        con.note("warning: no new key was made: an unfinished rewrap to the deployed key "
+                 f"{result.new_key_id} was finished first; run rotate again to publish a new "
+                 "key" + (" (nothing was written to --output)" if args.output else ""))
     data = _rotation_dict(result)
     if args.json:
         con.emit_json(data)

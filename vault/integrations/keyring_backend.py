@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 from typing import Any
 
@@ -41,7 +42,7 @@ from vault._store.state import StateFile
 from vault._store.store import MAX_TTL, Vault, entries_of
 from vault.config import BackendSettings, keyring_backend_configured, source_from_settings
 from vault.errors import EntryNotFoundError, KeySourceError, VaultError
-from vault.keysources import KeySource
+from vault.keysources import KeySource, PassphraseKeySource
 
 __all__ = ["MAX_NAME_CHARS", "MAX_PASSWORD_BYTES", "CredsealKeyring"]
 
@@ -79,12 +80,23 @@ def _open_source(settings: BackendSettings) -> KeySource:
     # One first use at a time: the keyring source's create is a read-then-write of its index.
     with files.FileLock(f"{directory}/.locks/backend.lock", timeout=30.0,
                         what="the keyring backend's vault"):
-        try:
-            source.load()
-        except KeySourceError:
+        if not _has_keys(source):
             source.create(Key.generate())  # first use
-            source.load()
+        source.load()  # a wrong passphrase and the like: that error, not a confusing other
     return source
+
+
+def _has_keys(source: KeySource) -> bool:
+    """Whether the source holds keys already (a keyfile, a keyring index)."""
+    if isinstance(source, PassphraseKeySource):
+        return os.path.lexists(source.path)
+    try:
+        source.states()  # type: ignore[attr-defined]
+    except KeySourceError as exc:
+        if "holds no credseal keys" in exc.message:
+            return False
+        raise
+    return True
 
 
 class CredsealKeyring(KeyringBackend):

@@ -39,6 +39,8 @@ __all__ = ["Instrumentation", "instrument", "rewrap_progress"]
 logger = logging.getLogger("vault.integrations")
 _BREAKER = {"closed": 0, "open": 1, "half-open": 2}
 _METER = "credseal"
+_REGISTRY = threading.Lock()
+_METERS: dict[int, tuple[Any, Any]] = {}
 
 
 def _meter(meter_provider: Any) -> Any:
@@ -55,7 +57,12 @@ def _meter(meter_provider: Any) -> Any:
     except PackageNotFoundError:  # run from a checkout without installing it
         ours = None
     provider = meter_provider if meter_provider is not None else metrics.get_meter_provider()
-    return provider.get_meter(_METER, ours)
+    with _REGISTRY:  # one meter per provider: the API's proxy provider makes a new one per call
+        known = _METERS.get(id(provider))
+        if known is None or known[0] is not provider:
+            known = (provider, provider.get_meter(_METER, ours))
+            _METERS[id(provider)] = known
+        return known[1]
 
 
 class _Instruments:
@@ -96,7 +103,6 @@ class _Instruments:
 
 
 _BY_METER: dict[int, tuple[Any, _Instruments]] = {}
-_REGISTRY = threading.Lock()
 
 
 def _instruments(meter: Any) -> _Instruments:

@@ -19,9 +19,9 @@ from vault import _files as files
 from vault._store.audit import audit_of
 from vault._store.context import Context
 from vault._store.entries import QUARANTINE_DIR, EntryStore
-from vault._store.store import Vault, entries_of
+from vault._store.store import MAX_TTL, Vault, entries_of
 from vault.config import current_context
-from vault.errors import EntryExpiredError, EntryNotFoundError, VaultError
+from vault.errors import ConfigurationError, EntryExpiredError, EntryNotFoundError, VaultError
 
 __all__ = ["PrunePlan", "PruneResult", "apply_prune", "plan_prune"]
 
@@ -75,7 +75,17 @@ def plan_prune(vault: Vault, *, quarantine_older_than: timedelta | None = None,
     now_ms = _clock.now_ms() if now_ms is None else now_ms
     entries = entries_of(vault)
     expired, kept = [], []
-    for name in vault.names():
+    names = vault.names()
+    if vault.ttl < MAX_TTL.total_seconds() and any(n.startswith("keyring/") for n in names):
+        # The keyring backend's passwords never expire: its vault records that in its state.
+        # Here the state does not say so (removed, or an old copy): deleting them would be
+        # for good.
+        raise ConfigurationError(
+            f"{vault.directory} holds the keyring backend's passwords but its vault.state "
+            "records no TTL for them: pruning with a cache's TTL would delete them",
+            hint="restore vault.state from a backup of this directory (the passwords also need "
+                 "its name key); prune nothing meanwhile")
+    for name in names:
         try:
             if _is_expired(entries, name, now_ms):
                 expired.append(name)

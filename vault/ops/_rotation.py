@@ -164,6 +164,7 @@ def rotate(vault: Vault, source: KeySource, *, rewrap_only: bool = False,
     lock = RotationLock(vault.directory, context, StateFile(entries_of(vault)))
     resumed = lock.acquire("credseal rotate" + (" --rewrap-only" if rewrap_only else ""))
     finished = False
+    finishing: dict[str, Any] | None = None
     try:
         ring = source.load()
         if (not rewrap_only and to_key_id is None and resumed is not None
@@ -171,8 +172,9 @@ def rotate(vault: Vault, source: KeySource, *, rewrap_only: bool = False,
                 and resumed.get("new_key_id") == ring.primary.id
                 and (not isinstance(source, ManagedKeySource) or source.kind == "env")):
             # env: a rewrap to the deployed primary was cut short; a plain rotate finishes it
-            # instead of publishing yet another key.
+            # instead of publishing yet another key (reported as resumed).
             rewrap_only = True
+            finishing = resumed
         old_id = ring.primary.id
         new_id = old_id
         _published_key_deployed(lock, ring)
@@ -248,7 +250,7 @@ def rotate(vault: Vault, source: KeySource, *, rewrap_only: bool = False,
         # rotate reuse this key instead of making a new one.
         finished = True
         return RotationResult(outcome, old_id, new_id, reports,
-                              resumed if resume_id is not None else None,
+                              resumed if resume_id is not None else finishing,
                               seconds=time.monotonic() - started)
     finally:
         lock.release(finished=finished)
@@ -359,10 +361,10 @@ def _other_directories(vault: Vault, source: KeySource, forget: Sequence[str],
     for path, _ in binding.dirs:
         if path == here:
             continue
+        if path in gone_ok:  # the operator's word: gone for good, or no longer this vault's
+            gone.append(path)
+            continue
         if not os.path.lexists(path):
-            if path in gone_ok:
-                gone.append(path)
-                continue
             raise KeyInUseError(
                 f"{path}, a directory of this vault, is not visible here: anything in it still "
                 "sealed under the key would become unreadable",
@@ -374,8 +376,9 @@ def _other_directories(vault: Vault, source: KeySource, forget: Sequence[str],
             raise KeyInUseError(
                 f"{path}, a directory of this vault, cannot be checked: {exc.message}",
                 hint="run retire as the user who owns that directory (sudo -u <owner> "
-                     "credseal retire ...), or restore its vault.state; retiring without "
-                     "checking it could make its entries and journal records unreadable"
+                     "credseal retire ...), or restore its vault.state; if it is not this "
+                     f"vault's any more, pass --forget {path} (its entries and journal records "
+                     "under the key would become unreadable)"
             ) from None
         others.append(other)
     return others, gone
