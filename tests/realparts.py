@@ -655,6 +655,108 @@ class SecretService:
         self.clear()
 
 
+REDIS_INSTALL_HINT = "install it with `apt-get install redis-server` (.ci/run does)"
+
+
+class RedisServer:
+    """A throwaway redis-server on 127.0.0.1 (no persistence) that tests may kill, freeze
+    (SIGSTOP: connections are accepted, replies never come), thaw and restart empty.
+
+    For the shared tier (issue 13). ``start``/``kill`` are idempotent and wait until the
+    server answers / is gone.
+    """
+
+    host = LOCALHOST
+
+    def __init__(self, binary: str, base: Path, port: int) -> None:
+        self.binary, self.base, self.port = binary, base, port
+        self.log_path = base / "redis.log"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def __repr__(self) -> str:
+        return f"RedisServer(port={self.port})"
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"
+
+    def start(self) -> None:
+        """Start it (empty: nothing is saved) and wait until it answers PING."""
+        if self._proc is not None and self._proc.poll() is None:
+            return
+        log = self.log_path.open("ab")
+        try:
+            self._proc = subprocess.Popen(
+                [self.binary, "--port", str(self.port), "--bind", LOCALHOST, "--save", "",
+                 "--appendonly", "no", "--dir", str(self.base), "--daemonize", "no",
+                 "--enable-debug-command", "local"],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        finally:
+            log.close()
+        _wait_until(self.answers, WAIT_TIMEOUT, f"redis-server on port {self.port}")
+
+    def answers(self) -> bool:
+        """Whether it replies +PONG to a PING within a second."""
+        try:
+            with socket.create_connection((self.host, self.port), timeout=1.0) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        """SIGKILL (an outage: connections are refused from now on); waits until it is gone."""
+        if self._proc is not None and self._proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._proc.pid, signal.SIGCONT)  # a frozen one must die too
+                os.killpg(self._proc.pid, signal.SIGKILL)
+            self._proc.wait(timeout=WAIT_TIMEOUT)
+        self._proc = None
+
+    def freeze(self) -> None:
+        """SIGSTOP: the kernel still accepts connections; no reply ever comes."""
+        assert self._proc is not None and self._proc.poll() is None, "not running"
+        os.killpg(self._proc.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT after :meth:`freeze`."""
+        if self._proc is not None and self._proc.poll() is None:
+            os.killpg(self._proc.pid, signal.SIGCONT)
+
+    def restart_empty(self) -> None:
+        """Kill and start again: every key is gone (a restart that lost its data)."""
+        self.kill()
+        self.start()
+
+    def close(self) -> None:
+        try:
+            self.kill()
+        finally:
+            _remove_tree(self.base)
+
+
+@pytest.fixture(scope="session")
+def redis_binary() -> str:
+    """The redis-server binary (skips on a laptop without it, fails under CI=true)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        require("redis-server", f"redis-server is missing; {REDIS_INSTALL_HINT}")
+    assert binary is not None
+    return binary
+
+
+@pytest.fixture
+def redis_server(redis_binary: str) -> Iterator[RedisServer]:
+    """A fresh redis-server for one test (it may kill or freeze it); removed afterwards."""
+    server = RedisServer(redis_binary, Path(tempfile.mkdtemp(prefix="credseal-redis-")),
+                         free_port())
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
 @pytest.fixture(scope="session")
 def secret_service() -> Iterator[SecretService]:
     """A private Secret Service for the session (see :class:`SecretService`)."""

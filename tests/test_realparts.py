@@ -20,7 +20,7 @@ from keyring.backends import SecretService as SecretServiceBackend
 from keyring.backends import fail
 from psycopg import sql
 
-from tests.realparts import PostgresServer, SecretService, require
+from tests.realparts import PostgresServer, RedisServer, SecretService, require
 
 SERVICE = "credseal-test"
 
@@ -322,3 +322,35 @@ def test_env_without_bus_gives_subprocess_fail_keyring(env_without_bus: dict[str
         check=True,
     ).stdout.split()
     assert out == ["keyring.backends.fail", "NoKeyringError"]
+
+
+# ---- redis-server (the shared tier's component, issue 13)
+
+
+def test_redis_server_answers_dies_freezes_and_comes_back_empty(
+        redis_server: RedisServer) -> None:
+    """The fixture's faults are real: SIGKILL refuses connections, SIGSTOP accepts them and
+    never replies (a client with a short timeout and no retries gives up), a restart is
+    empty."""
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    def client() -> redis.Redis:
+        return redis.Redis(host=redis_server.host, port=redis_server.port,
+                           socket_timeout=0.5, socket_connect_timeout=0.5,
+                           retry=Retry(NoBackoff(), 0))
+    c = client()
+    assert c.set("k", b"v") and c.get("k") == b"v"
+    redis_server.freeze()
+    try:
+        with pytest.raises(redis.exceptions.TimeoutError):
+            client().get("k")
+    finally:
+        redis_server.thaw()
+    assert c.get("k") == b"v"
+    redis_server.kill()
+    with pytest.raises(redis.exceptions.ConnectionError):
+        client().get("k")
+    redis_server.start()
+    assert client().get("k") is None  # nothing was saved
