@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import socket
 import tempfile
 import time
@@ -108,6 +109,7 @@ def main(argv: list[str] | None = None) -> None:
             source.close()
         blackhole.close()
         server.destroy()
+        shutil.rmtree(workdir, ignore_errors=True)  # the vault and app.db of the run
 
 
 if __name__ == "__main__":
