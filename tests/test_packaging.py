@@ -18,8 +18,8 @@ import vault
 from vault.cli import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCES = ("vault", "docs", "pyproject.toml", "README.md", "LICENSE", "SECURITY.md",
-           "CHANGELOG.md")
+SOURCES = ("vault", "_credseal_keyring.py", "docs", "pyproject.toml", "README.md", "LICENSE",
+           "SECURITY.md", "CHANGELOG.md")
 DOCS = {"README.md", "SECURITY.md", "CHANGELOG.md", "LICENSE", "keys.md", "operations.md",
         "migration.md", "security.md", "format.md", "upgrading.md", "cli-json.md",
         "integrations.md"}
@@ -71,6 +71,7 @@ def test_wheel_metadata_is_complete(wheel: Path) -> None:
         points = archive.read(next(n for n in archive.namelist()
                                    if n.endswith("entry_points.txt"))).decode()
     assert re.search(r"^credseal = vault\.cli:main$", points, re.M)
+    assert re.search(r"^credseal = _credseal_keyring:load_if_configured$", points, re.M)
 
 
 def test_wheel_holds_the_package_the_docs_and_nothing_else(wheel: Path) -> None:
@@ -84,7 +85,7 @@ def test_wheel_holds_the_package_the_docs_and_nothing_else(wheel: Path) -> None:
     assert docs == DOCS
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     tops = {n.split("/", 1)[0] for n in names}
-    assert tops == {"vault", f"credseal-{vault.__version__}.dist-info",
+    assert tops == {"vault", "_credseal_keyring.py", f"credseal-{vault.__version__}.dist-info",
                     f"credseal-{vault.__version__}.data"}
 
 

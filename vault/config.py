@@ -248,20 +248,11 @@ KEYRING_BACKEND = "vault.integrations.keyring_backend.CredsealKeyring"
 
 def keyring_backend_configured() -> bool:
     """Whether ``keyring`` was told to use credseal's backend: ``PYTHON_KEYRING_BACKEND``, or
-    the ``default-keyring`` of keyring's configuration file, names it."""
-    if os.environ.get("PYTHON_KEYRING_BACKEND", "").strip() == KEYRING_BACKEND:
-        return True
-    import configparser
+    the ``default-keyring`` of keyring's configuration file, names it (the check of the
+    entry-point module ``_credseal_keyring``, which must stay cheap to import)."""
+    from _credseal_keyring import configured
 
-    try:
-        from keyring.util import platform_
-
-        path = Path(platform_.config_root()) / "keyringrc.cfg"
-        parser = configparser.RawConfigParser()
-        parser.read(path, encoding="utf-8")
-        return parser.get("backend", "default-keyring", fallback="").strip() == KEYRING_BACKEND
-    except (OSError, configparser.Error, ImportError, UnicodeDecodeError):
-        return False
+    return configured()
 
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
