@@ -260,10 +260,23 @@ def _writers(cli: Cli, settings_env: dict[str, str], old_ring: vault.KeyRing,
     writers = []
     for proc in procs:  # the rotation starts only once every writer is writing
         assert proc.stdout is not None
-        first = proc.stdout.readline()
+        first = _first_line(proc.stdout.fileno())
         assert first, proc.communicate(timeout=60)[1]
         writers.append((proc, first))
     return writers
+
+
+def _first_line(fd: int) -> str:
+    """One line read byte by byte from ``fd``: nothing beyond it is buffered, because
+    ``communicate()`` later reads the raw descriptor and would miss what a readline had read
+    ahead (a half line, then: seen as a flaky "1" line under load)."""
+    data = b""
+    while not data.endswith(b"\n"):
+        byte = os.read(fd, 1)
+        if not byte:
+            break
+        data += byte
+    return data.decode()
 
 
 def _check_writers(cli: Cli, writers: list[Writer], reader: vault.Vault) -> None:
