@@ -12,23 +12,32 @@ import pytest
 
 from tests.realparts import PostgresServer
 from vault.cache import AsyncFallbackCache, FallbackCache
-from vault.errors import SerializationError
-from vault.sources import ThreadedAsyncSource, is_outage
+from vault.errors import ConfigurationError, SerializationError
+from vault.sources import (
+    AsyncVersionedSource,
+    ThreadedAsyncSource,
+    VersionedSource,
+    is_outage,
+    supports_versions,
+    value_digest,
+)
 from vault.sources.postgres import AsyncPostgresSource, PostgresSource
 from vault.sources.sqlite import SQLiteSource
 from vault.testing import (
     AsyncMemorySource,
     AsyncSourceContract,
+    AsyncVersionedSourceContract,
     MemorySource,
     SourceContract,
+    VersionedSourceContract,
 )
 from vault.testing._contracts import same
 
 # --------------------------------------------------------------------------- the contract, run
 
 
-class TestMemorySourceContract(SourceContract):
-    """MemorySource keeps the source contract."""
+class TestMemorySourceContract(VersionedSourceContract):
+    """MemorySource keeps the versioned source contract (the source contract included)."""
 
     @pytest.fixture
     def source(self) -> MemorySource:
@@ -70,8 +79,8 @@ class TestPooledPostgresSourceContract(SourceContract):
             yield source
 
 
-class TestAsyncMemorySourceContract(AsyncSourceContract):
-    """AsyncMemorySource keeps the async source contract."""
+class TestAsyncMemorySourceContract(AsyncVersionedSourceContract):
+    """AsyncMemorySource keeps the async versioned source contract."""
 
     @pytest.fixture
     def source(self) -> AsyncMemorySource:
@@ -189,3 +198,120 @@ def test_reprs_show_no_values() -> None:
     """The memory sources' reprs give counts, not values."""
     assert "secret" not in repr(MemorySource({"n": "secret"}))
     assert "secret" not in repr(AsyncMemorySource({"n": "secret"}))
+
+
+# --------------------------------------------------------------------------- versions
+
+
+class _PlainSource:
+    """A source with load, save and delete only: no versions."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+
+    def load(self, name: str) -> Any:
+        return self.data.get(name)
+
+    def save(self, name: str, value: Any) -> None:
+        self.data[name] = value
+
+    def delete(self, name: str) -> None:
+        self.data.pop(name, None)
+
+
+def test_supports_versions() -> None:
+    """supports_versions is True for the memory sources and a threaded versioned source, False
+    for a plain source and a threaded one."""
+    assert supports_versions(MemorySource()) and supports_versions(AsyncMemorySource())
+    assert isinstance(MemorySource(), VersionedSource)
+    assert isinstance(AsyncMemorySource(), AsyncVersionedSource)
+    assert supports_versions(ThreadedAsyncSource(MemorySource()))
+    assert not supports_versions(_PlainSource()) and not isinstance(_PlainSource(),
+                                                                    VersionedSource)
+    assert not supports_versions(ThreadedAsyncSource(_PlainSource()))
+
+
+def test_threaded_source_without_versions_is_a_configuration_error() -> None:
+    """A threaded plain source refuses the versioned methods, naming the wrapped type."""
+    threaded = ThreadedAsyncSource(_PlainSource())
+    threaded.source.save("secret-name", "hunter2-secret")
+    calls = [threaded.load_versioned("secret-name"),
+             threaded.save_versioned("secret-name", "hunter2-secret"),
+             threaded.delete_versioned("secret-name")]
+    for call in calls:
+        with pytest.raises(ConfigurationError) as info:
+            asyncio.run(call)
+        assert "_PlainSource" in str(info.value) and "hunter2" not in str(info.value)
+        assert "secret-name" not in str(info.value)
+
+
+def test_threaded_source_passes_versions_through() -> None:
+    """ThreadedAsyncSource runs the versioned methods of the source it wraps."""
+    inner = MemorySource()
+
+    async def main() -> None:
+        threaded = ThreadedAsyncSource(inner)
+        saved = await threaded.save_versioned("a", 1)
+        assert await threaded.load_versioned("a") == (1, saved)
+        assert await threaded.delete_versioned("a") > saved
+
+    asyncio.run(main())
+    assert inner.calls == [("save", "a"), ("load", "a"), ("delete", "a")]
+
+
+def test_memory_versions_survive_a_clock_step_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the clock stepped back an hour, saves, deletes and re-creations still get
+    greater versions; an absent name's version is never below its tombstone."""
+    source = MemorySource()
+    first = source.save_versioned("a", 1)
+    monkeypatch.setattr("vault.sources._base.now_us", lambda: first - 3_600_000_000)
+    second = source.save_versioned("a", 2)
+    tombstone = source.delete_versioned("a")
+    assert first < second < tombstone and source.load_versioned("a") == (None, tombstone)
+    assert source.save_versioned("a", 3) == tombstone + 1
+    assert source.save_if("a", 4, value_digest(3))
+    assert source.load_versioned("a") == (4, tombstone + 2)
+
+
+def test_memory_versioned_calls_fail_and_are_logged() -> None:
+    """The versioned methods honour fail_with and are logged as load, save and delete."""
+    source = MemorySource({"a": 1})
+    source.fail_with()
+    for call in (lambda: source.load_versioned("a"), lambda: source.save_versioned("a", 2),
+                 lambda: source.delete_versioned("a")):
+        with pytest.raises(ConnectionRefusedError):
+            call()
+    source.recover()
+    assert source.load_versioned("a")[0] == 1
+    assert source.calls == [("load", "a"), ("save", "a"), ("delete", "a"), ("load", "a")]
+
+    async_source = AsyncMemorySource()
+    async_source.fail_with(ValueError("down"))
+    with pytest.raises(ValueError):
+        asyncio.run(async_source.save_versioned("b", 1))
+    assert async_source.calls == [("save", "b")]
+
+
+class _FrozenVersions(MemorySource):
+    """A broken versioned source: every write gets the same version."""
+
+    def save_versioned(self, name: str, value: Any) -> int:
+        super().save_versioned(name, value)
+        return 1_700_000_000_000_000
+
+    def load_versioned(self, name: str) -> tuple[Any, int]:
+        return super().load_versioned(name)[0], 1_700_000_000_000_000
+
+
+class _SecondsVersions(MemorySource):
+    """A broken versioned source: versions in seconds, not microseconds."""
+
+    def save_versioned(self, name: str, value: Any) -> int:
+        return super().save_versioned(name, value) // 1_000_000
+
+
+@pytest.mark.parametrize("broken", [_FrozenVersions, _SecondsVersions])
+def test_the_versioned_contract_can_fail(broken: type[MemorySource]) -> None:
+    """The versioned contract catches versions that do not increase or are not microseconds."""
+    with pytest.raises(AssertionError):
+        VersionedSourceContract().test_versions_increase_over_saves(broken())

@@ -21,6 +21,7 @@ caller can do something about it, ``hint`` says what. The tree (a test keeps it 
     ├── RewrapError
     ├── KeyInUseError
     ├── SourceUnavailableError
+    ├── SharedTierError
     └── MigrationError
 """
 
@@ -41,6 +42,7 @@ __all__ = [
     "RewrapError",
     "RotationInProgressError",
     "SerializationError",
+    "SharedTierError",
     "SourceUnavailableError",
     "UnknownKeyError",
     "VaultError",
@@ -144,3 +146,8 @@ class KeyInUseError(VaultError):
 
 class SourceUnavailableError(VaultError):
     """The primary source failed and no valid cached copy exists; chains the driver's error."""
+
+
+class SharedTierError(VaultError):
+    """The shared tier (Redis) is unavailable (an outage, its breaker open) or unusable (a
+    client without bounded timeouts, a server too old); chains the driver's error."""

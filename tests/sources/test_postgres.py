@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,8 +16,9 @@ from psycopg import sql
 
 from tests.realparts import PostgresServer
 from vault.errors import ConfigurationError, SerializationError
-from vault.sources import is_outage
+from vault.sources import is_outage, supports_versions, value_digest
 from vault.sources.postgres import AsyncPostgresSource, PostgresSource
+from vault.testing import AsyncVersionedSourceContract, VersionedSourceContract
 
 
 @pytest.fixture
@@ -239,3 +241,141 @@ def test_async_pool_source(pg: PostgresServer, table: str) -> None:
             assert await source.load("a") == [1, b"2"]
 
     asyncio.run(main())
+
+
+# --------------------------------------------------------------------------- versions
+
+
+class TestPostgresVersionedContract(VersionedSourceContract):
+    """PostgresSource (with a DSN) keeps the versioned source contract."""
+
+    @pytest.fixture
+    def source(self, pg: PostgresServer, table: str) -> Iterator[PostgresSource]:
+        """A source on a fresh table."""
+        with PostgresSource(pg.dsn, table=table) as source:
+            source.create_schema()
+            yield source
+
+
+class TestPooledPostgresVersionedContract(VersionedSourceContract):
+    """PostgresSource on a ConnectionPool keeps the versioned source contract."""
+
+    @pytest.fixture
+    def source(self, pg: PostgresServer, table: str) -> Iterator[PostgresSource]:
+        """A pooled source on a fresh table."""
+        with psycopg_pool.ConnectionPool(pg.dsn, min_size=1, max_size=2, open=True) as pool:
+            source = PostgresSource(pool, table=table)
+            source.create_schema()
+            yield source
+
+
+class TestAsyncPostgresVersionedContract(AsyncVersionedSourceContract):
+    """AsyncPostgresSource keeps the async versioned source contract (closed by the suite)."""
+
+    @pytest.fixture
+    def source(self, pg: PostgresServer, table: str) -> AsyncPostgresSource:
+        """An async source on a fresh table (the schema is made with a sync source)."""
+        with PostgresSource(pg.dsn, table=table) as sync:
+            sync.create_schema()
+        return AsyncPostgresSource(pg.dsn, table=table)
+
+
+def _server_micros(pg: PostgresServer, table: str, name: str) -> int:
+    """updated_at of ``name`` in microseconds, read by the server."""
+    with pg.connect() as conn:
+        row = conn.execute(sql.SQL("SELECT (extract(epoch from updated_at) * 1000000)::bigint "
+                                   "FROM {} WHERE name = %s").format(sql.Identifier(table)),
+                           (name,)).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _date_ahead(pg: PostgresServer, table: str, name: str) -> None:
+    """Another writer dates the row of ``name`` an hour in the future."""
+    with pg.connect() as conn:
+        conn.execute(sql.SQL("UPDATE {} SET updated_at = clock_timestamp() + interval '1 hour' "
+                             "WHERE name = %s").format(sql.Identifier(table)), (name,))
+
+
+def test_version_is_updated_at_in_microseconds(pg: PostgresServer, source: PostgresSource,
+                                               table: str) -> None:
+    """The version is the row's updated_at in exact microseconds, on the server's clock."""
+    before = time.time_ns() // 1000
+    version = source.save_versioned("a", 1)
+    assert abs(version - before) < 60_000_000  # the server runs on this host
+    assert _server_micros(pg, table, "a") == version
+    assert source.load_versioned("a") == (1, version) and supports_versions(source)
+
+
+def test_a_row_dated_in_the_future_still_gets_a_greater_version(pg: PostgresServer,
+                                                                 source: PostgresSource,
+                                                                 table: str) -> None:
+    """A row another writer dated an hour ahead gets a version past it on the next save,
+    save_if and delete (greatest), not the server's now."""
+    source.save("a", 1)
+    _date_ahead(pg, table, "a")
+    future = source.load_versioned("a")[1]
+    assert future > time.time_ns() // 1000 + 3_500_000_000
+    assert source.save_versioned("a", 2) == future + 1
+    source.save("a", 3)
+    assert source.load_versioned("a") == (3, future + 2)
+    assert source.save_if("a", 4, value_digest(3)) is True
+    assert source.load_versioned("a") == (4, future + 3)
+    assert source.delete_versioned("a") == future + 4
+    assert source.load_versioned("a")[1] < future  # absent as of the server's now
+
+
+def test_async_row_dated_in_the_future_still_gets_a_greater_version(pg: PostgresServer,
+                                                                     source: PostgresSource,
+                                                                     table: str) -> None:
+    """The async source follows the same max rule as the sync one."""
+    async def main() -> None:
+        async with AsyncPostgresSource(pg.dsn, table=table) as versioned:
+            await versioned.save("a", 1)
+            _date_ahead(pg, table, "a")
+            future = (await versioned.load_versioned("a"))[1]
+            assert future > time.time_ns() // 1000 + 3_500_000_000
+            assert await versioned.save_versioned("a", 2) == future + 1
+            assert await versioned.save_if("a", 3, value_digest(2)) is True
+            assert await versioned.load_versioned("a") == (3, future + 2)
+            assert await versioned.delete_versioned("a") == future + 3
+
+    asyncio.run(main())
+
+
+def test_versions_with_a_schema_qualified_table(pg: PostgresServer, table: str) -> None:
+    """The versioned statements work on a schema.table name."""
+    with PostgresSource(pg.dsn, table=f"public.{table}") as source:
+        source.create_schema()
+        first = source.save_versioned("a", b"\x00")
+        assert source.load_versioned("a") == (b"\x00", first)
+        assert source.save_versioned("a", b"\x01") > first
+        assert source.delete_versioned("a") > first
+
+
+def test_versioned_calls_survive_a_cut_connection(pg: PostgresServer,
+                                                  source: PostgresSource) -> None:
+    """After terminate_backends the versioned methods reconnect and succeed."""
+    first = source.save_versioned("a", 1)
+    pg.terminate_backends()
+    assert source.load_versioned("a") == (1, first)
+    pg.terminate_backends()
+    second = source.save_versioned("a", 2)
+    pg.terminate_backends()
+    assert source.delete_versioned("a") > second > first
+
+
+def test_versioned_calls_honour_the_statement_timeout(pg: PostgresServer, table: str) -> None:
+    """A versioned write blocked by a lock is cancelled after the statement timeout."""
+    with PostgresSource(pg.dsn, table=table, statement_timeout=0.2) as source:
+        source.create_schema()
+        source.save("a", 1)
+        with pg.connect() as blocker, blocker.transaction():
+            blocker.execute(sql.SQL("SELECT 1 FROM {} WHERE name = 'a' FOR UPDATE")
+                            .format(sql.Identifier(table)))
+            for call in (lambda: source.save_versioned("a", 2),
+                         lambda: source.delete_versioned("a")):
+                with pytest.raises(psycopg.errors.QueryCanceled) as info:
+                    call()
+                assert is_outage(info.value)
+        assert source.load_versioned("a")[0] == 1

@@ -6,14 +6,16 @@ import asyncio
 import sqlite3
 import stat
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from vault.errors import ConfigurationError, SerializationError
-from vault.sources import ThreadedAsyncSource, is_outage
+from vault.sources import ThreadedAsyncSource, is_outage, supports_versions, value_digest
 from vault.sources.sqlite import SQLiteSource
+from vault.testing import AsyncVersionedSourceContract, VersionedSourceContract
 
 
 @pytest.fixture
@@ -171,3 +173,138 @@ def test_threaded_async_wrapper(source: SQLiteSource) -> None:
         return value, await wrapped.load("a")
 
     assert asyncio.run(main()) == ({"b": b"1"}, None)
+
+
+# --------------------------------------------------------------------------- versions
+
+
+class TestSQLiteVersionedContract(VersionedSourceContract):
+    """SQLiteSource keeps the versioned source contract."""
+
+    @pytest.fixture
+    def source(self, db: Path) -> Iterator[SQLiteSource]:
+        """A source on a new database."""
+        with SQLiteSource(db) as source:
+            yield source
+
+
+class TestThreadedSQLiteVersionedContract(AsyncVersionedSourceContract):
+    """ThreadedAsyncSource around SQLiteSource keeps the async versioned source contract."""
+
+    @pytest.fixture
+    def source(self, db: Path) -> Iterator[ThreadedAsyncSource]:
+        """A threaded wrapper of a source on a new database."""
+        with SQLiteSource(db) as sync:
+            yield ThreadedAsyncSource(sync)
+
+
+def _updated_at(db: Path, name: str) -> float:
+    """The raw updated_at column of ``name``."""
+    conn = sqlite3.connect(db)
+    try:
+        (value,) = conn.execute("SELECT updated_at FROM credentials WHERE name = ?",
+                                (name,)).fetchone()
+    finally:
+        conn.close()
+    return float(value)
+
+
+def test_version_is_updated_at_in_microseconds(source: SQLiteSource, db: Path) -> None:
+    """The version is round(updated_at * 1e6), close to this host's clock, and supported."""
+    before = time.time_ns() // 1000
+    version = source.save_versioned("a", 1)
+    assert before <= version <= time.time_ns() // 1000 + 1
+    assert round(_updated_at(db, "a") * 1_000_000) == version
+    assert supports_versions(source) and supports_versions(ThreadedAsyncSource(source))
+
+
+def test_microseconds_round_trip_exactly_through_real_seconds() -> None:
+    """us / 1e6 stored as a double reads back as the same us from 2001 to 2100 (it does until
+    2**32 s, in 2106), sampled, with offsets at the edges and middle of the second."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.execute("CREATE TABLE t (us INTEGER, updated_at REAL)")
+        seconds = [1_000_000_000 + i * 73_811 for i in range(0, 42_000, 7)] + [4_102_444_800]
+        values = [s * 1_000_000 + offset for s in seconds
+                  for offset in (0, 1, 2, 499_999, 500_000, 500_001, 999_998, 999_999,
+                                 s % 1_000_000)]
+        conn.executemany("INSERT INTO t VALUES (?, ?)", [(us, us / 1_000_000) for us in values])
+        rows = conn.execute("SELECT us, updated_at FROM t").fetchall()
+    finally:
+        conn.close()
+    assert len(rows) == len(values) > 10_000
+    assert all(round(updated_at * 1_000_000) == us for us, updated_at in rows)
+
+
+def test_a_row_dated_in_the_future_still_gets_a_greater_version(source: SQLiteSource,
+                                                                 db: Path) -> None:
+    """A row another writer dated an hour ahead gets a version past it on the next save,
+    save_if and delete (the max rule), not the clock's now."""
+    source.save("a", 1)
+    conn = sqlite3.connect(db)
+    try:
+        with conn:
+            conn.execute("UPDATE credentials SET updated_at = ? WHERE name = 'a'",
+                         (time.time() + 3600,))
+    finally:
+        conn.close()
+    future = source.load_versioned("a")[1]
+    assert future > time.time_ns() // 1000 + 3_500_000_000
+    saved = source.save_versioned("a", 2)
+    assert saved == future + 1
+    source.save("a", 3)
+    assert source.load_versioned("a") == (3, future + 2)
+    assert source.save_if("a", 4, value_digest(3)) is True
+    assert source.load_versioned("a") == (4, future + 3)
+    assert source.delete_versioned("a") == future + 4
+
+
+def test_versions_survive_a_clock_step_back(source: SQLiteSource,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the clock stuck an hour back, each save still gets a version one past the last."""
+    first = source.save_versioned("a", 1)
+    monkeypatch.setattr("vault.sources._base.now_us", lambda: first - 3_600_000_000)
+    assert [source.save_versioned("a", i) for i in range(3)] == [first + 1, first + 2,
+                                                                 first + 3]
+    assert source.delete_versioned("a") == first + 4
+    assert source.load_versioned("a") == (None, first - 3_600_000_000)
+
+
+def test_a_legacy_row_gets_a_version(source: SQLiteSource, db: Path) -> None:
+    """A row written before versions (updated_at = time.time(), sub-microsecond digits) loads
+    with its microsecond and is bumped past it."""
+    conn = sqlite3.connect(db)
+    try:
+        with conn:
+            conn.execute("INSERT INTO credentials VALUES ('old', '1', 1700000000.1234567)")
+    finally:
+        conn.close()
+    assert source.load_versioned("old") == (1, 1_700_000_000_123_457)
+    assert source.save_versioned("old", 2) > 1_700_000_000_123_457
+
+
+def test_refused_save_if_leaves_the_version(source: SQLiteSource, db: Path) -> None:
+    """A save_if that does not write changes neither the value nor updated_at."""
+    source.save("a", 1)
+    before = _updated_at(db, "a")
+    assert source.save_if("a", 2, value_digest(0)) is False
+    assert _updated_at(db, "a") == before and source.load("a") == 1
+
+
+def test_locked_database_fails_versioned_writes_as_an_outage(source: SQLiteSource,
+                                                             db: Path) -> None:
+    """save_versioned and delete_versioned wait for the write lock, then fail as an outage,
+    leaving no transaction open."""
+    blocker = sqlite3.connect(db, isolation_level=None)
+    try:
+        blocker.execute("BEGIN EXCLUSIVE")
+        with SQLiteSource(db, timeout=0.05) as impatient:
+            for call in (lambda: impatient.save_versioned("a", 1),
+                         lambda: impatient.delete_versioned("a")):
+                with pytest.raises(sqlite3.OperationalError) as info:
+                    call()
+                assert is_outage(info.value)
+            blocker.execute("ROLLBACK")
+            assert impatient.save_versioned("a", 1) > 0
+    finally:
+        blocker.close()

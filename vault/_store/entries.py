@@ -26,6 +26,7 @@ from vault import _files as files
 from vault._crypto import format as fmt
 from vault._crypto.keys import RETIRED, KeyRing
 from vault._store.rewrap import PendingWrite, prepare_rewrap
+from vault._store.stamp import unstamp
 from vault.errors import (
     DecryptionError,
     EntryExpiredError,
@@ -313,8 +314,31 @@ class EntryStore:
 
     def load(self, name: str, now_ms: int) -> tuple[fmt.Header, Any]:
         """:meth:`open` with the TTL, then the value decoded."""
+        header, _, value = self.load_stamped(name, now_ms)
+        return header, value
+
+    def load_stamped(self, name: str, now_ms: int) -> tuple[fmt.Header, int | None, Any]:
+        """:meth:`load`, with the source version the copy records (None: unversioned).
+
+        Raises:
+            as :meth:`open`; EntryNotFoundError also for a tombstone (never written locally);
+            SerializationError: the plaintext is not a codec value.
+        """
         header, plaintext = self.open(name, now_ms)
-        return header, codec.loads(plaintext)
+        version, value = self.decode(name, plaintext)
+        return header, version, value
+
+    @staticmethod
+    def decode(name: str, plaintext: bytes) -> tuple[int | None, Any]:
+        """The (source version or None, value) of an authenticated entry plaintext.
+
+        Raises:
+            EntryNotFoundError: a tombstone. SerializationError: not a codec value.
+        """
+        stamped = unstamp(plaintext)
+        if stamped.tombstone:
+            raise EntryNotFoundError(f"no entry named {name!r} (a tombstone)")
+        return stamped.version, codec.loads(stamped.body)
 
     def check_validity(self, header: fmt.Header, now_ms: int) -> None:
         """Raise ``EntryExpiredError`` unless an **authenticated** header is valid at ``now_ms``.
@@ -355,9 +379,23 @@ class EntryStore:
             FormatError: bad name or times. LockTimeoutError. OSError: the write failed.
         """
         self.check_writable()
+        self.write_sealed(name, self.seal(name, plaintext, created_at, expires_at))
+
+    def seal(self, name: str, plaintext: bytes, created_at: int, expires_at: int) -> bytes:
+        """The entry envelope of ``plaintext`` under the primary, with the given times (the
+        bytes :meth:`write` stores; the shared tier stores the same). Raises as :meth:`write`."""
         self.refresh()
-        envelope = self.keys.seal(kind=fmt.KIND_ENTRY, name=name, plaintext=plaintext,
-                                  created_at=created_at, expires_at=expires_at)
+        return self.keys.seal(kind=fmt.KIND_ENTRY, name=name, plaintext=plaintext,
+                              created_at=created_at, expires_at=expires_at)
+
+    def write_sealed(self, name: str, envelope: bytes) -> None:
+        """Durably replace entry ``name``'s file with ``envelope``, under the entry lock: bytes
+        :meth:`seal` made, or a shared copy that authenticated as ``name``'s entry.
+
+        Raises:
+            LockTimeoutError. OSError: the write failed.
+        """
+        self.check_writable()
         files.check_private_dir(self.dir)
         with self.lock(name):
             files.write_atomic(self.path(name), envelope, name_stem(name))

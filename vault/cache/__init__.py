@@ -4,12 +4,15 @@
 the outage classification that feeds the :class:`CircuitBreaker`, serving valid cached copies
 (``degraded``, with :class:`CacheEvent` events), the write-through policy, and the encrypted
 journal of writes the source could not take, replayed in order before anything else reads
-from it. ``docs/operations.md`` explains the behaviour and how to size TTL and breaker.
+from it. With ``shared=`` (``vault.cache.redis.RedisTier``, extra ``credseal[redis]``) the
+cache is one host of a fleet: copies go to a shared tier too, ordered by source version, so
+a new host can start during an outage. ``docs/operations.md`` explains the behaviour and how
+to size TTL, breaker and the shared tier.
 """
 
 from vault.cache._async import AsyncFallbackCache
 from vault.cache._breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
-from vault.cache._core import Fetched, Pending, SaveResult
+from vault.cache._core import Fetched, Pending, PrefetchReport, SaveResult
 from vault.cache._health import (
     CACHE_UNUSABLE,
     CACHE_WRITE_FAILED,
@@ -20,9 +23,14 @@ from vault.cache._health import (
     QUARANTINED,
     RECOVERED,
     REPLAYED,
+    SHARED_RECOVERED,
+    SHARED_REJECTED,
+    SHARED_SKIPPED,
+    SHARED_UNAVAILABLE,
     STILL_DEGRADED,
     CacheEvent,
 )
+from vault.cache._shared import SharedTier
 from vault.cache._sync import FallbackCache
 
 __all__ = [
@@ -38,6 +46,10 @@ __all__ = [
     "QUARANTINED",
     "RECOVERED",
     "REPLAYED",
+    "SHARED_RECOVERED",
+    "SHARED_REJECTED",
+    "SHARED_SKIPPED",
+    "SHARED_UNAVAILABLE",
     "STILL_DEGRADED",
     "AsyncFallbackCache",
     "CacheEvent",
@@ -45,5 +57,7 @@ __all__ = [
     "FallbackCache",
     "Fetched",
     "Pending",
+    "PrefetchReport",
     "SaveResult",
+    "SharedTier",
 ]

@@ -36,6 +36,7 @@ from vault import _clock
 from vault._crypto import format as fmt
 from vault._store.entries import utc
 from vault._store.journal import Journal, Record
+from vault._store.stamp import stamp
 from vault._store.store import Vault, entries_of
 from vault.cache._breaker import CircuitBreaker
 from vault.cache._health import (
@@ -50,6 +51,7 @@ from vault.cache._health import (
     Health,
     describe,
 )
+from vault.cache._shared import Copy, SharedCopies, SharedTier
 from vault.errors import (
     ConfigurationError,
     DecryptionError,
@@ -62,10 +64,12 @@ from vault.errors import (
 )
 from vault.sources._base import check_storable, value_digest
 
-__all__ = ["CACHE", "SOURCE", "CacheCore", "Fetched", "Pending", "ReplayTally", "SaveResult",
-           "SourceFailure"]
+__all__ = ["CACHE", "DEFAULT_SHARED_REFRESH", "SHARED", "SOURCE", "CacheCore", "Fetched",
+           "Pending", "PrefetchReport", "ReplayTally", "SaveResult", "SourceFailure"]
 
-SOURCE, CACHE = "source", "cache"
+SOURCE, CACHE, SHARED = "source", "cache", "shared"
+#: seconds after which a process writes a shared copy again although it wrote that version
+DEFAULT_SHARED_REFRESH = 60.0
 
 
 class SourceFailure(Exception):
@@ -79,8 +83,9 @@ class SourceFailure(Exception):
 
 @dataclass(frozen=True)
 class Fetched:
-    """A value and where it came from: ``origin`` is ``"source"`` or ``"cache"``;
-    ``age_seconds`` is 0 for the source, else the age of the cached copy. No value in repr."""
+    """A value and where it came from: ``origin`` is ``"source"``, ``"cache"`` (the local
+    vault) or ``"shared"`` (the fleet's shared tier); ``age_seconds`` is 0 for the source,
+    else the age of the copy served. No value in repr."""
 
     value: Any = field(repr=False)
     origin: str
@@ -104,6 +109,17 @@ class Pending:
     count: int
     oldest_age_seconds: float | None
     conflicts: int
+
+
+@dataclass(frozen=True)
+class PrefetchReport:
+    """What ``prefetch`` did: names asked, found in the shared tier (authenticated and
+    valid), copied into the local vault (newer than its copy), and whether the tier answered."""
+
+    asked: int
+    found: int
+    copied: int
+    shared_answered: bool
 
 
 @dataclass
@@ -144,7 +160,8 @@ class CacheCore:
     def __init__(self, vault: Vault, *, breaker: CircuitBreaker | None, warn_interval: float,
                  on_event: Callable[[CacheEvent], None] | None,
                  is_outage: Callable[[BaseException], bool], clock: Callable[[], float],
-                 journal: Journal | None) -> None:
+                 journal: Journal | None, shared: SharedTier | None = None,
+                 shared_refresh: float = DEFAULT_SHARED_REFRESH) -> None:
         if vault.read_only:
             raise ConfigurationError("a fallback cache needs a writable vault (its copies and "
                                      "journal live there); this one was opened read_only")
@@ -163,6 +180,17 @@ class CacheCore:
         # it (a healthy load, save or delete): the best base for a write journaled later.
         self._seen: dict[str, str] = {}
         self._closed = False
+        # The shared tier, and per name the greatest source version this process has seen or
+        # written: a copy older than that is never served.
+        self.shared = shared
+        self._copies: SharedCopies | None = None
+        if shared is not None:
+            if not isinstance(shared_refresh, int | float) or isinstance(shared_refresh, bool) \
+                    or not 0 <= shared_refresh < float("inf"):
+                raise ConfigurationError("shared_refresh must be a finite number of seconds >= 0")
+            self._copies = SharedCopies(shared, self._entries, self.health,
+                                        refresh_seconds=shared_refresh, clock=clock)
+        self._high: dict[str, int] = {}
 
     @property
     def degraded(self) -> bool:
@@ -399,8 +427,11 @@ class CacheCore:
                                  f"cached copy of {name!r} ({describe(exc)}); serving the "
                                  "source's value", name, exc)
 
-    def _write_through(self, name: str, value: Any, generation: int) -> None:
-        plaintext = self._entries.serialize(value)
+    def _write_through(self, name: str, value: Any, generation: int,
+                       version: int | None = None) -> tuple[bytes, int] | None:
+        """Update the vault's copy if it differs or has used half its TTL; returns the
+        (envelope, expires_at) written, or None if none was."""
+        plaintext = stamp(version, self._entries.serialize(value))
         digest = hashlib.sha256(plaintext).digest()
         path = self._entries.path(name)
         signature, now = _signature(path), _clock.now_ms()
@@ -408,10 +439,10 @@ class CacheCore:
             memo = self._memo.get(name)
         if memo is not None and memo.signature == signature:
             if memo.digest == digest and now < memo.refresh_at_ms:
-                return
+                return None
         elif signature is not None and self._matches_vault(name, digest, now, signature):
-            return
-        self._store_local(name, plaintext, generation=generation)
+            return None
+        return self._store_local(name, plaintext, generation=generation)
 
     def _matches_vault(self, name: str, digest: bytes, now: int,
                        signature: tuple[int, int, int]) -> bool:
@@ -442,18 +473,24 @@ class CacheCore:
             self._memo.pop(name, None)
             return True
 
-    def _store_local(self, name: str, plaintext: bytes, *, generation: int | None = None) -> None:
-        """Write the vault copy (``generation``: skip if a save/delete overtook this get)."""
+    def _store_local(self, name: str, plaintext: bytes, *, generation: int | None = None,
+                     envelope: tuple[bytes, int] | None = None) -> tuple[bytes, int] | None:
+        """Write the vault copy (``generation``: skip if a save/delete overtook this get;
+        ``envelope``: already sealed, with its expiry). Returns (envelope, expires_at)
+        written, or None if skipped."""
         with self._vault_lock:
             if not self._claim(name, generation):
-                return
+                return None
             now, ttl_ms = _clock.now_ms(), self._entries.ttl_ms
-            self._entries.write(name, plaintext, now, now + ttl_ms)
+            if envelope is None:
+                envelope = (self._entries.seal(name, plaintext, now, now + ttl_ms), now + ttl_ms)
+            self._entries.write_sealed(name, envelope[0])
             signature = _signature(self._entries.path(name))
             if signature is not None:
                 memo = _Memo(hashlib.sha256(plaintext).digest(), now + ttl_ms // 2, signature)
                 with self._lock:
                     self._memo[name] = memo
+            return envelope
 
     def _drop_local(self, name: str, *, generation: int | None = None) -> None:
         with self._vault_lock:
@@ -461,7 +498,7 @@ class CacheCore:
                 return
             self._entries.remove(name)
 
-    def _local_write_logged(self, fn: Callable[[], None], name: str) -> None:
+    def _local_write_logged(self, fn: Callable[[], object], name: str) -> None:
         try:
             fn()
         except (VaultError, OSError) as exc:
@@ -550,3 +587,202 @@ class CacheCore:
         fmt.check_name(name)
         check_storable(value)
         return self._entries.serialize(value)
+
+    # ---- the shared tier (a fleet)
+
+    def _note_version(self, name: str, version: int) -> None:
+        with self._lock:
+            if version > self._high.get(name, -1):
+                if len(self._high) > 1_000_000:
+                    self._high.clear()
+                self._high[name] = version
+
+    def _provisional_version(self, name: str) -> int:
+        """The version of a write the source could not take: above everything this process
+        saw of ``name``, and otherwise the clock in µs (the built-in sources' unit), so that
+        other hosts prefer it to what they saw before, and the source's own version, when
+        the journal reaches it, is greater still."""
+        with self._lock:
+            high = self._high.get(name, 0)
+        return max(high + 1, _clock.now_ms() * 1000)
+
+    def _fleet_after_load(self, name: str, value: Any, version: int, generation: int) -> None:
+        """A healthy versioned answer: write it through to the vault and the shared tier
+        (each only when needed); never raises."""
+        copies = self._copies
+        assert copies is not None
+        with self._lock:
+            if self._gen.get(name, 0) == generation:
+                self._seen[name] = value_digest(value)
+        self._note_version(name, version)
+        written: tuple[bytes, int] | None = None
+        try:
+            if value is None:
+                self._drop_local(name, generation=generation)
+            else:
+                written = self._write_through(name, value, generation, version)
+        except (VaultError, OSError) as exc:
+            self._local_failed(name, exc)
+        if value is None:
+            if copies.due(name, version):
+                copies.write_tombstone(name, version, _clock.now_ms())
+            return
+        if written is None and copies.due(name, version):
+            written = self._seal_shared(name, version, value)
+        if written is not None:
+            copies.write_value(name, version, *written)
+
+    def _seal_shared(self, name: str, version: int, value: Any) -> tuple[bytes, int] | None:
+        copies = self._copies
+        assert copies is not None
+        now = _clock.now_ms()
+        try:
+            body = self._entries.serialize(value)
+            return copies.seal_value(name, version, body, now), now + self._entries.ttl_ms
+        except (VaultError, OSError) as exc:
+            copies.unavailable(exc)
+            return None
+
+    def _local_failed(self, name: str, exc: BaseException) -> None:
+        self.health.failed("local")  # counted every time; the log line is rate-limited
+        if self.health.limited(CACHE_WRITE_FAILED):
+            self.health.emit(CACHE_WRITE_FAILED, logging.ERROR, "could not update the "
+                             f"cached copy of {name!r} ({describe(exc)}); serving the "
+                             "source's value", name, exc)
+
+    def _fleet_saved(self, name: str, value: Any, version: int) -> SaveResult:
+        """A save the source took at ``version``: the vault and the shared tier follow."""
+        with self._lock:
+            self._seen[name] = value_digest(value)
+        self._note_version(name, version)
+        self._fleet_store(name, value, version)
+        return SaveResult(journaled=False)
+
+    def _fleet_store(self, name: str, value: Any, version: int) -> None:
+        copies = self._copies
+        assert copies is not None
+        written = self._seal_shared(name, version, value)
+        if written is None:
+            return
+        plaintext = stamp(version, self._entries.serialize(value))
+        self._local_write_logged(
+            lambda: self._store_local(name, plaintext, envelope=written), name)
+        copies.write_value(name, version, *written)
+
+    def _fleet_deleted(self, name: str, version: int) -> SaveResult:
+        copies = self._copies
+        assert copies is not None
+        with self._lock:
+            self._seen[name] = value_digest(None)
+        self._note_version(name, version)
+        self._local_write_logged(lambda: self._drop_local(name), name)
+        copies.write_tombstone(name, version, _clock.now_ms())
+        return SaveResult(journaled=False)
+
+    def _fleet_journal_write(self, op: str, name: str, value: Any,
+                             cause: BaseException) -> SaveResult:
+        """An outage write: journaled (replayed later with compare-and-set), and written to
+        the vault and the shared tier at a provisional version, so other hosts serve it."""
+        copies = self._copies
+        assert copies is not None
+        version = self._provisional_version(name)
+        plaintext = b"" if value is None else stamp(version, self._entries.serialize(value))
+        result = self._journal_write(op, name, value, plaintext, cause)
+        self._note_version(name, version)
+        if op == "save":
+            written = self._seal_shared(name, version, value)
+            if written is not None:
+                copies.write_value(name, version, *written)
+        else:
+            copies.write_tombstone(name, version, _clock.now_ms())
+        return result
+
+    def _serve_fleet(self, name: str, cause: BaseException) -> Fetched:
+        """Answer during an outage from the newest valid copy by source version, local or
+        shared (never one older than this process has seen); a newer shared copy is copied
+        into the vault. Raises SourceUnavailableError when there is none."""
+        copies = self._copies
+        assert copies is not None
+        now = _clock.now_ms()
+        local: Copy | None = None
+        problem = "there is no copy, local or shared"
+        try:
+            header, plaintext = self._entries.open(name, now)
+            version, value = self._entries.decode(name, plaintext)
+            local = Copy(version or 0, False, value, header, b"")
+        except EntryNotFoundError:
+            pass
+        except EntryExpiredError:
+            problem = "the local copy expired and there is no shared copy"
+        except VaultError as exc:
+            self._cache_unusable(name, exc)
+            problem = f"the local copy cannot be used ({type(exc).__name__})"
+        shared = copies.read(name, now)
+        best, origin = local, CACHE
+        if shared is not None and (local is None or shared.version > local.version):
+            best, origin = shared, SHARED
+        if best is None:
+            pending = self._pending_write(name, now, cause)
+            if pending is not None:
+                return pending
+            self.health.degraded_call(cause, f"{name!r} has no valid copy", name)
+            raise SourceUnavailableError(
+                f"credential {name!r} is unavailable: the source failed ({describe(cause)}) "
+                f"and {problem}", hint="bring the source back; the vault's TTL bounds how long "
+                "an outage can be bridged") from cause
+        with self._lock:
+            high = self._high.get(name, 0)
+        if best.version < high:
+            self.health.degraded_call(cause, f"the copies of {name!r} are older than one this "
+                                      "process has seen", name)
+            raise SourceUnavailableError(
+                f"credential {name!r} is unavailable: the source failed ({describe(cause)}) "
+                f"and every copy is older (version {best.version}) than one this process has "
+                f"seen or written (version {high})",
+                hint="bring the source back; check the local vault's disk") from cause
+        self._note_version(name, best.version)
+        if origin == SHARED:
+            self._adopt(name, best)
+        age = max(0.0, now / 1000 - utc(best.header.created_at).timestamp())
+        where = "the shared tier" if origin == SHARED else "the encrypted cache"
+        self.health.degraded_call(cause, f"serving {name!r} from {where} (age {age:.0f} s)",
+                                  name, age)
+        return Fetched(None if best.tombstone else best.value, origin, age)
+
+    def _adopt(self, name: str, copy: Copy) -> None:
+        """Make a newer shared copy the local one (the same envelope, its own times)."""
+        def adopt() -> None:
+            if copy.tombstone:
+                self._drop_local(name)
+                return
+            with self._vault_lock:
+                self._claim(name, None)
+                self._entries.write_sealed(name, copy.envelope)
+
+        self._local_write_logged(adopt, name)
+
+    def _prefetch(self, names: list[str]) -> PrefetchReport:
+        """Copy every shared copy of ``names`` newer than the local one into the vault."""
+        copies = self._copies
+        if copies is None:
+            raise ConfigurationError("prefetch needs a shared tier (shared=...)")
+        for name in names:
+            fmt.check_name(name)
+        now = _clock.now_ms()
+        found = copies.read_many(names, now)
+        if found is None:
+            return PrefetchReport(len(names), 0, 0, False)
+        copied = 0
+        for name, copy in found.items():
+            try:
+                _, plaintext = self._entries.open(name, now)
+                local_version = self._entries.decode(name, plaintext)[0] or 0
+            except (VaultError, OSError):
+                local_version = -1
+            with self._lock:
+                high = self._high.get(name, 0)
+            if copy.version > local_version and copy.version >= high:
+                self._note_version(name, copy.version)
+                self._adopt(name, copy)
+                copied += 1
+        return PrefetchReport(len(names), len(found), copied, True)

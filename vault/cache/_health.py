@@ -32,6 +32,8 @@ JOURNALED, REPLAYED, JOURNAL_BLOCKED = "journaled", "replayed", "journal_blocked
 QUARANTINED, CACHE_UNUSABLE = "quarantined", "cache_unusable"
 JOURNAL_CONFLICT = "journal_conflict"
 CACHE_WRITE_FAILED = "cache_write_failed"
+SHARED_UNAVAILABLE, SHARED_RECOVERED = "shared_unavailable", "shared_recovered"
+SHARED_REJECTED, SHARED_SKIPPED = "shared_rejected", "shared_skipped"
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,11 @@ class CacheEvent:
             filtered at WARNING shows both ends of an outage), ``journaled`` (WARNING at most
             once per ``warn_interval``, INFO otherwise), ``replayed`` (WARNING: how many, and
             the oldest one's time), ``quarantined``, ``cache_unusable``,
-            ``cache_write_failed``, ``journal_blocked`` (ERROR).
+            ``cache_write_failed``, ``journal_blocked`` (ERROR). The shared tier's:
+            ``shared_unavailable`` (WARNING, at most once per ``warn_interval``) and
+            ``shared_recovered`` (WARNING), ``shared_rejected`` (ERROR: a shared copy failed
+            to authenticate and was removed) and ``shared_skipped`` (WARNING: a shared copy
+            under a key id the ring lacks, left alone).
         level: the ``logging`` level it is logged at.
         message: one line for humans.
         name: the entry concerned, if any.
@@ -135,7 +141,7 @@ class Health:
         self._tell(self.answer_listeners, origin)
 
     def failed(self, tier: str) -> None:
-        """Tell the failure listeners that an update of ``tier`` ("local") failed."""
+        """Tell the failure listeners that an update of ``tier`` ("local", "shared") failed."""
         self._tell(self.failure_listeners, tier)
 
     @staticmethod

@@ -30,19 +30,35 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from vault._crypto import format as fmt
 from vault._store.journal import Journal, Record, step
 from vault._store.store import Vault
 from vault.cache._breaker import CircuitBreaker
-from vault.cache._core import SOURCE, CacheCore, Fetched, ReplayTally, SaveResult, SourceFailure
+from vault.cache._core import (
+    DEFAULT_SHARED_REFRESH,
+    SOURCE,
+    CacheCore,
+    Fetched,
+    PrefetchReport,
+    ReplayTally,
+    SaveResult,
+    SourceFailure,
+)
 from vault.cache._health import CacheEvent
 from vault.cache._kind import check_sync_source
+from vault.cache._shared import SharedTier
 from vault.errors import ConfigurationError, SerializationError, VaultError
-from vault.sources._base import Source, conditional_save, value_digest
+from vault.sources._base import (
+    Source,
+    VersionedSource,
+    conditional_save,
+    supports_versions,
+    value_digest,
+)
 from vault.sources._outage import is_outage
 
 __all__ = ["CacheEvent", "FallbackCache", "Fetched", "SaveResult"]
@@ -66,6 +82,12 @@ class FallbackCache(CacheCore):
         is_outage: the classifier of source errors (default ``vault.sources.is_outage``).
         clock: monotonic seconds, for the breaker and the warning interval (tests).
         journal: the :class:`~vault._store.journal.Journal` (default: the vault's).
+        shared: the fleet's shared tier (``vault.cache.redis.RedisTier``): copies are written
+            through to it and, during an outage, the newest valid copy by source version,
+            local or shared, is served (``origin`` ``"shared"`` or ``"cache"``). Needs a
+            source with versions (``vault.sources.VersionedSource``).
+        shared_refresh: seconds after which this process writes a shared copy again although
+            it already wrote that version (a Redis that restarted empty fills up again).
 
     Raises:
         ConfigurationError: an async source (hint: ``AsyncFallbackCache``), a read-only
@@ -76,10 +98,17 @@ class FallbackCache(CacheCore):
                  warn_interval: float = 60.0, on_event: Callable[[CacheEvent], None] | None = None,
                  is_outage: Callable[[BaseException], bool] = is_outage,
                  clock: Callable[[], float] = time.monotonic,
-                 journal: Journal | None = None) -> None:
+                 journal: Journal | None = None, shared: SharedTier | None = None,
+                 shared_refresh: float = DEFAULT_SHARED_REFRESH) -> None:
         check_sync_source(source)
+        if shared is not None and not supports_versions(source):
+            raise ConfigurationError(
+                f"a shared tier needs a source with versions; {type(source).__name__} has no "
+                "load_versioned/save_versioned/delete_versioned",
+                hint="the built-in sources have them (vault.sources.VersionedSource)")
         super().__init__(vault, breaker=breaker, warn_interval=warn_interval, on_event=on_event,
-                         is_outage=is_outage, clock=clock, journal=journal)
+                         is_outage=is_outage, clock=clock, journal=journal, shared=shared,
+                         shared_refresh=shared_refresh)
         self.source = source
 
     def __repr__(self) -> str:
@@ -113,6 +142,14 @@ class FallbackCache(CacheCore):
         """
         fmt.check_name(name)
         generation = self._generation(name)
+        if self._copies is not None:
+            source = cast(VersionedSource, self.source)
+            ok, result = self._call(lambda: source.load_versioned(name))
+            if not ok:
+                return self._serve_fleet(name, result)
+            value, version = result
+            self._fleet_after_load(name, value, version, generation)
+            return Fetched(value, SOURCE, 0.0)
         ok, result = self._call(lambda: self.source.load(name))
         if not ok:
             return self._serve_cached(name, result)
@@ -131,18 +168,42 @@ class FallbackCache(CacheCore):
             SourceUnavailableError: the source failed and the journal could not be written.
         """
         plaintext = self._prepare_save(name, value)
+        if self._copies is not None:
+            source = cast(VersionedSource, self.source)
+            ok, result = self._call(lambda: source.save_versioned(name, value))
+            if ok:
+                return self._fleet_saved(name, value, result)
+            return self._fleet_journal_write("save", name, value, result)
         ok, result = self._call(lambda: self.source.save(name, value))
         if ok:
             return self._saved(name, plaintext, value_digest(value))
         return self._journal_write("save", name, value, plaintext, result)
 
     def delete(self, name: str) -> SaveResult:
-        """Delete from the source and the vault; during an outage the delete is journaled."""
+        """Delete from the source and the vault; during an outage the delete is journaled.
+        With a shared tier, a sealed tombstone goes there too."""
         fmt.check_name(name)
+        if self._copies is not None:
+            source = cast(VersionedSource, self.source)
+            ok, result = self._call(lambda: source.delete_versioned(name))
+            if ok:
+                return self._fleet_deleted(name, result)
+            return self._fleet_journal_write("delete", name, None, result)
         ok, result = self._call(lambda: self.source.delete(name))
         if ok:
             return self._deleted(name)
         return self._journal_write("delete", name, None, b"", result)
+
+    def prefetch(self, names: Iterable[str]) -> PrefetchReport:
+        """Warm this host's vault from the shared tier: one round trip (``MGET``) for every
+        name, and a local write of each shared copy newer than the local one (a new host
+        starting during an outage). Asks nothing of the source.
+
+        Raises:
+            ConfigurationError: no shared tier. FormatError: a bad name.
+        """
+        self._check_open()
+        return self._prefetch(list(names))
 
     def replay(self) -> int:
         """Replay pending journal records now, in order; returns how many were applied.

@@ -24,21 +24,34 @@ base_digest)``: it writes only while the name still holds the value the write wa
 it so that a write made during an outage never overwrites a newer one. The built-in sources
 have it; for a source without it the cache loads, compares and saves, which leaves a window
 in which another writer's update can be lost (``docs/operations.md``).
+
+**Versions.** A :class:`VersionedSource` also has ``load_versioned(name)`` (``(value,
+version)``), ``save_versioned(name, value)`` and ``delete_versioned(name)`` (each returning
+the version), so that copies kept elsewhere (a shared Redis tier) can be ordered across hosts.
+A version is an ``int``: microseconds since the Unix epoch of the row's last write (its
+``updated_at``, no extra column). Every write of a row (``save`` and ``save_if`` too) sets it
+to ``max(now, old + 1)``, so a row's versions strictly increase even if the clock steps back;
+a delete returns a tombstone version by the same rule, and a missing name loads as ``(None,
+now)``, "absent as of now". SQLite keeps time with the host's clock, PostgreSQL with the
+server's (``clock_timestamp()``). :func:`supports_versions` tells whether a source has them.
 """
 
 from vault.sources._base import (
     ABSENT,
     AsyncConditionalSource,
     AsyncSource,
+    AsyncVersionedSource,
     ConditionalSource,
     Source,
     ThreadedAsyncSource,
+    VersionedSource,
     check_storable,
+    supports_versions,
     value_digest,
 )
 from vault.sources._outage import is_outage
 from vault.sources.sqlite import SQLiteSource
 
-__all__ = ["ABSENT", "AsyncConditionalSource", "AsyncSource", "ConditionalSource",
-           "SQLiteSource", "Source", "ThreadedAsyncSource", "check_storable", "is_outage",
-           "value_digest"]
+__all__ = ["ABSENT", "AsyncConditionalSource", "AsyncSource", "AsyncVersionedSource",
+           "ConditionalSource", "SQLiteSource", "Source", "ThreadedAsyncSource",
+           "VersionedSource", "check_storable", "is_outage", "supports_versions", "value_digest"]

@@ -8,14 +8,16 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-from typing import Any, Protocol, runtime_checkable
+import time
+from typing import Any, Protocol, cast, runtime_checkable
 
 from vault import codec
 from vault.errors import ConfigurationError, SerializationError
 
-__all__ = ["ABSENT", "AsyncConditionalSource", "AsyncSource", "ConditionalSource", "Source",
-           "ThreadedAsyncSource", "check_storable", "check_table_name", "conditional_save",
-           "conditional_save_async", "value_digest"]
+__all__ = ["ABSENT", "AsyncConditionalSource", "AsyncSource", "AsyncVersionedSource",
+           "ConditionalSource", "Source", "ThreadedAsyncSource", "VersionedSource",
+           "check_storable", "check_table_name", "conditional_save", "conditional_save_async",
+           "next_version", "now_us", "supports_versions", "value_digest"]
 
 #: The base digest of a name that holds no value.
 ABSENT = "absent"
@@ -73,6 +75,67 @@ class AsyncConditionalSource(AsyncSource, Protocol):
     async def save_if(self, name: str, value: Any, base_digest: str) -> bool:
         """As ``ConditionalSource.save_if``."""
         ...
+
+
+@runtime_checkable
+class VersionedSource(Source, Protocol):
+    """A source whose rows carry versions: microseconds since the Unix epoch of the last
+    write, strictly increasing with every write of a name (see the module docstring)."""
+
+    def load_versioned(self, name: str) -> tuple[Any, int]:
+        """Return ``(value, version)``; for a missing name ``(None, now)``, the source's clock
+        now in microseconds (an "absent as of now" version)."""
+        ...
+
+    def save_versioned(self, name: str, value: Any) -> int:
+        """Store ``value`` under ``name`` as ``save`` does; return the row's new version."""
+        ...
+
+    def delete_versioned(self, name: str) -> int:
+        """Remove ``name`` as ``delete`` does; return the tombstone version, greater than the
+        deleted row's (for a missing name: the clock now)."""
+        ...
+
+
+@runtime_checkable
+class AsyncVersionedSource(AsyncSource, Protocol):
+    """The asyncio twin of :class:`VersionedSource`."""
+
+    async def load_versioned(self, name: str) -> tuple[Any, int]:
+        """As ``VersionedSource.load_versioned``."""
+        ...
+
+    async def save_versioned(self, name: str, value: Any) -> int:
+        """As ``VersionedSource.save_versioned``."""
+        ...
+
+    async def delete_versioned(self, name: str) -> int:
+        """As ``VersionedSource.delete_versioned``."""
+        ...
+
+
+_VERSION_METHODS = ("load_versioned", "save_versioned", "delete_versioned")
+
+
+def supports_versions(source: object) -> bool:
+    """Whether ``source`` has ``load_versioned``, ``save_versioned`` and ``delete_versioned``;
+    for a :class:`ThreadedAsyncSource`, whether the source it wraps has them."""
+    if isinstance(source, ThreadedAsyncSource):
+        source = source.source
+    return all(callable(getattr(source, method, None)) for method in _VERSION_METHODS)
+
+
+def now_us() -> int:
+    """The wall clock in microseconds since the Unix epoch: "now" for the versions of the
+    sources that keep time in Python (tests patch it through the module)."""
+    return time.time_ns() // 1000
+
+
+def next_version(old: int | None) -> int:
+    """The version of a write over a row of version ``old`` (``None``: no row): the clock now,
+    but at least ``old + 1``, so a row's versions increase even if the clock steps back."""
+    now = now_us()
+    return now if old is None else max(now, old + 1)
 
 
 def _canonical(value: Any) -> Any:
@@ -155,6 +218,30 @@ class ThreadedAsyncSource:
     async def save_if(self, name: str, value: Any, base_digest: str) -> bool:
         """:func:`conditional_save` on the source, in a worker thread."""
         return await asyncio.to_thread(conditional_save, self.source, name, value, base_digest)
+
+    async def load_versioned(self, name: str) -> tuple[Any, int]:
+        """``source.load_versioned`` in a worker thread.
+
+        Raises:
+            ConfigurationError: the source has no versions (:func:`supports_versions`).
+        """
+        return await asyncio.to_thread(self._versioned().load_versioned, name)
+
+    async def save_versioned(self, name: str, value: Any) -> int:
+        """``source.save_versioned`` in a worker thread; raises as :meth:`load_versioned`."""
+        return await asyncio.to_thread(self._versioned().save_versioned, name, value)
+
+    async def delete_versioned(self, name: str) -> int:
+        """``source.delete_versioned`` in a worker thread; raises as :meth:`load_versioned`."""
+        return await asyncio.to_thread(self._versioned().delete_versioned, name)
+
+    def _versioned(self) -> VersionedSource:
+        if not supports_versions(self.source):
+            raise ConfigurationError(
+                f"ThreadedAsyncSource: the wrapped {type(self.source).__name__} has no versions "
+                "(load_versioned, save_versioned, delete_versioned)",
+                hint="wrap a vault.sources.VersionedSource, such as SQLiteSource")
+        return cast(VersionedSource, self.source)
 
 
 def check_storable(value: object) -> None:

@@ -16,6 +16,11 @@ refuses ``\\u0000`` in strings, and a ``text``/``json`` column depends on the se
 tagged JSON round-trip every value exactly, ``bytes`` included, whatever the server. To look
 at a value in SQL: ``convert_from(value, 'UTF8')::jsonb``.
 
+**Versions** (``vault.sources.VersionedSource``) are ``updated_at`` in microseconds since the
+epoch, exact in ``timestamptz``, on the server's clock: every write sets it to
+``greatest(clock_timestamp(), old + 1 µs)`` in the same statement, and a delete returns its
+tombstone version by the same rule (``DELETE ... RETURNING``).
+
 **Timeouts, always** (without them an outage blocks a caller for about 130 s):
 
 - ``connect_timeout`` (default :data:`DEFAULT_CONNECT_TIMEOUT` = 5 s, or the DSN's own value;
@@ -85,12 +90,25 @@ class _Common:
                                "value bytea NOT NULL, updated_at timestamptz NOT NULL "
                                "DEFAULT now())").format(ident)
         self._select = sql.SQL("SELECT value FROM {} WHERE name = %s").format(ident)
-        self._upsert = sql.SQL("INSERT INTO {} (name, value) VALUES (%s, %s) ON CONFLICT (name) "
-                               "DO UPDATE SET value = EXCLUDED.value, updated_at = now()"
-                               ).format(ident)
+        # A write's version: the server's clock, but always past the row's previous one.
+        self._upsert = sql.SQL(
+            "INSERT INTO {} AS cur (name, value, updated_at) VALUES (%s, %s, clock_timestamp()) "
+            "ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value, updated_at = "
+            "greatest(clock_timestamp(), cur.updated_at + interval '1 microsecond') "
+            "RETURNING {}").format(ident, _micros(sql.SQL("cur.updated_at")))
         self._delete = sql.SQL("DELETE FROM {} WHERE name = %s").format(ident)
+        # One statement each, always one row; greatest() ignores NULL (no deleted row).
+        self._delete_versioned = sql.SQL(
+            "WITH gone AS (DELETE FROM {} WHERE name = %s RETURNING updated_at) SELECT {}"
+        ).format(ident, _micros(sql.SQL("greatest(clock_timestamp(), (SELECT max(updated_at) "
+                                        "FROM gone) + interval '1 microsecond')")))
+        self._select_versioned = sql.SQL(
+            "SELECT cur.value, {} FROM (VALUES (%s::text)) AS wanted (name) "
+            "LEFT JOIN {} AS cur USING (name)"
+        ).format(_micros(sql.SQL("coalesce(cur.updated_at, clock_timestamp())")), ident)
         self._lock_row = sql.SQL("SELECT value FROM {} WHERE name = %s FOR UPDATE").format(ident)
-        self._insert_new = sql.SQL("INSERT INTO {} (name, value) VALUES (%s, %s) "
+        self._insert_new = sql.SQL("INSERT INTO {} (name, value, updated_at) "
+                                   "VALUES (%s, %s, clock_timestamp()) "
                                    "ON CONFLICT (name) DO NOTHING").format(ident)
         self._set_timeout = sql.SQL("SET LOCAL statement_timeout = {}").format(
             sql.Literal(self._statement_ms))
@@ -134,6 +152,11 @@ class _Common:
                 f"statement_timeout={self.statement_timeout:g})")
 
 
+def _micros(timestamp: sql.Composable) -> sql.Composed:
+    """SQL for ``timestamp`` (a ``timestamptz``) as whole microseconds since the epoch."""
+    return sql.SQL("(extract(epoch from {}) * 1000000)::bigint").format(timestamp)
+
+
 def _positive(value: float | None, default: float) -> float:
     if value is None:
         return default
@@ -152,8 +175,18 @@ def _decode(row: tuple[Any, ...] | None) -> Any:
     return None if row is None else codec.loads(bytes(row[0]))
 
 
+def _versioned(row: tuple[Any, ...] | None) -> tuple[Any, int]:
+    assert row is not None  # the query always returns one row
+    return (None if row[0] is None else codec.loads(bytes(row[0]))), int(row[1])
+
+
+def _version(row: tuple[Any, ...] | None) -> int:
+    assert row is not None  # RETURNING of an upsert, or the SELECT of a delete: one row
+    return int(row[0])
+
+
 class PostgresSource(_Common):
-    """A :class:`~vault.sources.Source` in a PostgreSQL table.
+    """A :class:`~vault.sources.VersionedSource` in a PostgreSQL table.
 
     Args:
         dsn_or_pool: a libpq connection string or URI, or a ``psycopg_pool.ConnectionPool``.
@@ -214,6 +247,25 @@ class PostgresSource(_Common):
     def delete(self, name: str) -> None:
         """Remove ``name`` (a missing name is not an error). Raises as :meth:`load`."""
         self._run(lambda conn: conn.execute(self._delete, (name,)))
+
+    def load_versioned(self, name: str) -> tuple[Any, int]:
+        """Return ``(value, version)``, or ``(None, now)`` for a missing name (microseconds
+        since the epoch, the server's clock), in one query. Raises as :meth:`load`."""
+        return self._run(
+            lambda conn: _versioned(conn.execute(self._select_versioned, (name,)).fetchone()))
+
+    def save_versioned(self, name: str, value: Any) -> int:
+        """Store ``value`` as :meth:`save` and return its version, ``greatest(now, old + 1
+        µs)``. Raises as :meth:`save`."""
+        data = _encode(value)
+        return self._run(lambda conn: _version(conn.execute(self._upsert, (name, data))
+                                               .fetchone()))
+
+    def delete_versioned(self, name: str) -> int:
+        """Remove ``name`` as :meth:`delete` and return the tombstone version, ``greatest(now,
+        old + 1 µs)`` (a missing name: now), in one statement. Raises as :meth:`load`."""
+        return self._run(
+            lambda conn: _version(conn.execute(self._delete_versioned, (name,)).fetchone()))
 
     def save_if(self, name: str, value: Any, base_digest: str) -> bool:
         """Store ``value`` (``None``: delete) only while ``name`` holds the value of
@@ -338,6 +390,31 @@ class AsyncPostgresSource(_Common):
             await conn.execute(self._delete, (name,))
 
         await self._run(delete)
+
+    async def load_versioned(self, name: str) -> tuple[Any, int]:
+        """As the sync source's ``load_versioned``."""
+        async def select(conn: AConn) -> tuple[Any, int]:
+            cursor = await conn.execute(self._select_versioned, (name,))
+            return _versioned(await cursor.fetchone())
+
+        return await self._run(select)
+
+    async def save_versioned(self, name: str, value: Any) -> int:
+        """As the sync source's ``save_versioned``."""
+        data = _encode(value)
+
+        async def upsert(conn: AConn) -> int:
+            return _version(await (await conn.execute(self._upsert, (name, data))).fetchone())
+
+        return await self._run(upsert)
+
+    async def delete_versioned(self, name: str) -> int:
+        """As the sync source's ``delete_versioned``."""
+        async def delete(conn: AConn) -> int:
+            cursor = await conn.execute(self._delete_versioned, (name,))
+            return _version(await cursor.fetchone())
+
+        return await self._run(delete)
 
     async def save_if(self, name: str, value: Any, base_digest: str) -> bool:
         """As the sync source's ``save_if``."""

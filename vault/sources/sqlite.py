@@ -10,6 +10,10 @@ the credentials **in clear** (protect it like your database; ``create_schema`` c
         updated_at REAL NOT NULL       -- Unix time of the last save
     )
 
+The row's version (``vault.sources.VersionedSource``) is ``round(updated_at * 1_000_000)``:
+every write stores ``max(now, old + 1 µs)`` under ``BEGIN IMMEDIATE``, as ``version / 1e6``,
+which a double holds closely enough to read back the same microsecond (until 2**32 s, 2106).
+
 Values are stored as the codec's tagged JSON text, so they round-trip exactly and stay
 readable with the ``sqlite3`` shell.
 
@@ -24,13 +28,13 @@ import contextlib
 import os
 import sqlite3
 import threading
-import time
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 from vault import codec
+from vault.sources import _base
 from vault.sources._base import ABSENT, check_storable, check_table_name, value_digest
 
 __all__ = ["DEFAULT_TABLE", "SQLiteSource"]
@@ -40,7 +44,7 @@ T = TypeVar("T")
 
 
 class SQLiteSource:
-    """A :class:`~vault.sources.Source` in one SQLite database file (WAL mode).
+    """A :class:`~vault.sources.VersionedSource` in one SQLite database file (WAL mode).
 
     Args:
         path: the database file. It must exist (see :meth:`create_schema`).
@@ -70,6 +74,9 @@ class SQLiteSource:
         # lowercase identifier (check_table_name) and quoted, and no other text is spliced in.
         quoted = ".".join(f'"{part}"' for part in check_table_name(table))
         self._select = f"SELECT value FROM {quoted} WHERE name = ?"  # noqa: S608  # nosec B608
+        self._select_versioned = (f"SELECT value, updated_at FROM {quoted} "  # noqa: S608  # nosec B608
+                                  "WHERE name = ?")
+        self._select_version = f"SELECT updated_at FROM {quoted} WHERE name = ?"  # noqa: S608  # nosec B608
         self._upsert = (f"INSERT INTO {quoted} (name, value, updated_at) VALUES (?, ?, ?) "  # noqa: S608  # nosec B608
                         "ON CONFLICT (name) DO UPDATE SET value = excluded.value, "
                         "updated_at = excluded.updated_at")
@@ -117,53 +124,67 @@ class SQLiteSource:
         return None if row is None else codec.loads(row[0])
 
     def save(self, name: str, value: Any) -> None:
-        """Store ``value`` under ``name`` (durably: WAL with ``synchronous = FULL``).
+        """Store ``value`` under ``name`` (durably: WAL with ``synchronous = FULL``), with a
+        new version as :meth:`save_versioned`.
 
         Raises:
             SerializationError: ``value`` is ``None`` or not a codec value.
             sqlite3.Error: as :meth:`load`.
         """
-        check_storable(value)
-        text = codec.dumps(value).decode("utf-8")
-
-        def upsert(conn: sqlite3.Connection) -> None:
-            conn.execute(self._upsert, (name, text, time.time()))
-
-        self._run(upsert)
+        self.save_versioned(name, value)
 
     def delete(self, name: str) -> None:
         """Remove ``name`` (a missing name is not an error). Raises as :meth:`load`."""
         self._run(lambda conn: conn.execute(self._delete, (name,)))
 
+    def load_versioned(self, name: str) -> tuple[Any, int]:
+        """Return ``(value, version)``, or ``(None, now)`` for a missing name (microseconds
+        since the epoch, this host's clock). Raises as :meth:`load`."""
+        row = self._run(lambda conn: conn.execute(self._select_versioned, (name,)).fetchone())
+        if row is None:
+            return None, _base.now_us()
+        return codec.loads(row[0]), _micros(row[1])
+
+    def save_versioned(self, name: str, value: Any) -> int:
+        """Store ``value`` as :meth:`save` and return its version, ``max(now, old + 1)``, in
+        one ``BEGIN IMMEDIATE`` transaction. Raises as :meth:`save`."""
+        check_storable(value)
+        text = codec.dumps(value).decode("utf-8")
+        return self._immediate(lambda conn: self._write(conn, name, text))
+
+    def delete_versioned(self, name: str) -> int:
+        """Remove ``name`` as :meth:`delete` and return the tombstone version, ``max(now, old +
+        1)`` (a missing name: now), in one ``BEGIN IMMEDIATE`` transaction. Raises as
+        :meth:`load`."""
+        def delete(conn: sqlite3.Connection) -> int:
+            version = self._next_version(conn, name)
+            conn.execute(self._delete, (name,))
+            return version
+
+        return self._immediate(delete)
+
     def save_if(self, name: str, value: Any, base_digest: str) -> bool:
         """Store ``value`` (``None``: delete) only while ``name`` holds the value of
         ``base_digest`` (``ABSENT``: none); one ``BEGIN IMMEDIATE`` transaction. Returns
-        whether it wrote. Raises as :meth:`save`."""
+        whether it wrote; a write bumps the version as :meth:`save_versioned`. Raises as
+        :meth:`save`."""
         text = None
         if value is not None:
             check_storable(value)
             text = codec.dumps(value).decode("utf-8")
 
         def compare_and_set(conn: sqlite3.Connection) -> bool:
-            conn.execute("BEGIN IMMEDIATE")  # the write lock first: nobody writes in between
-            try:
-                row = conn.execute(self._select, (name,)).fetchone()
-                current = ABSENT if row is None else value_digest(codec.loads(row[0]))
-                if current != base_digest:
-                    conn.execute("ROLLBACK")
-                    return False
-                if text is None:
-                    conn.execute(self._delete, (name,))
-                else:
-                    conn.execute(self._upsert, (name, text, time.time()))
-                conn.execute("COMMIT")
-                return True
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-                raise
+            row = conn.execute(self._select, (name,)).fetchone()
+            current = ABSENT if row is None else value_digest(codec.loads(row[0]))
+            if current != base_digest:
+                return False
+            if text is None:
+                conn.execute(self._delete, (name,))
+            else:
+                self._write(conn, name, text)
+            return True
 
-        return self._run(compare_and_set)
+        return self._immediate(compare_and_set)
 
     def close(self) -> None:
         """Close the connection; the next call opens the file again."""
@@ -175,6 +196,31 @@ class SQLiteSource:
     def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         with self._lock:
             return fn(self._connection())
+
+    def _immediate(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn`` in one ``BEGIN IMMEDIATE`` transaction, committed if it returns."""
+        def transaction(conn: sqlite3.Connection) -> T:
+            conn.execute("BEGIN IMMEDIATE")  # the write lock first: nobody writes in between
+            try:
+                result = fn(conn)
+                conn.execute("COMMIT")
+                return result
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                raise
+
+        return self._run(transaction)
+
+    def _next_version(self, conn: sqlite3.Connection, name: str) -> int:
+        row = conn.execute(self._select_version, (name,)).fetchone()
+        return _base.next_version(None if row is None else _micros(row[0]))
+
+    def _write(self, conn: sqlite3.Connection, name: str, text: str) -> int:
+        """Upsert ``text`` with the next version (inside a transaction); return the version."""
+        version = self._next_version(conn, name)
+        conn.execute(self._upsert, (name, text, version / 1_000_000))
+        return version
 
     def _connection(self) -> sqlite3.Connection:
         try:
@@ -200,3 +246,8 @@ class SQLiteSource:
         if self._conn is not None:
             self._conn.close()
             self._conn = self._identity = None
+
+
+def _micros(updated_at: float) -> int:
+    """The version of a row: its ``updated_at`` (seconds) in whole microseconds."""
+    return round(float(updated_at) * 1_000_000)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -16,12 +17,17 @@ from vault.sources._base import (
     ABSENT,
     AsyncConditionalSource,
     AsyncSource,
+    AsyncVersionedSource,
     ConditionalSource,
     Source,
+    VersionedSource,
+    supports_versions,
     value_digest,
 )
 
-__all__ = ["CONTRACT_VALUES", "LARGE_VALUE", "AsyncSourceContract", "SourceContract", "same"]
+__all__ = ["CONTRACT_VALUES", "LARGE_VALUE", "AsyncSourceContract",
+           "AsyncVersionedSourceContract", "SharedTierContract", "SourceContract",
+           "VersionedSourceContract", "same"]
 
 
 #: Values every source must round-trip with their types: bytes stay bytes, ints stay ints.
@@ -206,5 +212,231 @@ class AsyncSourceContract:
         self.run(source, body)
 
 
+def _check_version(version: object) -> int:
+    """Assert ``version`` is an int of microseconds since the epoch (within a day of this
+    host's clock: seconds or nanoseconds would be off by a factor of a thousand)."""
+    assert type(version) is int, f"a version is an int, not {type(version).__name__}"
+    assert abs(version - time.time_ns() // 1000) < 86_400_000_000, "not microseconds"
+    return version
+
+
+class VersionedSourceContract(SourceContract):
+    """The behaviour every :class:`~vault.sources.VersionedSource` must have, on top of
+    :class:`SourceContract`; the same ``source`` fixture."""
+
+    def test_is_a_versioned_source(self, source: VersionedSource) -> None:
+        """The source has load_versioned, save_versioned and delete_versioned."""
+        assert isinstance(source, VersionedSource) and supports_versions(source)
+
+    def test_versions_increase_over_saves(self, source: VersionedSource) -> None:
+        """Ten saves of one name in a tight loop get strictly increasing versions, each the
+        version load_versioned then returns, in microseconds."""
+        versions = []
+        for i in range(10):
+            versions.append(_check_version(source.save_versioned("contract-ver", {"i": i})))
+            assert source.load_versioned("contract-ver") == ({"i": i}, versions[-1])
+        assert versions == sorted(set(versions)), versions
+
+    def test_load_returns_the_saved_version(self, source: VersionedSource) -> None:
+        """load_versioned returns the value (types kept) and the version save_versioned
+        returned; a missing name loads as (None, a version of now)."""
+        version = source.save_versioned("contract-ver", CONTRACT_VALUES[-1])
+        value, loaded = source.load_versioned("contract-ver")
+        assert same(value, CONTRACT_VALUES[-1]) and loaded == version
+        missing, now = source.load_versioned("contract-ver-missing")
+        assert missing is None
+        _check_version(now)
+
+    def test_delete_then_recreate(self, source: VersionedSource) -> None:
+        """A delete's tombstone is greater than the last save's version; the name then loads
+        as absent with a version >= the tombstone; re-created, it gets a greater one."""
+        saved = source.save_versioned("contract-ver", "x")
+        tombstone = _check_version(source.delete_versioned("contract-ver"))
+        assert tombstone > saved
+        value, absent = source.load_versioned("contract-ver")
+        assert value is None and absent >= tombstone
+        assert source.save_versioned("contract-ver", "y") > tombstone
+        assert source.load("contract-ver") == "y"
+
+    def test_delete_of_a_missing_name(self, source: VersionedSource) -> None:
+        """Deleting a missing name is not an error and returns a version of now."""
+        version = _check_version(source.delete_versioned("contract-ver-never"))
+        assert source.load_versioned("contract-ver-never")[1] >= version
+        assert source.save_versioned("contract-ver-never", 1) > version
+
+    def test_plain_save_and_save_if_bump_the_version(self, source: VersionedSource) -> None:
+        """save bumps the version; save_if (if the source has it) bumps it when it writes and
+        leaves it alone when it does not."""
+        first = source.save_versioned("contract-ver", 1)
+        source.save("contract-ver", 2)
+        second = source.load_versioned("contract-ver")[1]
+        assert second > first
+        if not isinstance(source, ConditionalSource):
+            return
+        assert source.save_if("contract-ver", 3, value_digest(1)) is False
+        assert source.load_versioned("contract-ver") == (2, second)
+        assert source.save_if("contract-ver", 3, value_digest(2)) is True
+        third = source.load_versioned("contract-ver")[1]
+        assert third > second
+        tombstone = source.delete_versioned("contract-ver")
+        assert source.save_if("contract-ver", 4, ABSENT) is True
+        assert source.load_versioned("contract-ver")[1] > tombstone > third
+
+    def test_versions_of_names_are_independent(self, source: VersionedSource) -> None:
+        """Saving or deleting one name leaves another's value and version alone."""
+        version_b = source.save_versioned("contract-b", "b")
+        source.save_versioned("contract-a", "a")
+        source.save("contract-a", "a2")
+        source.delete_versioned("contract-a")
+        assert source.load_versioned("contract-b") == ("b", version_b)
+
+
+class AsyncVersionedSourceContract(AsyncSourceContract):
+    """The behaviour every :class:`~vault.sources.AsyncVersionedSource` must have, on top of
+    :class:`AsyncSourceContract`; the same ``source`` fixture."""
+
+    def test_is_an_async_versioned_source(self, source: AsyncVersionedSource) -> None:
+        """The source has coroutine methods load_versioned, save_versioned, delete_versioned."""
+        assert isinstance(source, AsyncVersionedSource) and supports_versions(source)
+        assert inspect.iscoroutinefunction(source.load_versioned)
+        self.run(source, _noop)
+
+    def test_versions_increase_over_saves(self, source: AsyncVersionedSource) -> None:
+        """As the sync contract's: ten saves get strictly increasing versions, each loaded
+        back."""
+        async def body() -> None:
+            versions = []
+            for i in range(10):
+                versions.append(_check_version(await source.save_versioned("contract-ver", i)))
+                assert await source.load_versioned("contract-ver") == (i, versions[-1])
+            assert versions == sorted(set(versions)), versions
+
+        self.run(source, body)
+
+    def test_delete_then_recreate(self, source: AsyncVersionedSource) -> None:
+        """As the sync contract's: tombstone > last save, absent >= tombstone, re-created >
+        tombstone; deleting a missing name returns a version of now."""
+        async def body() -> None:
+            saved = await source.save_versioned("contract-ver", {"b": b"\x00"})
+            assert await source.load_versioned("contract-ver") == ({"b": b"\x00"}, saved)
+            tombstone = _check_version(await source.delete_versioned("contract-ver"))
+            assert tombstone > saved
+            value, absent = await source.load_versioned("contract-ver")
+            assert value is None and absent >= tombstone
+            assert await source.save_versioned("contract-ver", "y") > tombstone
+            never = _check_version(await source.delete_versioned("contract-ver-never"))
+            assert (await source.load_versioned("contract-ver-never"))[1] >= never
+
+        self.run(source, body)
+
+    def test_plain_save_and_save_if_bump_the_version(self, source: AsyncVersionedSource) -> None:
+        """As the sync contract's: save and a writing save_if bump the version, a refused
+        save_if does not."""
+        async def body() -> None:
+            first = await source.save_versioned("contract-ver", 1)
+            await source.save("contract-ver", 2)
+            second = (await source.load_versioned("contract-ver"))[1]
+            assert second > first
+            if not isinstance(source, AsyncConditionalSource):
+                return
+            assert await source.save_if("contract-ver", 3, value_digest(1)) is False
+            assert await source.load_versioned("contract-ver") == (2, second)
+            assert await source.save_if("contract-ver", 3, value_digest(2)) is True
+            third = (await source.load_versioned("contract-ver"))[1]
+            assert third > second
+            tombstone = await source.delete_versioned("contract-ver")
+            assert await source.save_if("contract-ver", 4, ABSENT) is True
+            assert (await source.load_versioned("contract-ver"))[1] > tombstone > third
+
+        self.run(source, body)
+
+    def test_versions_of_names_are_independent(self, source: AsyncVersionedSource) -> None:
+        """As the sync contract's: one name's writes leave another's version alone."""
+        async def body() -> None:
+            version_b = await source.save_versioned("contract-b", "b")
+            await source.save_versioned("contract-a", "a")
+            await source.save("contract-a", "a2")
+            await source.delete_versioned("contract-a")
+            assert await source.load_versioned("contract-b") == ("b", version_b)
+
+        self.run(source, body)
+
+
 async def _noop() -> None:
     return None
+
+
+def _record(version: int, body: bytes = b"envelope bytes") -> bytes:
+    from vault.cache._shared import pack_record
+
+    return pack_record(version, body)
+
+
+class SharedTierContract:
+    """The behaviour every shared tier (``vault.cache.SharedTier``) must have.
+
+    Subclass it and define a ``tier`` fixture returning a tier on an empty store. The suite
+    stores records with made-up envelopes: a tier never looks inside one.
+    """
+
+    @staticmethod
+    def later(ms: int = 60_000) -> int:
+        """A ``PXAT`` ``ms`` from now."""
+        return time.time_ns() // 1_000_000 + ms
+
+    def test_missing_stem_is_none(self, tier: Any) -> None:
+        assert tier.get("0" * 64) is None
+        assert tier.mget(["0" * 64, "1" * 64]) == [None, None]
+
+    def test_put_then_get_returns_the_same_bytes(self, tier: Any) -> None:
+        record = _record(7, bytes(range(256)) * 40)
+        assert tier.put("a" * 64, record, self.later()) is True
+        assert tier.get("a" * 64) == record
+
+    def test_a_lower_version_never_replaces_a_higher(self, tier: Any) -> None:
+        stem = "b" * 64
+        assert tier.put(stem, _record(10, b"ten"), self.later())
+        assert tier.put(stem, _record(9, b"nine"), self.later()) is False
+        assert tier.get(stem) == _record(10, b"ten")
+        assert tier.put(stem, _record(10, b"ten again"), self.later()) is True  # a refresh
+        assert tier.put(stem, _record(10**18, b"much later"), self.later()) is True
+        assert tier.get(stem) == _record(10**18, b"much later")
+
+    def test_what_is_not_a_record_is_replaced(self, tier: Any) -> None:
+        stem = "c" * 64
+        assert tier.put(stem, b"junk", self.later())
+        assert tier.put(stem, _record(1), self.later()) is True
+        assert tier.get(stem) == _record(1)
+
+    def test_delete_if_removes_only_the_same_bytes(self, tier: Any) -> None:
+        stem = "d" * 64
+        tier.put(stem, _record(3), self.later())
+        assert tier.delete_if(stem, _record(3, b"other")) is False
+        assert tier.get(stem) == _record(3)
+        assert tier.delete_if(stem, _record(3)) is True
+        assert tier.get(stem) is None
+        assert tier.delete_if(stem, _record(3)) is False
+
+    def test_mget_answers_in_order(self, tier: Any) -> None:
+        stems = [f"{i:064x}" for i in range(50)]
+        for i, stem in enumerate(stems):
+            if i % 3:
+                tier.put(stem, _record(i), self.later())
+        assert tier.mget(stems) == [_record(i) if i % 3 else None for i in range(50)]
+        assert tier.mget([]) == []
+
+    def test_records_expire_at_their_time(self, tier: Any) -> None:
+        tier.put("e" * 64, _record(1), self.later(300))
+        assert tier.put("f" * 64, _record(1), self.later(-1000)) is True  # at once gone
+        assert tier.get("f" * 64) is None
+        assert tier.get("e" * 64) == _record(1)
+        deadline = time.monotonic() + 5
+        while tier.get("e" * 64) is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert tier.get("e" * 64) is None
+
+    def test_stems_lists_what_is_stored(self, tier: Any) -> None:
+        stems = {f"{i:064x}" for i in range(30)}
+        for stem in stems:
+            tier.put(stem, _record(1), self.later())
+        assert set(tier.stems()) == stems

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from vault import codec
+from vault.sources import _base
 from vault.sources._base import check_storable, value_digest
 
 __all__ = ["AsyncMemorySource", "MemorySource"]
@@ -14,17 +15,23 @@ __all__ = ["AsyncMemorySource", "MemorySource"]
 
 class _MemoryStore:
     """The shared state of the memory sources: values kept as codec bytes (so callers cannot
-    mutate what was stored), an optional simulated failure, and a call log."""
+    mutate what was stored), versions, an optional simulated failure, and a call log.
+
+    A name's last version (of a write or a delete) is kept after the delete, so the version of
+    the name re-created stays greater than its tombstone whatever the clock does.
+    """
 
     def __init__(self, data: Mapping[str, Any] | None = None) -> None:
         self._lock = threading.Lock()
         self._data: dict[str, bytes] = {}
+        self._versions: dict[str, int] = {}
         self._failure: BaseException | None = None
         #: every call received, as ``(operation, name)``, failed ones included
         self.calls: list[tuple[str, str]] = []
         for name, value in (data or {}).items():
             check_storable(value)
             self._data[name] = codec.dumps(value)
+            self._versions[name] = _base.now_us()
 
     def fail_with(self, exc: BaseException | None = None) -> None:
         """Make every call raise ``exc`` (default: ``ConnectionRefusedError``, an outage for
@@ -54,22 +61,37 @@ class _MemoryStore:
             raise failure.with_traceback(None)
 
     def _load(self, name: str) -> Any:
+        return self._load_versioned(name)[0]
+
+    def _load_versioned(self, name: str) -> tuple[Any, int]:
         self._check("load", name)
         with self._lock:
             data = self._data.get(name)
-        return None if data is None else codec.loads(data)
+            if data is None:  # absent as of now, and never before its tombstone
+                return None, max(_base.now_us(), self._versions.get(name, 0))
+            version = self._versions[name]
+        return codec.loads(data), version
 
-    def _save(self, name: str, value: Any) -> None:
+    def _save(self, name: str, value: Any) -> int:
         self._check("save", name)
         check_storable(value)
         data = codec.dumps(value)
         with self._lock:
             self._data[name] = data
+            return self._bump(name)
 
-    def _delete(self, name: str) -> None:
+    def _delete(self, name: str) -> int:
         self._check("delete", name)
         with self._lock:
-            self._data.pop(name, None)
+            if self._data.pop(name, None) is not None:
+                return self._bump(name)
+            version = self._versions[name] = max(_base.now_us(), self._versions.get(name, 0))
+            return version
+
+    def _bump(self, name: str) -> int:
+        """Give ``name`` its next version (under the lock) and return it."""
+        version = self._versions[name] = _base.next_version(self._versions.get(name))
+        return version
 
     def _save_if(self, name: str, value: Any, base_digest: str) -> bool:
         self._check("save_if", name)
@@ -83,14 +105,18 @@ class _MemoryStore:
             if current != base_digest:
                 return False
             if data is None:
-                self._data.pop(name, None)
+                if self._data.pop(name, None) is not None:
+                    self._bump(name)
             else:
                 self._data[name] = data
+                self._bump(name)
             return True
 
 
 class MemorySource(_MemoryStore):
-    """A thread-safe in-memory :class:`~vault.sources.Source` for tests.
+    """A thread-safe in-memory :class:`~vault.sources.VersionedSource` for tests.
+
+    The versioned methods are logged as ``load``, ``save`` and ``delete``.
 
     Args:
         data: initial values by name.
@@ -115,9 +141,22 @@ class MemorySource(_MemoryStore):
         """Compare-and-set (``vault.sources.ConditionalSource``); atomic under the lock."""
         return self._save_if(name, value, base_digest)
 
+    def load_versioned(self, name: str) -> tuple[Any, int]:
+        """``(value, version)``, or ``(None, now)``; raises the simulated failure if any."""
+        return self._load_versioned(name)
+
+    def save_versioned(self, name: str, value: Any) -> int:
+        """Store ``value``, return its version; raises the simulated failure if any."""
+        return self._save(name, value)
+
+    def delete_versioned(self, name: str) -> int:
+        """Remove ``name``, return the tombstone version; raises the simulated failure if
+        any."""
+        return self._delete(name)
+
 
 class AsyncMemorySource(_MemoryStore):
-    """The :class:`~vault.sources.AsyncSource` twin of :class:`MemorySource`."""
+    """The :class:`~vault.sources.AsyncVersionedSource` twin of :class:`MemorySource`."""
 
     def __repr__(self) -> str:
         return f"AsyncMemorySource({len(self._data)} names, failing={self.failing})"
@@ -137,3 +176,15 @@ class AsyncMemorySource(_MemoryStore):
     async def save_if(self, name: str, value: Any, base_digest: str) -> bool:
         """Compare-and-set, as ``MemorySource.save_if``."""
         return self._save_if(name, value, base_digest)
+
+    async def load_versioned(self, name: str) -> tuple[Any, int]:
+        """As ``MemorySource.load_versioned``."""
+        return self._load_versioned(name)
+
+    async def save_versioned(self, name: str, value: Any) -> int:
+        """As ``MemorySource.save_versioned``."""
+        return self._save(name, value)
+
+    async def delete_versioned(self, name: str) -> int:
+        """As ``MemorySource.delete_versioned``."""
+        return self._delete(name)

@@ -32,8 +32,9 @@ _ARRAY_INDEX = re.compile(r"0|[1-9][0-9]{0,9}")
 
 def _open_entry(vault: Vault, name: str) -> tuple[int, Any]:
     """(created_at in ms, value) of an authenticated entry, expired or not."""
-    header, plaintext = entries_of(vault).open(name, ms_of(None), check_ttl=False)
-    return header.created_at, codec.loads(plaintext)
+    entries = entries_of(vault)
+    header, plaintext = entries.open(name, ms_of(None), check_ttl=False)
+    return header.created_at, entries.decode(name, plaintext)[1]
 
 
 def export_node(vault: Vault, name: str) -> bytes:

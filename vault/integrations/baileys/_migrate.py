@@ -394,7 +394,7 @@ def _verify_one(entries: EntryStore, entry: PlannedEntry) -> Outcome:
     try:
         header, plaintext = entries.open(entry.name, ms_of(None), check_ttl=False)
         # What get() returns, serialized again: byte-equal means same value, types included.
-        same = codec.dumps(codec.loads(plaintext)) == entry.plaintext.data
+        same = codec.dumps(entries.decode(entry.name, plaintext)[1]) == entry.plaintext.data
     except VaultError as exc:
         return Outcome(entry.name, MISMATCH, _why(exc))
     if not same:

@@ -1,0 +1,282 @@
+"""The fallback cache with a shared tier (a fleet), on the in-memory tier and source.
+
+The same behaviour against a real redis-server is in tests/cache/test_redis.py; here each
+"host" is a cache with its own vault directory, all on one MemorySource and one MemoryTier.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import vault
+from tests.hygiene import CANARY_VALUE
+from vault._store.entries import name_stem
+from vault._store.stamp import unstamp
+from vault._store.store import entries_of
+from vault.cache import CacheEvent, FallbackCache
+from vault.cache._shared import pack_record, record_version
+from vault.errors import ConfigurationError, SourceUnavailableError
+from vault.testing import MemorySource
+from vault.testing._tier import MemoryTier
+
+CRED = {"token": CANARY_VALUE, "noiseKey": os.urandom(32)}
+
+Host = Callable[..., FallbackCache]
+
+
+@pytest.fixture
+def source() -> MemorySource:
+    return MemorySource({"c1": CRED})
+
+
+@pytest.fixture
+def tier() -> MemoryTier:
+    return MemoryTier()
+
+
+@pytest.fixture
+def events() -> list[CacheEvent]:
+    return []
+
+
+@pytest.fixture
+def host(make_vault: Callable[..., vault.Vault], source: MemorySource, tier: MemoryTier,
+         events: list[CacheEvent]) -> Host:
+    """A factory of hosts: a cache on its own directory, the shared source and tier."""
+    def make(directory: str, **kwargs: Any) -> FallbackCache:
+        kwargs.setdefault("shared", tier)
+        kwargs.setdefault("on_event", events.append)
+        return FallbackCache(source, make_vault(directory), **kwargs)
+    return make
+
+
+def shared_version(tier: MemoryTier, name: str) -> int | None:
+    raw = tier.raw().get(name_stem(name))
+    return None if raw is None else record_version(raw)
+
+
+def kinds(events: list[CacheEvent]) -> list[str]:
+    return [event.kind for event in events]
+
+
+def test_a_source_without_versions_is_refused(make_vault: Callable[..., vault.Vault],
+                                              tier: MemoryTier) -> None:
+    class Plain:
+        def load(self, name: str) -> Any:
+            return None
+
+        def save(self, name: str, value: Any) -> None:
+            pass
+
+        def delete(self, name: str) -> None:
+            pass
+
+    with pytest.raises(ConfigurationError, match="versions"):
+        FallbackCache(Plain(), make_vault(), shared=tier)
+
+
+def test_a_healthy_get_writes_through_to_both_tiers(host: Host, tier: MemoryTier,
+                                                    source: MemorySource) -> None:
+    a = host("a")
+    assert a.fetch("c1").origin == "source"
+    _, version = source.load_versioned("c1")
+    raw = tier.raw()[name_stem("c1")]
+    assert record_version(raw) == version
+    # The record's envelope is the local file's format, sealed and stamped with the version.
+    _, plaintext = entries_of(a.vault).open_envelope(raw[24:], kind=1, name="c1")
+    assert unstamp(plaintext).version == version
+    assert CANARY_VALUE.encode() not in raw
+    assert a.vault.get("c1") == CRED  # the local copy reads as before
+
+
+def test_a_new_host_serves_from_the_shared_tier_during_an_outage(
+        host: Host, source: MemorySource, tier: MemoryTier, events: list[CacheEvent]) -> None:
+    host("a").get("c1")
+    source.fail_with()
+    fresh = host("fresh")  # an empty directory
+    fetched = fresh.fetch("c1")
+    assert (fetched.value, fetched.origin) == (CRED, "shared")
+    assert fresh.degraded and "degraded" in kinds(events)
+    # The shared copy is now the new host's local copy: with Redis down too, it still serves.
+    tier.fail_with()
+    again = fresh.fetch("c1")
+    assert (again.value, again.origin) == (CRED, "cache")
+    assert "shared_unavailable" in kinds(events)
+
+
+def test_outage_saves_reach_other_hosts_and_the_source_later(
+        host: Host, source: MemorySource, tier: MemoryTier) -> None:
+    a, b = host("a"), host("b")
+    a.get("c1"), b.get("c1")
+    source.fail_with()
+    result = a.save("c1", {"token": "v2"})
+    assert result.journaled
+    # B's local copy is older than A's shared one: B serves A's, and keeps it.
+    assert b.fetch("c1").value == {"token": "v2"}
+    assert b.fetch("c1").origin == "cache"
+    source.recover()
+    assert a.get("c1") == {"token": "v2"}  # replayed, then read back
+    assert source.snapshot()["c1"] == {"token": "v2"}
+    _, version = source.load_versioned("c1")
+    assert shared_version(tier, "c1") == version
+
+
+def test_deletes_leave_tombstones_other_hosts_honour(host: Host, source: MemorySource,
+                                                     tier: MemoryTier) -> None:
+    a, b = host("a"), host("b")
+    a.get("c1"), b.get("c1")
+    a.delete("c1")
+    source.fail_with()
+    fetched = b.fetch("c1")
+    assert (fetched.value, fetched.origin) == (None, "shared")
+    assert not Path(entries_of(b.vault).path("c1")).exists()  # the tombstone was adopted
+    # A delete during the outage is shared too.
+    source.recover()
+    a.save("c2", {"x": 1}), b.get("c2")
+    source.fail_with()
+    assert a.delete("c2").journaled
+    assert b.get("c2") is None
+
+
+def test_a_shared_copy_never_goes_back_in_version(host: Host, source: MemorySource,
+                                                  tier: MemoryTier) -> None:
+    a, b = host("a", shared_refresh=0), host("b")
+    a.get("c1")
+    old = shared_version(tier, "c1")
+    b.save("c1", {"token": "v2"})
+    new = shared_version(tier, "c1")
+    assert old is not None and new is not None and new > old
+    # A writes its older copy again (its refresh is due at every get): refused by version.
+    copies = a._copies
+    assert copies is not None
+    written = a._seal_shared("c1", old, CRED)
+    assert written is not None
+    copies.write_value("c1", old, *written)
+    assert shared_version(tier, "c1") == new
+    source.fail_with()
+    assert a.get("c1") == {"token": "v2"}  # the newer shared copy beats A's local one
+
+
+def test_a_host_never_serves_a_copy_older_than_one_it_has_seen(
+        host: Host, source: MemorySource, tier: MemoryTier) -> None:
+    a = host("a")
+    a.get("c1")
+    path = Path(entries_of(a.vault).path("c1"))
+    older = path.read_bytes()
+    a.save("c1", {"token": "v2"})
+    path.write_bytes(older)  # the local copy rolled back (a restored backup, say)
+    tier.clear()
+    source.fail_with()
+    with pytest.raises(SourceUnavailableError, match="older"):
+        a.get("c1")
+
+
+@pytest.mark.parametrize("forge", ["garbage", "tampered", "versions"])
+def test_forged_records_are_removed_and_never_served(host: Host, source: MemorySource,
+                                                     tier: MemoryTier,
+                                                     events: list[CacheEvent],
+                                                     forge: str) -> None:
+    a = host("a")
+    a.get("c1")
+    stem = name_stem("c1")
+    raw = tier.raw()[stem]
+    if forge == "garbage":
+        planted = b"CSR1" + b"9" * 20 + b"not an envelope"
+    elif forge == "tampered":
+        planted = raw[:-1] + bytes([raw[-1] ^ 1])
+    else:  # a bigger clear version than the one sealed inside
+        planted = pack_record(10**19, raw[24:])
+    tier.plant(stem, planted, 2**62)
+    source.fail_with()
+    fresh = host("fresh")
+    with pytest.raises(SourceUnavailableError):
+        fresh.get("c1")
+    assert "shared_rejected" in kinds(events)
+    assert stem not in tier.raw()  # compare-and-delete removed it
+
+
+def test_a_planted_record_cannot_block_writes(host: Host, tier: MemoryTier,
+                                              source: MemorySource) -> None:
+    stem = name_stem("c1")
+    tier.plant(stem, b"CSR1" + b"~" * 20 + b"blocks every clear version", 2**62)
+    host("a").get("c1")
+    _, version = source.load_versioned("c1")
+    assert shared_version(tier, "c1") == version
+
+
+def test_a_record_under_an_unknown_key_is_skipped_not_removed(
+        host: Host, source: MemorySource, tier: MemoryTier, events: list[CacheEvent],
+        tmp_path: Path) -> None:
+    host("a").get("c1")
+    raw = tier.raw()[name_stem("c1")]
+    source.fail_with()
+    other = FallbackCache(source, vault.Vault(tmp_path / "other",
+                                              keys=vault.KeyRing([vault.Key.generate()])),
+                          shared=tier, on_event=events.append)
+    with pytest.raises(SourceUnavailableError):
+        other.get("c1")
+    assert "shared_skipped" in kinds(events)
+    assert tier.raw()[name_stem("c1")] == raw
+
+
+def test_a_failing_shared_tier_never_fails_a_call(host: Host, tier: MemoryTier,
+                                                  events: list[CacheEvent]) -> None:
+    a = host("a")
+    tier.fail_with()
+    assert a.get("c1") == CRED
+    assert a.save("c9", {"n": 1}).journaled is False
+    assert "shared_unavailable" in kinds(events)
+    tier.recover()
+    a.save("c9", {"n": 2})
+    assert "shared_recovered" in kinds(events)
+    assert shared_version(tier, "c9") is not None
+
+
+def test_a_tier_that_lost_its_data_is_filled_again(host: Host, tier: MemoryTier) -> None:
+    a = host("a", shared_refresh=0)
+    a.get("c1")
+    tier.clear()
+    a.get("c1")
+    assert name_stem("c1") in tier.raw()
+    lazy = host("lazy")  # the default refresh: a version it wrote is not written again soon
+    lazy.get("c1")
+    tier.clear()
+    lazy.get("c1")
+    assert name_stem("c1") not in tier.raw()
+
+
+def test_prefetch_warms_a_new_host_in_one_round_trip(host: Host, source: MemorySource,
+                                                     tier: MemoryTier) -> None:
+    a = host("a")
+    names = [f"company-{i}" for i in range(20)]
+    for i, name in enumerate(names):
+        a.save(name, {"i": i})
+    source.fail_with()
+    fresh = host("fresh")
+    tier.calls.clear()
+    report = fresh.prefetch([*names, "missing"])
+    assert (report.asked, report.found, report.copied, report.shared_answered) == \
+        (21, 20, 20, True)
+    assert [op for op, _ in tier.calls] == ["mget"]
+    tier.fail_with()
+    assert [fresh.get(name) for name in names] == [{"i": i} for i in range(20)]
+    assert fresh.prefetch(names).shared_answered is False
+
+
+def test_prefetch_keeps_newer_local_copies(host: Host, source: MemorySource,
+                                           tier: MemoryTier) -> None:
+    a = host("a")
+    a.get("c1")
+    tier.clear()
+    b = host("b")
+    b.save("c1", {"token": "newer"})
+    # the tier now holds B's newer copy; A's is older: copied. B's own: kept.
+    assert a.prefetch(["c1"]).copied == 1
+    assert b.prefetch(["c1"]).copied == 0
+    shutil.rmtree(a.vault.directory / "quarantine", ignore_errors=True)

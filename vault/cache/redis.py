@@ -1,0 +1,396 @@
+"""``RedisTier``: the fleet's shared tier of sealed copies, on Redis (extra ``credseal[redis]``).
+
+Redis holds **records** only (``vault.cache._shared``; ``docs/format.md`` section 14): the
+entry envelope a host's local file holds, sealed with the ring (``KIND_ENTRY``, bound to the
+name and its times), with the source version in clear in front so that a Lua script can
+compare-and-set without a key. Keys are ``<namespace>:e:<stem>`` where the stem is the
+SHA-256 file stem of the name; each record expires with its envelope (``SET ... PXAT``).
+What Redis sees is what a file shows: names (in the v1 header), key ids, sizes, times.
+
+**Bounded calls.** redis-py has no per-command timeout: a call waits as long as the client's
+socket timeouts and retry policy allow (its defaults wait about 59 s against a frozen
+server). So ``RedisTier(client)`` takes the caller's client (``redis.Redis``,
+``Sentinel(...).master_for(...)``, ``RedisCluster``: TLS, ACL users and pools stay
+redis-py's business) but refuses one whose worst case exceeds ``max_call_seconds``
+(default :data:`MAX_CALL_SECONDS`), naming the setting. :meth:`RedisTier.from_url` and
+:meth:`RedisTier.from_sentinel` build a client within the bound. The tier has its own
+:class:`~vault.cache.CircuitBreaker`: while it is open a call fails at once.
+
+**Server.** Redis >= 6.2 (``PXAT``), checked on the first call that reaches it. Records
+expire, so the eviction policy should be a ``volatile-*`` one (``diagnose`` says which is set).
+
+**Fork safety.** redis-py's connection pools notice a fork (they compare the process id) and
+open new connections in the child, so a tier built before ``gunicorn --preload`` forks is
+safe to use in every worker; no connection is shared.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+try:
+    import redis
+    import redis.exceptions
+    from redis.backoff import ConstantBackoff, NoBackoff
+    from redis.retry import Retry
+    try:
+        from redis.maint_notifications import MaintNotificationsConfig
+    except ImportError:  # redis-py before 7
+        MaintNotificationsConfig = None  # type: ignore[assignment,misc]
+except ModuleNotFoundError as exc:  # the optional extra is not installed
+    if exc.name != "redis":
+        raise
+    raise ModuleNotFoundError('vault.cache.redis needs redis-py, which is not installed: '
+                              'pip install "credseal[redis]"', name="redis") from None
+
+from vault.cache._breaker import CircuitBreaker
+from vault.cache._health import describe
+from vault.cache._shared import RECORD_MAGIC, RECORD_PREFIX_SIZE
+from vault.errors import ConfigurationError, SharedTierError
+
+__all__ = ["DEFAULT_NAMESPACE", "DEFAULT_TIMEOUT", "MAX_CALL_SECONDS", "MIN_SERVER_VERSION",
+           "RedisTier", "ServerInfo"]
+
+DEFAULT_NAMESPACE = "credseal"
+DEFAULT_TIMEOUT = 0.25  # seconds: connect and read timeouts of the clients built here
+MAX_CALL_SECONDS = 2.0  # the documented bound on one call's worst case
+MIN_SERVER_VERSION = (6, 2)
+T = TypeVar("T")
+
+# KEYS[1]: the key; ARGV[1]: the record; ARGV[2]: its clear version (20 digits); ARGV[3]: PXAT.
+# Equal-length digit strings compare as numbers; an equal version may refresh the record.
+_PUT = f"""
+local cur = redis.call('GET', KEYS[1])
+if cur and string.sub(cur, 1, {len(RECORD_MAGIC)}) == '{RECORD_MAGIC.decode()}'
+    and string.len(cur) >= {RECORD_PREFIX_SIZE}
+    and string.sub(cur, {len(RECORD_MAGIC) + 1}, {RECORD_PREFIX_SIZE}) > ARGV[2] then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[3])
+return 1
+"""
+_DELETE_IF = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """What :meth:`RedisTier.server_info` found: the server ``version``, its
+    ``maxmemory_policy`` (None if ``CONFIG GET`` is not allowed) and ``problems``."""
+
+    version: str
+    maxmemory_policy: str | None
+    problems: tuple[str, ...]
+
+
+def _worst_case(connection: Any, retry: Any) -> tuple[float, str | None]:
+    """A connection's worst-case seconds per call, or (inf, the setting to fix)."""
+    read = getattr(connection, "socket_timeout", None)
+    connect = getattr(connection, "socket_connect_timeout", None)
+    if read is None:
+        return math.inf, "socket_timeout"
+    if connect is None:
+        return math.inf, "socket_connect_timeout"
+    if retry is None:
+        retries, backoff = 0, 0.0
+    else:
+        retries = retry.get_retries()
+        if retries < 0:
+            return math.inf, "retry (it retries forever)"
+        policy = getattr(retry, "_backoff", None)
+        if isinstance(policy, NoBackoff):
+            backoff = 0.0
+        elif isinstance(policy, ConstantBackoff):
+            backoff = float(policy._backoff)
+        elif policy is not None and hasattr(policy, "_cap"):
+            backoff = float(policy._cap)
+        else:
+            return math.inf, f"retry (a backoff of unknown bound: {type(policy).__name__})"
+    return (retries + 1) * (float(read) + float(connect)) + retries * backoff, None
+
+
+def _connection_of(client: Any) -> tuple[Any, Any]:
+    """A connection configured like ``client``'s (not connected), and the client's retry."""
+    nodes = getattr(client, "nodes_manager", None)
+    if nodes is not None:  # RedisCluster: its own retries across nodes, and each node's
+        kwargs = dict(nodes.connection_kwargs)
+        connection = redis.Connection(**{k: v for k, v in kwargs.items()  # type: ignore[no-untyped-call]
+                                         if k not in ("connection_pool",)})
+        return connection, client.get_retry()
+    pool = getattr(client, "connection_pool", None)
+    if pool is None:
+        raise ConfigurationError(f"RedisTier needs a redis-py client, not "
+                                 f"{type(client).__name__}",
+                                 hint="redis.Redis(...), Sentinel(...).master_for(...) or "
+                                 "RedisCluster(...); or RedisTier.from_url(url)")
+    if getattr(client, "get_encoder", None) is not None and \
+            pool.connection_kwargs.get("decode_responses"):
+        raise ConfigurationError("RedisTier needs a client with decode_responses=False "
+                                 "(records are bytes)")
+    connection = pool.connection_class(**pool.connection_kwargs)
+    return connection, None
+
+
+_CLIENT_HINT = (f"e.g. socket_timeout={DEFAULT_TIMEOUT}, socket_connect_timeout={DEFAULT_TIMEOUT}, "
+                "retry=Retry(NoBackoff(), 1), maint_notifications_config="
+                "MaintNotificationsConfig(enabled=False); or RedisTier.from_url(url)")
+
+
+def _retries(retry: Any) -> int:
+    return 0 if retry is None else max(0, retry.get_retries())
+
+
+def check_client(client: Any, bound: float) -> float:
+    """The worst-case seconds of one call through ``client``.
+
+    Raises:
+        ConfigurationError: it can wait longer than ``bound`` (names the setting).
+    """
+    connection, cluster_retry = _connection_of(client)
+    try:
+        worst, setting = _worst_case(connection, connection.retry)
+    finally:
+        with contextlib.suppress(Exception):
+            connection.disconnect()
+    if cluster_retry is not None and setting is None:
+        retries = cluster_retry.get_retries()
+        worst = math.inf if retries < 0 else worst * (retries + 1)
+        setting = "the cluster's retry" if worst > bound else None
+    if setting is not None or worst > bound:
+        what = setting or "socket_timeout, socket_connect_timeout and retry"
+        waits = "without bound" if math.isinf(worst) else f"{worst:.1f} s"
+        raise ConfigurationError(
+            f"this Redis client can wait {waits} per call, over the shared tier's bound of "
+            f"{bound:.1f} s: set {what}", hint=_CLIENT_HINT)
+    # redis-py 8 relaxes the timeouts (to 10 s by default) while a managed server announces
+    # maintenance over RESP3: part of the worst case too.
+    maint = getattr(connection, "maint_notifications_config", None)
+    if maint is not None and str(getattr(connection, "protocol", "")) == "3" \
+            and getattr(maint, "enabled", False) not in (False, None) \
+            and (getattr(maint, "relaxed_timeout", None) or 0) > 0:
+        relaxed = 2 * float(maint.relaxed_timeout) * (_retries(connection.retry) + 1)
+        if relaxed > bound:
+            raise ConfigurationError(
+                f"this Redis client relaxes its timeouts to {maint.relaxed_timeout} s while the "
+                f"server announces maintenance, over the shared tier's bound of {bound:.1f} s: "
+                "set maint_notifications_config", hint=_CLIENT_HINT)
+    return worst
+
+
+def _bounded_kwargs(timeout: float) -> dict[str, Any]:
+    if not (isinstance(timeout, int | float) and not isinstance(timeout, bool)
+            and 0 < timeout <= MAX_CALL_SECONDS / 4):
+        raise ConfigurationError(f"timeout must be a number of seconds in (0, "
+                                 f"{MAX_CALL_SECONDS / 4}]")
+    kwargs: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout,
+                              "retry": Retry(NoBackoff(), 1), "health_check_interval": 0}
+    if MaintNotificationsConfig is not None:
+        kwargs["maint_notifications_config"] = MaintNotificationsConfig(enabled=False)
+    return kwargs
+
+
+class RedisTier:
+    """The shared tier on a redis-py client (see the module docstring).
+
+    Args:
+        client: a redis-py client (``decode_responses=False``) with bounded timeouts.
+        namespace: the key prefix (``<namespace>:e:<stem>``); fleets of different vaults on
+            one Redis need different namespaces.
+        max_call_seconds: the bound the client's worst case is checked against.
+        breaker: the tier's :class:`~vault.cache.CircuitBreaker` (default: 2 failures, 10 s).
+
+    Raises:
+        ConfigurationError: a client that can wait longer than the bound, or a bad namespace.
+    """
+
+    def __init__(self, client: Any, *, namespace: str = DEFAULT_NAMESPACE,
+                 max_call_seconds: float = MAX_CALL_SECONDS,
+                 breaker: CircuitBreaker | None = None, clock: Callable[[], float] = time.monotonic,
+                 _owned: bool = False) -> None:
+        if not isinstance(namespace, str) or not namespace or len(namespace) > 64 \
+                or not namespace.isprintable() or any(c in namespace for c in " {}"):
+            raise ConfigurationError("namespace must be 1 to 64 printable characters without "
+                                     "spaces or braces")
+        self.worst_case_seconds = check_client(client, max_call_seconds)
+        self.client, self.namespace = client, namespace
+        self.breaker = breaker or CircuitBreaker(clock=clock)
+        self._owned = _owned
+        self._put = client.register_script(_PUT)
+        self._delete_if = client.register_script(_DELETE_IF)
+        self._checked: str | None = None  # the server version, once checked
+        self._unusable: str | None = None
+
+    def __repr__(self) -> str:
+        return f"RedisTier(namespace={self.namespace!r}, breaker={self.breaker.state})"
+
+    @classmethod
+    def from_url(cls, url: str, *, timeout: float = DEFAULT_TIMEOUT,
+                 namespace: str = DEFAULT_NAMESPACE, breaker: CircuitBreaker | None = None,
+                 **client_kwargs: Any) -> RedisTier:
+        """A tier on ``redis.Redis.from_url(url)`` with ``timeout`` seconds to connect and to
+        read, one immediate retry (a reconnect), and no health-check round trips.
+        ``client_kwargs`` go to redis-py (TLS files, ``username``...)."""
+        kwargs = {**_bounded_kwargs(timeout), **client_kwargs, "decode_responses": False}
+        try:
+            client = redis.Redis.from_url(url, **kwargs)
+        except ValueError as exc:
+            raise ConfigurationError(f"not a Redis URL ({type(exc).__name__})",
+                                     hint="redis://host:port/db, rediss:// for TLS, or "
+                                     "unix:///path") from None
+        return cls(client, namespace=namespace, breaker=breaker, _owned=True)
+
+    @classmethod
+    def from_sentinel(cls, sentinels: Sequence[tuple[str, int]], service_name: str, *,
+                      timeout: float = DEFAULT_TIMEOUT, namespace: str = DEFAULT_NAMESPACE,
+                      breaker: CircuitBreaker | None = None,
+                      sentinel_kwargs: dict[str, Any] | None = None,
+                      **client_kwargs: Any) -> RedisTier:
+        """A tier on the master of ``service_name`` as ``sentinels`` report it (redis-py's
+        ``Sentinel(...).master_for``), following failovers, with bounded timeouts for the
+        master and the sentinels."""
+        from redis.sentinel import Sentinel
+
+        bounded = _bounded_kwargs(timeout)
+        sentinel_settings = {**bounded, **(sentinel_kwargs or {})}
+        sentinel = Sentinel(list(sentinels), sentinel_kwargs=sentinel_settings,  # type: ignore[no-untyped-call]
+                            **{**bounded, **client_kwargs})
+        master_settings = {**bounded, **client_kwargs, "decode_responses": False}
+        client = sentinel.master_for(service_name, **master_settings)  # type: ignore[no-untyped-call]
+        return cls(client, namespace=namespace, breaker=breaker, _owned=True)
+
+    def close(self) -> None:
+        """Close the client if this tier built it (``from_url``/``from_sentinel``)."""
+        if self._owned:
+            self.client.close()
+
+    def __enter__(self) -> RedisTier:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # ---- the SharedTier calls
+
+    def key(self, stem: str) -> str:
+        """The Redis key of a stem."""
+        return f"{self.namespace}:e:{stem}"
+
+    def get(self, stem: str) -> bytes | None:
+        """The record under ``stem``, or None. Raises ``SharedTierError`` on an outage."""
+        return self._run(lambda: self.client.get(self.key(stem)))  # type: ignore[no-any-return]
+
+    def mget(self, stems: Sequence[str]) -> list[bytes | None]:
+        """The records under ``stems`` in one ``MGET`` (per slot on a cluster)."""
+        if not stems:
+            return []
+        keys = [self.key(stem) for stem in stems]
+        return list(self._run(lambda: self.client.mget(keys)))
+
+    def put(self, stem: str, record: bytes, expires_at_ms: int) -> bool:
+        """Compare-and-set ``record`` (see the module docstring); True if stored."""
+        version = record[len(RECORD_MAGIC):RECORD_PREFIX_SIZE]
+        return bool(self._run(lambda: self._put(keys=[self.key(stem)],
+                                                args=[record, version, expires_at_ms])))
+
+    def delete_if(self, stem: str, record: bytes) -> bool:
+        """Remove the record under ``stem`` if it is still exactly ``record``."""
+        return bool(self._run(lambda: self._delete_if(keys=[self.key(stem)], args=[record])))
+
+    def stems(self) -> Iterator[str]:
+        """Every stem with a record (``SCAN``, batches of 500)."""
+        prefix = f"{self.namespace}:e:"
+        for key in self._run(lambda: list(self.client.scan_iter(match=f"{prefix}*",
+                                                                 count=500))):
+            text = key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
+            yield text[len(prefix):]
+
+    # ---- the server
+
+    def server_info(self) -> ServerInfo:
+        """The server's version and eviction policy, and what is wrong with them.
+
+        Raises:
+            SharedTierError: the server did not answer.
+        """
+        def ask() -> ServerInfo:
+            version = _version_of(self.client.info("server"))
+            policy: str | None
+            try:
+                answer = self.client.config_get("maxmemory-policy")
+                raw = answer.get("maxmemory-policy", answer.get(b"maxmemory-policy"))
+                policy = raw.decode() if isinstance(raw, bytes) else raw
+            except redis.exceptions.ResponseError:  # CONFIG not allowed (ACL, managed Redis)
+                policy = None
+            problems = []
+            if _too_old(version):
+                problems.append(f"Redis {version} is older than 6.2 (PXAT is needed)")
+            if policy is not None and not policy.startswith("volatile-") \
+                    and policy != "noeviction":
+                problems.append(f"maxmemory-policy is {policy}: under memory pressure it may "
+                                "evict keys without an expiry; use a volatile-* policy")
+            return ServerInfo(version, policy, tuple(problems))
+
+        return self._call(ask)
+
+    def _check_server(self) -> None:
+        version = _version_of(self.client.info("server"))
+        if _too_old(version):
+            self._unusable = (f"Redis {version} is older than 6.2: the shared tier needs "
+                              "SET ... PXAT")
+        self._checked = version
+
+    # ---- internals
+
+    def _run(self, fn: Callable[[], T]) -> T:
+        if self._unusable is not None:
+            raise SharedTierError(self._unusable, hint="upgrade Redis to 6.2 or later")
+        if self._checked is None:
+            self._call(self._check_server)
+            if self._unusable is not None:
+                raise SharedTierError(self._unusable, hint="upgrade Redis to 6.2 or later")
+        return self._call(fn)
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        if not self.breaker.allow():
+            raise SharedTierError("the shared tier's circuit breaker is open (Redis failed "
+                                  "recently)")
+        try:
+            result = fn()
+        except (redis.exceptions.RedisError, OSError) as exc:
+            self.breaker.record_failure()
+            raise SharedTierError(f"Redis failed: {describe(exc)}") from exc
+        except BaseException:
+            self.breaker.record_failure()
+            raise
+        self.breaker.record_success()
+        return result
+
+
+def _version_of(info: Any) -> str:
+    if isinstance(info, dict) and "redis_version" not in info and info:
+        # a cluster answers per node: the oldest counts
+        versions = [_version_of(node) for node in info.values() if isinstance(node, dict)]
+        return min(versions, key=_parse_version) if versions else "0"
+    raw = info.get("redis_version", "0") if isinstance(info, dict) else "0"
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
+def _parse_version(version: str) -> tuple[int, ...]:
+    parts = []
+    for part in version.split(".")[:3]:
+        digits = "".join(c for c in part if c.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
+def _too_old(version: str) -> bool:
+    return _parse_version(version)[:2] < MIN_SERVER_VERSION
