@@ -43,7 +43,7 @@ PINNED: dict[str, set[str]] = {
         "ManagedKeySource", "MigrationError", "RewrapError", "RewrapReport",
         "RotationInProgressError", "SQLiteSource", "SaveResult", "Scan", "SerializationError",
         "SharedTierError", "SourceUnavailableError", "UnknownKeyError", "Vault", "VaultError", "__version__",
-        "codec", "open_vault"},
+        "codec", "open_cache", "open_vault"},
     "vault.codec": {"DIALECTS", "MAX_DEPTH", "Value", "dumps", "loads"},
     "vault.errors": {
         "ConfigurationError", "DecryptionError", "EntryExpiredError", "EntryNotFoundError",
@@ -56,7 +56,7 @@ PINNED: dict[str, set[str]] = {
         "CircuitBreaker", "DEGRADED", "FallbackCache", "Fetched", "HALF_OPEN", "JOURNALED",
         "JOURNAL_BLOCKED", "JOURNAL_CONFLICT", "OPEN", "Pending", "QUARANTINED", "RECOVERED",
         "PrefetchReport", "REPLAYED", "SHARED_RECOVERED", "SHARED_REJECTED", "SHARED_SKIPPED",
-        "SHARED_UNAVAILABLE", "STILL_DEGRADED", "SaveResult", "SharedTier"},
+        "SHARED_UNAVAILABLE", "STILL_DEGRADED", "SaveResult", "SharedTier", "shared_target"},
     "vault.cache.redis": {"DEFAULT_NAMESPACE", "DEFAULT_TIMEOUT", "MAX_CALL_SECONDS",
                           "MIN_SERVER_VERSION", "RedisTier", "ServerInfo"},
     "vault.sources": {"ABSENT", "AsyncConditionalSource", "AsyncSource", "AsyncVersionedSource",
@@ -76,7 +76,8 @@ PINNED: dict[str, set[str]] = {
         "Context", "HASHICORP_VARIABLES", "KeySourceKind", "LEGACY_PREFIX", "PREFIX",
         "VaultSettings", "check_dotenv", "current_context", "dotenv_variables",
         "hashicorp_variables", "near_miss",
-        "legacy_variables", "open_primary", "open_vault", "parse_duration",
+        "legacy_variables", "open_cache", "open_primary", "open_shared", "open_vault",
+        "parse_duration",
         "source_from_settings", "unknown_variables"},
     "vault.ops": {
         "Check", "DiagnoseReport", "EntryCheck", "EntryListing", "InitResult", "InspectReport",

@@ -23,7 +23,7 @@ from vault.cache import (
     Fetched,
     SaveResult,
 )
-from vault.config import open_vault
+from vault.config import open_cache, open_vault
 from vault.errors import (
     ConfigurationError,
     DecryptionError,
@@ -87,6 +87,7 @@ __all__ = [
     "VaultError",
     "__version__",
     "codec",
+    "open_cache",
     "open_vault",
 ]
 

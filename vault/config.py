@@ -16,6 +16,10 @@ expected, **never the value** (pydantic's own messages quote the input, so they 
 | ``CREDSEAL_PRIMARY`` | the primary's URL (secret): ``sqlite:///<path>``, ``postgresql://...`` | |
 | ``CREDSEAL_PRIMARY_TABLE`` | its table | the source's default |
 | ``CREDSEAL_KDF_PROFILE`` | KDF profile of new keyfiles (init, passwd) | rfc9106-low-memory |
+| ``CREDSEAL_REDIS_URL`` | the fleet's shared tier (secret): ``redis://``, ``rediss://`` | |
+| ``CREDSEAL_REDIS_SENTINELS`` | or its Sentinels: ``host:port,host:port`` | |
+| ``CREDSEAL_REDIS_SERVICE`` | the Sentinel service (master) name | |
+| ``CREDSEAL_REDIS_NAMESPACE`` | the shared tier's key prefix | ``credseal`` |
 
 Before the rename the prefix was ``VAULT_``: such a variable set without its ``CREDSEAL_``
 twin is refused with an error naming the new variable, so an upgrade never silently runs
@@ -32,7 +36,7 @@ import socket
 import stat
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
@@ -52,6 +56,10 @@ from vault.keysources import (
 )
 from vault.sources import Source, SQLiteSource
 
+if TYPE_CHECKING:
+    from vault.cache import FallbackCache
+    from vault.cache.redis import RedisTier
+
 __all__ = [
     "BACKEND_PREFIX",
     "HASHICORP_VARIABLES",
@@ -69,7 +77,9 @@ __all__ = [
     "keyring_backend_configured",
     "legacy_variables",
     "near_miss",
+    "open_cache",
     "open_primary",
+    "open_shared",
     "open_vault",
     "parse_duration",
     "source_from_settings",
@@ -101,6 +111,10 @@ _EXPECTED = {
     "kdf_profile": f"one of {', '.join(sorted(kdf.PROFILES))}",
     "primary": "a URL: sqlite:///<absolute path> or postgresql://...",
     "primary_table": "a lowercase table name, optionally schema-qualified",
+    "redis_url": "a Redis URL: redis://, rediss:// or unix://",
+    "redis_sentinels": "host:port pairs, comma-separated",
+    "redis_service": "the Sentinel service (master) name",
+    "redis_namespace": "1 to 64 printable characters without spaces or braces",
 }
 _HINT = "fix the variable in the environment or in .env; `credseal diagnose` checks them all"
 
@@ -292,6 +306,10 @@ class VaultSettings(BaseSettings):
     primary_table: str | None = None
     keys_file: Path | None = None
     passphrase_file: Path | None = None
+    redis_url: SecretStr | None = None
+    redis_sentinels: str | None = None
+    redis_service: str | None = None
+    redis_namespace: str = Field(default="credseal", min_length=1, max_length=64)
 
     def __init__(self, **values: Any) -> None:
         env_file = values.get("_env_file", type(self).model_config.get("env_file"))
@@ -508,6 +526,79 @@ def open_primary(settings: VaultSettings | None = None) -> Source:
             return PostgresSource(url)
         return PostgresSource(url, table=settings.primary_table)
     raise ConfigurationError("CREDSEAL_PRIMARY: expected sqlite:///<path> or postgresql://...")
+
+
+def _sentinels(text: str) -> list[tuple[str, int]]:
+    pairs = []
+    for item in text.split(","):
+        host, sep, port = item.strip().rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigurationError("CREDSEAL_REDIS_SENTINELS: expected host:port pairs, "
+                                     "comma-separated")
+        pairs.append((host.strip("[]"), int(port)))
+    return pairs
+
+
+def open_shared(settings: VaultSettings | None = None) -> RedisTier | None:
+    """The fleet's shared tier the settings name: ``CREDSEAL_REDIS_URL``, or
+    ``CREDSEAL_REDIS_SENTINELS`` with ``CREDSEAL_REDIS_SERVICE``; None when neither is set.
+    Builds the client only (it connects on first use, so a Redis outage is no error here).
+
+    Raises:
+        ConfigurationError: both or half of them set, a bad value, or redis-py missing.
+    """
+    settings = settings if settings is not None else VaultSettings()
+    if settings.redis_url is None and settings.redis_sentinels is None:
+        if settings.redis_service is not None:
+            raise ConfigurationError("CREDSEAL_REDIS_SERVICE is set without "
+                                     "CREDSEAL_REDIS_SENTINELS")
+        return None
+    if settings.redis_url is not None and settings.redis_sentinels is not None:
+        raise ConfigurationError("set CREDSEAL_REDIS_URL or CREDSEAL_REDIS_SENTINELS, not both")
+    try:
+        from vault.cache.redis import RedisTier  # an optional extra
+    except ImportError:
+        raise ConfigurationError("a shared tier is configured but redis-py is not installed",
+                                 hint="pip install 'credseal[redis]'") from None
+    if settings.redis_url is not None:
+        return RedisTier.from_url(settings.redis_url.get_secret_value(),
+                                  namespace=settings.redis_namespace)
+    assert settings.redis_sentinels is not None
+    if not settings.redis_service:
+        raise ConfigurationError("CREDSEAL_REDIS_SENTINELS needs CREDSEAL_REDIS_SERVICE (the "
+                                 "master's service name)")
+    return RedisTier.from_sentinel(_sentinels(settings.redis_sentinels),
+                                   settings.redis_service, namespace=settings.redis_namespace)
+
+
+def open_cache(settings: VaultSettings | None = None, *,
+               passphrase: bytes | str | None = None) -> FallbackCache:
+    """The :class:`~vault.cache.FallbackCache` the settings describe: the primary
+    (``CREDSEAL_PRIMARY``), the vault (``CREDSEAL_DIR`` and the key source) and, when
+    configured, the shared tier (``CREDSEAL_REDIS_*``), so that services and the CLI reach
+    the same places. The caller closes the cache, then ``cache.source`` and ``cache.shared``.
+
+    Raises:
+        as :func:`open_primary`, :func:`open_vault` and :func:`open_shared`.
+    """
+    from vault.cache import FallbackCache
+
+    settings = settings if settings is not None else VaultSettings()
+    source = open_primary(settings)
+    try:
+        shared = open_shared(settings)
+        try:
+            return FallbackCache(source, open_vault(settings, passphrase=passphrase),
+                                 shared=shared)
+        except BaseException:
+            if shared is not None:
+                shared.close()
+            raise
+    except BaseException:
+        close = getattr(source, "close", None)
+        if close is not None:
+            close()
+        raise
 
 
 def open_vault(settings: VaultSettings | None = None, *, passphrase: bytes | str | None = None,

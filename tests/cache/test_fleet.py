@@ -151,3 +151,70 @@ def test_a_fleet_serves_through_a_database_and_a_redis_outage(
         client.close()
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert files and not any(marker in p.read_bytes() for p in files)
+
+
+def test_a_live_rotation_with_the_two_phase_deploy(
+        pg: PostgresServer, redis_server: RedisServer, tmp_path: Path) -> None:
+    """The env source's rotation (docs/operations.md): the new key is deployed to every host
+    as a decrypt-only key, then as the primary, then the shared tier is rewrapped. Between
+    every step, with the database down, every host opens every copy, local or shared."""
+    backend = PostgresBackend(pg)
+    names = NAMES[:20]
+    with backend.source() as source:
+        for i, name in enumerate(names):
+            source.save(name, value(i, 0))
+    old, new = vault.Key.generate(), vault.Key.generate()
+    base = {**os.environ, "TEST_PG_DSN": pg.dsn, "TEST_REDIS_URL": redis_server.url}
+
+    def deploy(hosts: list[Host], ring: vault.KeyRing) -> list[Host]:
+        """Restart the hosts one by one on ``ring`` (a rolling deploy)."""
+        started = []
+        for host in hosts:
+            assert "Traceback" not in host.stop()
+            started.append(Host(host.directory, backend.table,
+                                {**base, "CREDSEAL_KEYS": ring.to_text()}))
+        return started
+
+    def everyone_reads_everything(hosts: list[Host], rev: int) -> None:
+        backend.down()
+        try:
+            for host in hosts:
+                host.ask("events")
+                for i, name in enumerate(names):
+                    answer = host.ask("get", name)
+                    assert answer.get("value") == value(i, rev), (host.directory.name, answer)
+                kinds = host.ask("events")["kinds"]
+                assert "shared_skipped" not in kinds and "quarantined" not in kinds, kinds
+        finally:
+            backend.up()
+        time.sleep(0.6)  # breakers
+
+    hosts = [Host(tmp_path / f"host-{i}", backend.table,
+                  {**base, "CREDSEAL_KEYS": vault.KeyRing([old]).to_text()}) for i in range(3)]
+    try:
+        for host in hosts:
+            for name in names:
+                host.ask("get", name)
+        hosts = deploy(hosts, vault.KeyRing([old, new]))  # phase 1: new key, decrypt-only
+        everyone_reads_everything(hosts, 0)
+        # Phase 2, rolling: the first host seals with the new key while the others do not yet.
+        hosts[:1] = deploy(hosts[:1], vault.KeyRing([new, old]))
+        for i, name in enumerate(names):
+            assert hosts[0].ask("save", name, value(i, 1))["journaled"] is False
+        everyone_reads_everything(hosts, 1)
+        hosts[1:] = deploy(hosts[1:], vault.KeyRing([new, old]))
+        everyone_reads_everything(hosts, 1)
+        # The shared tier is rewrapped (what `credseal rotate --rewrap-only` does).
+        from vault._store.rewrap import rewrap
+        from vault.cache import shared_target
+        from vault.cache.redis import RedisTier
+
+        ring = vault.KeyRing([new, old])
+        with RedisTier.from_url(redis_server.url) as tier:
+            target = shared_target(tier, vault.Vault(tmp_path / "operator", keys=ring))
+            rewrap(target, ring)
+            assert set(target.key_ids()) == {new.id}
+        everyone_reads_everything(hosts, 1)
+    finally:
+        logs = [host.stop() for host in hosts]
+    assert not any("Traceback" in log for log in logs), logs

@@ -280,3 +280,45 @@ def test_prefetch_keeps_newer_local_copies(host: Host, source: MemorySource,
     assert a.prefetch(["c1"]).copied == 1
     assert b.prefetch(["c1"]).copied == 0
     shutil.rmtree(a.vault.directory / "quarantine", ignore_errors=True)
+
+
+def test_the_shared_rewrap_target(host: Host, source: MemorySource, tier: MemoryTier,
+                                  ring: vault.KeyRing) -> None:
+    """Rewrap keeps name, times and stamp; a record written meanwhile is not overwritten; a
+    forged one is removed; one under a key the ring lacks fails and stays."""
+    from vault._crypto import format as fmt
+    from vault._store.rewrap import PendingWrite, rewrap
+    from vault.cache import shared_target
+
+    a = host("a")
+    for name in ("c1", "c2", "c3"):
+        a.save(name, {"n": name})
+    target = shared_target(tier, a.vault)
+    assert target.key_ids() == {ring.primary.id: 3}
+    new_ring = ring.with_primary(vault.Key.generate())
+    before = {stem: fmt.parse(raw[24:])[0] for stem, raw in tier.raw().items()}
+
+    # c1 is rewritten by a host between the prepare and the write: skipped, not overwritten.
+    pending = target.prepare(name_stem("c1"), new_ring)
+    assert isinstance(pending, PendingWrite)
+    a.save("c1", {"n": "newer"})
+    assert pending.commit() == ("skipped", None)
+    tier.plant(name_stem("c4"), b"CSR1" + b"0" * 20 + b"forged", 2**62)
+    report = rewrap(target, new_ring)
+    assert (report.rewrapped, report.current, report.skipped) == (3, 0, 1)  # c1..c3; c4
+    assert name_stem("c4") not in tier.raw()
+    for stem, raw in tier.raw().items():
+        header = fmt.parse(raw[24:])[0]
+        assert header.key_id.hex() == new_ring.primary.id
+        if header.name != "c1":
+            assert (header.created_at, header.expires_at) == \
+                (before[stem].created_at, before[stem].expires_at)
+    source.fail_with()
+    b = FallbackCache(source, vault.Vault(a.vault.directory.parent / "b", keys=new_ring),
+                      shared=tier)
+    assert [b.get(name) for name in ("c1", "c2", "c3")] == \
+        [{"n": "newer"}, {"n": "c2"}, {"n": "c3"}]
+    assert target.sealed_under(ring.primary.id) == []
+    lacking = vault.KeyRing([vault.Key.generate()])
+    failed = rewrap(target, lacking)
+    assert failed.failed == 3 and len(tier.raw()) == 3

@@ -10,6 +10,7 @@ a new host can start during an outage. ``docs/operations.md`` explains the behav
 to size TTL, breaker and the shared tier.
 """
 
+from vault._store.store import Vault, entries_of
 from vault.cache._async import AsyncFallbackCache
 from vault.cache._breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
 from vault.cache._core import Fetched, Pending, PrefetchReport, SaveResult
@@ -30,8 +31,17 @@ from vault.cache._health import (
     STILL_DEGRADED,
     CacheEvent,
 )
-from vault.cache._shared import SharedTier
+from vault.cache._shared import SharedTarget, SharedTier
 from vault.cache._sync import FallbackCache
+
+
+def shared_target(tier: SharedTier, vault: Vault) -> SharedTarget:
+    """The shared tier as a rewrap target of ``vault`` (named "shared"): pass it in
+    ``vault.ops.rotate(..., extra_targets=[...])`` and ``vault.ops.retire(...)`` so that
+    rotation rewraps its records and retirement asks it (the CLI does when
+    ``CREDSEAL_REDIS_*`` is set)."""
+    return SharedTarget(tier, entries_of(vault))
+
 
 __all__ = [
     "CACHE_UNUSABLE",
@@ -60,4 +70,5 @@ __all__ = [
     "PrefetchReport",
     "SaveResult",
     "SharedTier",
+    "shared_target",
 ]

@@ -22,13 +22,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from vault import _clock
 from vault._crypto import format as fmt
+from vault._crypto.keys import KeyRing
 from vault._store.entries import EntryStore, name_stem
+from vault._store.rewrap import Outcome, PendingWrite
 from vault._store.stamp import stamp, tombstone, unstamp
 from vault.cache._health import (
     SHARED_RECOVERED,
@@ -42,14 +45,15 @@ from vault.errors import (
     DecryptionError,
     EntryExpiredError,
     FormatError,
+    RewrapError,
     SerializationError,
     SharedTierError,
     UnknownKeyError,
     VaultError,
 )
 
-__all__ = ["RECORD_MAGIC", "RECORD_PREFIX_SIZE", "Copy", "SharedCopies", "SharedTier",
-           "pack_record", "record_version"]
+__all__ = ["RECORD_MAGIC", "RECORD_PREFIX_SIZE", "Copy", "SharedCopies", "SharedTarget",
+           "SharedTier", "pack_record", "record_version"]
 
 RECORD_MAGIC = b"CSR1"
 VERSION_DIGITS = 20
@@ -93,6 +97,11 @@ class SharedTier(Protocol):
 
     def delete_if(self, stem: str, record: bytes) -> bool:
         """Remove the record under ``stem`` only if it is still exactly ``record``; atomic."""
+        ...
+
+    def replace_if(self, stem: str, old: bytes, new: bytes, expires_at_ms: int) -> bool:
+        """Replace the record under ``stem`` by ``new`` (until ``expires_at_ms``) only if it
+        is still exactly ``old``; atomic (a rewrap's compare-and-set)."""
         ...
 
     def stems(self) -> Iterator[str]:
@@ -276,3 +285,124 @@ class SharedCopies:
             was, self._failing = self._failing, False
         if was:
             self.health.emit(SHARED_RECOVERED, logging.WARNING, "the shared tier answers again")
+
+
+class _SharedPending(PendingWrite):
+    """A rewrapped record, checked, to be written over the old one only if it is unchanged."""
+
+    __slots__ = ("_expires", "_raw", "_tier")
+
+    def __init__(self, tier: SharedTier, stem: str, raw: bytes, new: bytes, expires_at: int,
+                 old_id: str) -> None:
+        # No file and no lock: PendingWrite's slots hold what rewrap_all reads (size, old_id).
+        self._tier, self._stem, self._raw, self._data = tier, stem, raw, new
+        self._expires, self.old_id = expires_at, old_id
+
+    def __repr__(self) -> str:
+        return f"SharedPending({self._stem[:12]}...)"
+
+    def commit(self) -> Outcome:
+        """Compare-and-set the new record: ("skipped", None) if a writer changed it meanwhile
+        (what it wrote is under the primary: writers seal with it)."""
+        if self._tier.replace_if(self._stem, self._raw, self._data, self._expires):
+            return "rewrapped", self.old_id
+        return "skipped", None
+
+    def abandon(self) -> None:
+        """Nothing is held: nothing to release."""
+
+
+class SharedTarget:
+    """The shared tier as a rewrap target (``name`` "shared"): items are record stems.
+
+    A rewrap re-seals a record's envelope under the primary with the same name, times and
+    stamp (opened again before it is written: Tink's rule) and replaces the record only if it
+    is still the same bytes, so a copy a host wrote meanwhile is never overwritten. A record
+    that fails to authenticate is removed (compare-and-delete) and counted as skipped; one
+    under a key the ring lacks fails, and stays.
+    """
+
+    name = "shared"
+
+    def __init__(self, tier: SharedTier, entries: EntryStore, batch: int = 500) -> None:
+        self.tier, self.entries, self.batch = tier, entries, batch
+
+    def __repr__(self) -> str:
+        return f"SharedTarget({self.tier!r})"
+
+    def items(self) -> list[str]:
+        """Every stem with a record, sorted."""
+        return sorted(set(self.tier.stems()))
+
+    def _headers(self) -> Iterator[tuple[str, bytes, fmt.Header]]:
+        """(stem, record, unverified header) of every record that parses."""
+        stems = self.items()
+        for start in range(0, len(stems), self.batch):
+            chunk = stems[start:start + self.batch]
+            for stem, raw in zip(chunk, self.tier.mget(chunk), strict=True):
+                if raw is None or record_version(raw) is None:
+                    continue
+                try:
+                    header = fmt.parse(raw[RECORD_PREFIX_SIZE:])[0]
+                except FormatError:
+                    continue
+                yield stem, raw, header
+
+    def prepare(self, item: str, ring: KeyRing,
+                wait: bool = True) -> tuple[str, str | None] | PendingWrite | None:
+        """Prepare the rewrap of the record under stem ``item`` (``wait`` is moot: no lock).
+
+        Raises:
+            UnknownKeyError: the ring lacks its key. SharedTierError. RewrapError.
+        """
+        raw = self.tier.get(item)
+        if raw is None:
+            return "skipped", None
+        clear = record_version(raw)
+        try:
+            if clear is None:
+                raise FormatError("not a credseal record")
+            header, header_bytes, payload = fmt.parse(raw[RECORD_PREFIX_SIZE:])
+            if header.kind != fmt.KIND_ENTRY or name_stem(header.name) != item:
+                raise FormatError("a record under another name's key")
+            old_id = header.key_id.hex()
+            if old_id == ring.primary.id:
+                return "current", None
+            if old_id not in ring:
+                raise UnknownKeyError(old_id)
+            plaintext = ring.open_parsed(header, header_bytes, payload, kind=fmt.KIND_ENTRY,
+                                         name=header.name)
+            if unstamp(plaintext).version != clear:
+                raise FormatError("the record's versions disagree")
+        except (DecryptionError, FormatError, SerializationError):
+            self.tier.delete_if(item, raw)
+            return "skipped", None
+        sealed = ring.seal(kind=fmt.KIND_ENTRY, name=header.name, plaintext=plaintext,
+                           created_at=header.created_at, expires_at=header.expires_at)
+        if ring.open(sealed, kind=fmt.KIND_ENTRY, name=header.name)[1] != plaintext:
+            raise RewrapError(f"the rewrapped shared copy of {header.name!r} did not open to "
+                              "the same plaintext; nothing was replaced")
+        return _SharedPending(self.tier, item, raw, pack_record(clear, sealed),
+                              header.expires_at, old_id)
+
+    def key_ids(self) -> Counter[str]:
+        """Records per key id, from unverified headers."""
+        return Counter(header.key_id.hex() for _, _, header in self._headers())
+
+    def sealed_under(self, key_id: str) -> list[str]:
+        """The names of the records that authenticate under ``key_id`` (or cannot be checked:
+        the ring lacks it); forged claims are removed (compare-and-delete) and not listed."""
+        held = []
+        ring = self.entries.keys
+        for stem, raw, header in self._headers():
+            if header.key_id.hex() != key_id:
+                continue
+            if key_id in ring:
+                try:
+                    self.entries.open_envelope(raw[RECORD_PREFIX_SIZE:], kind=fmt.KIND_ENTRY,
+                                               name=header.name)
+                except (DecryptionError, FormatError):
+                    self.tier.delete_if(stem, raw)
+                    continue
+            held.append(header.name)
+        return sorted(held)

@@ -74,6 +74,13 @@ end
 redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[3])
 return 1
 """
+_REPLACE_IF = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3])
+  return 1
+end
+return 0
+"""
 _DELETE_IF = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
@@ -173,14 +180,18 @@ def check_client(client: Any, bound: float) -> float:
             f"{bound:.1f} s: set {what}", hint=_CLIENT_HINT)
     # redis-py 8 relaxes the timeouts (to 10 s by default) while a managed server announces
     # maintenance over RESP3: part of the worst case too.
+    # relaxed_timeout -1 keeps the usual timeouts; None removes them (redis-py then blocks).
     maint = getattr(connection, "maint_notifications_config", None)
+    relaxed_timeout = getattr(maint, "relaxed_timeout", -1)
     if maint is not None and str(getattr(connection, "protocol", "")) == "3" \
             and getattr(maint, "enabled", False) not in (False, None) \
-            and (getattr(maint, "relaxed_timeout", None) or 0) > 0:
-        relaxed = 2 * float(maint.relaxed_timeout) * (_retries(connection.retry) + 1)
+            and (relaxed_timeout is None or relaxed_timeout > 0):
+        relaxed = math.inf if relaxed_timeout is None else \
+            2 * float(relaxed_timeout) * (_retries(connection.retry) + 1)
         if relaxed > bound:
+            to = "no timeout at all" if relaxed_timeout is None else f"{relaxed_timeout} s"
             raise ConfigurationError(
-                f"this Redis client relaxes its timeouts to {maint.relaxed_timeout} s while the "
+                f"this Redis client relaxes its timeouts to {to} while the "
                 f"server announces maintenance, over the shared tier's bound of {bound:.1f} s: "
                 "set maint_notifications_config", hint=_CLIENT_HINT)
     return worst
@@ -226,6 +237,7 @@ class RedisTier:
         self._owned = _owned
         self._put = client.register_script(_PUT)
         self._delete_if = client.register_script(_DELETE_IF)
+        self._replace_if = client.register_script(_REPLACE_IF)
         self._checked: str | None = None  # the server version, once checked
         self._unusable: str | None = None
 
@@ -268,9 +280,15 @@ class RedisTier:
         return cls(client, namespace=namespace, breaker=breaker, _owned=True)
 
     def close(self) -> None:
-        """Close the client if this tier built it (``from_url``/``from_sentinel``)."""
+        """Close the client if this tier built it (``from_url``/``from_sentinel``; for the
+        latter also its connections to the sentinels, which ``master_for``'s client does not
+        own)."""
         if self._owned:
             self.client.close()
+            manager = getattr(getattr(self.client, "connection_pool", None),
+                              "sentinel_manager", None)
+            for sentinel in getattr(manager, "sentinels", ()):
+                sentinel.close()
 
     def __enter__(self) -> RedisTier:
         return self
@@ -304,6 +322,11 @@ class RedisTier:
     def delete_if(self, stem: str, record: bytes) -> bool:
         """Remove the record under ``stem`` if it is still exactly ``record``."""
         return bool(self._run(lambda: self._delete_if(keys=[self.key(stem)], args=[record])))
+
+    def replace_if(self, stem: str, old: bytes, new: bytes, expires_at_ms: int) -> bool:
+        """Replace the record under ``stem`` by ``new`` only if it is still exactly ``old``."""
+        return bool(self._run(lambda: self._replace_if(keys=[self.key(stem)],
+                                                       args=[old, new, expires_at_ms])))
 
     def stems(self) -> Iterator[str]:
         """Every stem with a record (``SCAN``, batches of 500)."""

@@ -19,8 +19,10 @@ from datetime import timedelta
 from typing import Any, TextIO
 
 from vault import _files as files
+from vault._store.rewrap import RewrapTarget
 from vault._store.store import Vault
-from vault.config import VaultSettings, parse_duration, source_from_settings
+from vault.cache import shared_target
+from vault.config import VaultSettings, open_shared, parse_duration, source_from_settings
 from vault.errors import ConfigurationError, KeySourceError
 from vault.keysources import KeySource
 from vault.ops import bind_directory
@@ -253,6 +255,15 @@ def open_keyed(con: Console, *, read_only: bool = False) -> tuple[KeySource, Vau
         # a vault that is no cache (the keyring backend's) records its own TTL
         v = Vault(directory, keys=source, ttl=state.ttl_ms / 1000, read_only=read_only)
     return source, v
+
+
+def shared_targets(con: Console, v: Vault) -> tuple[list[RewrapTarget], Callable[[], None]]:
+    """The shared tier (``CREDSEAL_REDIS_*``) as a rewrap target of ``v``, if configured,
+    and what closes it."""
+    tier = open_shared(con.settings())
+    if tier is None:
+        return [], lambda: None
+    return [shared_target(tier, v)], tier.close
 
 
 def progress_bar(con: Console) -> Callable[[str, int, int], None] | None:

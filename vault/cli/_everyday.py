@@ -119,6 +119,12 @@ def cmd_status(args: argparse.Namespace, con: Console) -> int:
             f"{age(report.journal_oldest_age_seconds)}), {report.journal_conflicts} conflicts")
     if report.rotation is not None:
         con.out(f"rotation    {report.rotation} (from rotation.lock, unverified)")
+    if report.shared_error is not None:
+        con.out(f"shared      error: {report.shared_error}")
+    elif report.shared_records is not None:
+        by_key = ", ".join(f"{n} under {key}" for key, n in sorted(report.shared_records.items()))
+        con.out(f"shared      {sum(report.shared_records.values())} records"
+                + (f" ({by_key})" if by_key else ""))
     con.out(f"key source  {report.key_source or 'error: ' + str(report.key_source_error)}")
     if report.kdf_profile:
         con.out(f"kdf         {report.kdf_profile}")

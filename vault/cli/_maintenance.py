@@ -29,6 +29,7 @@ from vault.cli._console import (
     open_keyed,
     output_argument,
     progress_bar,
+    shared_targets,
 )
 from vault.config import open_primary
 from vault.errors import ConfigurationError, RotationInProgressError
@@ -75,12 +76,13 @@ examples:
 def cmd_rotate(args: argparse.Namespace, con: Console) -> int:
     con.check_output()
     source, v = open_keyed(con)
+    extra, close_shared = shared_targets(con, v)
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if in_main else None
     try:
         result = ops.rotate(v, source, rewrap_only=args.rewrap_only,
                             if_older_than=args.if_older_than, to_key_id=args.to_key_id,
-                            progress=progress_bar(con))
+                            progress=progress_bar(con), extra_targets=extra)
     except (_Terminated, KeyboardInterrupt) as exc:
         stopped = "terminated" if isinstance(exc, _Terminated) else "interrupted"
         con.note(f"{stopped}: the rotation stopped before its end; every entry still opens. "
@@ -92,6 +94,7 @@ def cmd_rotate(args: argparse.Namespace, con: Console) -> int:
             con.note(f"hint: {exc.hint}")
         return EXIT_BUSY
     finally:
+        close_shared()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     if result.outcome == "published" and args.json:
@@ -134,10 +137,13 @@ def _rotation_dict(result: ops.RotationResult) -> dict[str, Any]:
         return {"rewrapped": r.rewrapped, "current": r.current, "failed": r.failed,
                 "skipped": r.skipped, "by_key": r.by_key,
                 "failures": [{"name": n, "reason": why} for n, why in r.failures]}
-    return {"outcome": result.outcome, "old_key_id": result.old_key_id,
+    data = {"outcome": result.outcome, "old_key_id": result.old_key_id,
             "new_key_id": result.new_key_id, "entries": report(result.entries),
             "journal": report(result.journal), "seconds": round(result.seconds, 3),
             "resumed": result.resumed is not None}
+    if "shared" in result.reports:
+        data["shared"] = report(result.reports["shared"])
+    return data
 
 
 def _print_rotation(con: Console, result: ops.RotationResult) -> None:
@@ -161,7 +167,12 @@ def _print_rotation(con: Console, result: ops.RotationResult) -> None:
     for key_id, count in sorted(e.by_key.items()):
         con.out(f"  from    {key_id}: {count}")
     con.out(f"journal   {j.rewrapped} rewrapped, {j.current} already current, {j.failed} failed")
-    for name, why in (*e.failures, *j.failures):
+    shared = result.reports.get("shared")
+    if shared is not None:
+        con.out(f"shared    {shared.rewrapped} rewrapped, {shared.current} already current, "
+                f"{shared.failed} failed, {shared.skipped} skipped (changed meanwhile, or "
+                "forged and removed)")
+    for name, why in (*e.failures, *j.failures, *(shared.failures if shared else ())):
         con.out(f"failed    {name}: {why}")
 
 
@@ -190,8 +201,12 @@ examples:
 def cmd_retire(args: argparse.Namespace, con: Console) -> int:
     con.check_output()
     source, v = open_keyed(con)
-    result = ops.retire(v, source, args.key_id, forget=args.forget,
-                        all_checked=args.all_directories_checked)
+    extra, close_shared = shared_targets(con, v)
+    try:
+        result = ops.retire(v, source, args.key_id, forget=args.forget,
+                            all_checked=args.all_directories_checked, extra_targets=extra)
+    finally:
+        close_shared()
     if args.json:
         data: dict[str, Any] = {"key_id": result.key_id, "outcome": result.outcome,
                                 "directories": list(result.directories),

@@ -27,7 +27,8 @@ from vault._store.entries import ENTRY_SUFFIX, QUARANTINE_DIR, EntryInfo, invali
 from vault._store.journal import JOURNAL_DIR, RECORD_SUFFIX, Journal
 from vault._store.state import STATE_FILE, RotationLock, StateFile
 from vault._store.store import DEFAULT_TTL, Vault, entries_of
-from vault.config import VaultSettings, current_context, source_from_settings
+from vault.cache import shared_target
+from vault.config import VaultSettings, current_context, open_shared, source_from_settings
 from vault.errors import ConfigurationError, EntryExpiredError, VaultError
 from vault.keysources import (
     KEYFILE_NAME,
@@ -246,6 +247,10 @@ class StatusReport(Report):
     rotation: str | None = None
     #: files in quarantine/ (cached copies and journal records set aside)
     quarantined: int = 0
+    #: the shared tier's records per key id (unverified headers); None: no tier configured
+    shared_records: dict[str, int] | None = None
+    #: why the shared tier could not be counted (an outage, a bad setting)
+    shared_error: str | None = None
 
     def prometheus(self) -> str:
         """This report in Prometheus' text exposition format, for node_exporter's textfile
@@ -268,6 +273,10 @@ class StatusReport(Report):
         metric("credseal_journal_oldest_age_seconds", "Age of the oldest journaled write.",
                [("", self.journal_oldest_age_seconds or 0.0)])
         metric("credseal_quarantined", "Files in quarantine/.", [("", self.quarantined)])
+        if self.shared_records is not None:
+            metric("credseal_shared_records", "Shared tier records per key id (unverified).",
+                   [(f',key_id="{key}"', n) for key, n in sorted(self.shared_records.items())]
+                   or [("", 0)])
         metric("credseal_rotation_unfinished", "1 if a rotation stopped before its end.",
                [("", int(self.rotation is not None and self.rotation.startswith("unfinished")))])
         return "\n".join(lines) + "\n"
@@ -335,6 +344,14 @@ def status(settings: VaultSettings, *, now: datetime | None = None) -> StatusRep
     if conflicts:
         problems.append(f"{conflicts} journaled writes conflict with the source's value: "
                         "`credseal journal` lists them")
+    shared_records, shared_error = _shared_usage(settings, read_only_vault)
+    if shared_records:
+        known = {key.id: key.state for key in usage}
+        for key_id, n in sorted(shared_records.items()):
+            if known.get(key_id, "") == RETIRED or (key_id not in known and error is None
+                                                    and states):
+                problems.append(f"{n} shared tier records use key {key_id}, which the key "
+                                f"source {'retired' if key_id in known else 'does not hold'}")
     return StatusReport(
         directory=directory, key_source=detail, key_source_error=error, kdf_profile=profile,
         keys=tuple(usage), entries=len(scan.entries),
@@ -344,7 +361,24 @@ def status(settings: VaultSettings, *, now: datetime | None = None) -> StatusRep
         journal_oldest_age_seconds=None if oldest is None else max(
             0.0, now.timestamp() - oldest / 1000),
         journal_conflicts=conflicts, warnings=tuple(warnings), rotation=rotation,
-        quarantined=_quarantined(directory))
+        quarantined=_quarantined(directory), shared_records=shared_records,
+        shared_error=shared_error)
+
+
+def _shared_usage(settings: VaultSettings, v: Vault) -> tuple[dict[str, int] | None, str | None]:
+    """The shared tier's records per key id, or why they could not be counted."""
+    try:
+        tier = open_shared(settings)
+    except VaultError as exc:
+        return None, exc.message
+    if tier is None:
+        return None, None
+    try:
+        return dict(shared_target(tier, v).key_ids()), None
+    except VaultError as exc:
+        return {}, exc.message
+    finally:
+        tier.close()
 
 
 def write_metrics(path: str | os.PathLike[str], text: str) -> None:

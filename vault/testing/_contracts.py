@@ -417,6 +417,15 @@ class SharedTierContract:
         assert tier.get(stem) is None
         assert tier.delete_if(stem, _record(3)) is False
 
+    def test_replace_if_replaces_only_the_same_bytes(self, tier: Any) -> None:
+        stem = "9" * 64
+        assert tier.replace_if(stem, _record(1), _record(2), self.later()) is False
+        assert tier.get(stem) is None
+        tier.put(stem, _record(1), self.later())
+        assert tier.replace_if(stem, _record(1, b"other"), _record(2), self.later()) is False
+        assert tier.replace_if(stem, _record(1), _record(1, b"rewrapped"), self.later())
+        assert tier.get(stem) == _record(1, b"rewrapped")
+
     def test_mget_answers_in_order(self, tier: Any) -> None:
         stems = [f"{i:064x}" for i in range(50)]
         for i, stem in enumerate(stems):

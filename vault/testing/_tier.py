@@ -108,6 +108,18 @@ class MemoryTier:
                 return True
             return False
 
+    def replace_if(self, stem: str, old: bytes, new: bytes, expires_at_ms: int) -> bool:
+        """Replace the record under ``stem`` by ``new`` if it is still exactly ``old``."""
+        self._enter("replace_if", stem)
+        with self._lock:
+            if self._live(stem) != old:
+                return False
+            if expires_at_ms > self._clock():
+                self._data[stem] = (new, expires_at_ms)
+            else:
+                self._data.pop(stem, None)
+            return True
+
     def stems(self) -> Iterator[str]:
         """Every stem with a live record."""
         self._enter("stems", "")
