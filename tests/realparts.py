@@ -6,6 +6,9 @@ Loaded as a pytest plugin by ``tests/conftest.py``. Fixtures:
 - ``pg`` (function): the same server, running at test start, restarted after the test if the
   test stopped it; tables named with ``pg.fresh_table_name()`` are dropped afterwards.
 - ``blackhole_addr``, ``refused_port``, ``unresolvable_host``: network outages.
+- ``redis_server`` (function): a :class:`RedisServer` that the test may kill or freeze.
+- ``redis_sentinel`` (function): a :class:`RedisSentinelGroup` (master, replica, three
+  sentinels) whose master the test may kill to make the sentinels fail over.
 - ``secret_service`` (session): a :class:`SecretService` (private D-Bus bus + gnome-keyring).
 - ``use_secret_service`` (function): ``keyring`` in this process talks to it.
 - ``no_keyring_backend`` / ``env_without_bus``: the headless case (``fail.Keyring``).
@@ -755,6 +758,247 @@ def redis_server(redis_binary: str) -> Iterator[RedisServer]:
         yield server
     finally:
         server.close()
+
+
+SENTINEL_SERVICE = "credseal-test"
+SENTINEL_DOWN_AFTER_MS = 1000
+SENTINEL_FAILOVER_TIMEOUT_MS = 5000
+# Sentinels find each other through hello messages on the master, sent every 2 s.
+SENTINEL_WAIT_TIMEOUT = 30.0
+
+
+class RedisSentinelGroup:
+    """A throwaway Redis Sentinel deployment on 127.0.0.1: a master, one replica and three
+    sentinels (quorum 2), nothing persisted, all in one temp directory.
+
+    Debian's package has no ``redis-sentinel`` binary: each sentinel is ``redis-server
+    <its conf> --sentinel`` on a config file written here (a sentinel rewrites its file as it
+    learns). Short timings make a failover take a few seconds: the master is subjectively down
+    after ``down-after-milliseconds`` 1000, ``failover-timeout`` is 5000.
+
+    :meth:`start` returns once the replica is in sync and every sentinel knows the master, the
+    replica and the two other sentinels. Tests kill the master (:meth:`kill_master`) and wait
+    until the sentinels have promoted the replica (:meth:`wait_for_failover`); every process
+    is SIGKILLed and the directory removed by :meth:`close`.
+    """
+
+    host = LOCALHOST
+
+    def __init__(self, binary: str, base: Path, service_name: str = SENTINEL_SERVICE) -> None:
+        self.binary, self.base, self.service_name = binary, base, service_name
+        ports: list[int] = []
+        while len(ports) < 5:
+            port = free_port()
+            if port not in ports:
+                ports.append(port)
+        #: the data nodes' ports: the first master, then its replica
+        self.data_ports: tuple[int, int] = (ports[0], ports[1])
+        self.sentinel_ports: tuple[int, ...] = tuple(ports[2:])
+        self._procs: dict[int, subprocess.Popen[bytes]] = {}  # by port, data nodes and sentinels
+
+    def __repr__(self) -> str:
+        return (f"RedisSentinelGroup(service={self.service_name!r}, data={self.data_ports}, "
+                f"sentinels={self.sentinel_ports})")
+
+    @property
+    def sentinels(self) -> list[tuple[str, int]]:
+        """The sentinels' addresses, for ``RedisTier.from_sentinel`` or redis-py's
+        ``Sentinel``."""
+        return [(self.host, port) for port in self.sentinel_ports]
+
+    # ---- starting
+
+    def start(self) -> None:
+        """Start the master and its replica, wait until the replica is in sync, then the
+        sentinels, and wait until each knows the master, the replica and the others."""
+        master, replica = self.data_ports
+        self._start_data_node(master)
+        self._start_data_node(replica, "--replicaof", self.host, str(master))
+        self._wait(lambda: self._info(replica).get("master_link_status") == "up",
+                   WAIT_TIMEOUT, f"the replica on port {replica} to be in sync")
+        for port in self.sentinel_ports:
+            self._start_sentinel(port, master)
+        self._wait(self._sentinels_agree, SENTINEL_WAIT_TIMEOUT,
+                   "every sentinel to know the master, the replica and 2 other sentinels")
+
+    def _spawn(self, port: int, args: list[str]) -> None:
+        log = (self.base / f"{port}.log").open("ab")
+        try:
+            self._procs[port] = subprocess.Popen([self.binary, *args], stdout=log,
+                                                 stderr=subprocess.STDOUT,
+                                                 start_new_session=True)
+        finally:
+            log.close()
+
+    def _start_data_node(self, port: int, *extra: str) -> None:
+        directory = self.base / f"node-{port}"
+        directory.mkdir()
+        # no diskless-sync delay (5 s by default): the replica syncs at once
+        self._spawn(port, ["--port", str(port), "--bind", self.host, "--save", "",
+                           "--appendonly", "no", "--dir", str(directory), "--daemonize", "no",
+                           "--repl-diskless-sync-delay", "0", *extra])
+        self._wait(lambda: self._answers(port), WAIT_TIMEOUT, f"redis-server on port {port}")
+
+    def _start_sentinel(self, port: int, master: int) -> None:
+        directory = self.base / f"sentinel-{port}"
+        directory.mkdir()
+        name = self.service_name
+        conf = directory / "sentinel.conf"
+        conf.write_text(
+            f'port {port}\nbind {self.host}\ndaemonize no\ndir "{directory}"\n'
+            "sentinel resolve-hostnames no\n"
+            f"sentinel monitor {name} {self.host} {master} 2\n"
+            f"sentinel down-after-milliseconds {name} {SENTINEL_DOWN_AFTER_MS}\n"
+            f"sentinel failover-timeout {name} {SENTINEL_FAILOVER_TIMEOUT_MS}\n"
+            f"sentinel parallel-syncs {name} 1\n")
+        self._spawn(port, [str(conf), "--sentinel"])
+        self._wait(lambda: self._answers(port), WAIT_TIMEOUT, f"the sentinel on port {port}")
+
+    def _sentinels_agree(self) -> bool:
+        for port in self.sentinel_ports:
+            state = self._master_state(port)
+            if state is None or state.get("num-other-sentinels") != 2 \
+                    or state.get("num-slaves") != 1 or not self._usable(state):
+                return False
+        return True
+
+    def _wait(self, predicate: Any, timeout: float, what: str) -> None:
+        try:
+            _wait_until(predicate, timeout, what)
+        except TimeoutError as exc:
+            logs = "\n".join(f"--- {path.name}\n{_tail(path)}"
+                             for path in sorted(self.base.glob("*.log")))
+            raise TimeoutError(f"{exc}; {self!r}\n{logs}") from None
+
+    # ---- asking the nodes (short timeouts, no retries; None when a node does not answer)
+
+    def _client(self, port: int) -> Any:
+        import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        return redis.Redis(host=self.host, port=port, socket_timeout=1.0,
+                           socket_connect_timeout=1.0, retry=Retry(NoBackoff(), 0),
+                           decode_responses=True)
+
+    def _ask(self, port: int, ask: Any) -> Any:
+        import redis
+
+        try:
+            with self._client(port) as client:
+                return ask(client)
+        except (redis.exceptions.RedisError, OSError):
+            return None
+
+    def _answers(self, port: int) -> bool:
+        return self._ask(port, lambda client: client.ping()) is True
+
+    def _info(self, port: int) -> dict[str, Any]:
+        """``INFO replication`` of a data node ({} if it does not answer)."""
+        return self._ask(port, lambda client: client.info("replication")) or {}
+
+    def _master_state(self, sentinel_port: int) -> dict[str, Any] | None:
+        """``SENTINEL MASTER <service>`` as one sentinel sees it."""
+        state = self._ask(sentinel_port, lambda client: client.sentinel_master(self.service_name))
+        return state if isinstance(state, dict) else None
+
+    @staticmethod
+    def _usable(state: dict[str, Any]) -> bool:
+        """Whether a sentinel reports the master as up (redis-py's ``check_master_state``)."""
+        return bool(state.get("is_master")) and not state.get("is_sdown") \
+            and not state.get("is_odown")
+
+    # ---- the test's view and faults
+
+    def master_port(self) -> int:
+        """The master's port as the first sentinel that answers reports it.
+
+        Raises:
+            RuntimeError: no sentinel answered.
+        """
+        for port in self.sentinel_ports:
+            address = self._ask(port, lambda client: client.sentinel_get_master_addr_by_name(
+                self.service_name))
+            if address:
+                return int(address[1])
+        raise RuntimeError(f"no sentinel of {self!r} answered")
+
+    def kill_master(self) -> int:
+        """SIGKILL the current master's process group (connections are refused from now on);
+        returns its port once it is gone."""
+        port = self.master_port()
+        proc = self._procs.get(port)
+        assert proc is not None and proc.poll() is None, f"the master on {port} is not running"
+        self._kill(proc)
+        return port
+
+    def wait_for_failover(self, old_port: int, timeout: float = SENTINEL_WAIT_TIMEOUT) -> int:
+        """Wait until every sentinel reports a master other than ``old_port`` that is up, and
+        that node says it is a master; return its port.
+
+        Raises:
+            TimeoutError: no failover within ``timeout`` seconds (with the logs' tails).
+        """
+        promoted: list[int] = []
+
+        def done() -> bool:
+            ports = set()
+            for port in self.sentinel_ports:
+                state = self._master_state(port)
+                if state is None or not self._usable(state):
+                    return False
+                ports.add(int(state["port"]))
+            if len(ports) != 1 or old_port in ports:
+                return False
+            (port,) = ports
+            if self._info(port).get("role") != "master":
+                return False
+            promoted[:] = [port]
+            return True
+
+        self._wait(done, timeout, f"the sentinels to promote a master other than {old_port}")
+        return promoted[0]
+
+    # ---- stopping
+
+    @staticmethod
+    def _kill(proc: subprocess.Popen[bytes]) -> None:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGCONT)  # a frozen one must die too
+                os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=WAIT_TIMEOUT)
+
+    def close(self) -> None:
+        """SIGKILL every process (sentinels first: no failover during the teardown) and
+        remove the directory; raises the first error after trying everything."""
+        errors: list[Exception] = []
+        for port in (*self.sentinel_ports, *self.data_ports):
+            proc = self._procs.pop(port, None)
+            if proc is not None:
+                try:
+                    self._kill(proc)
+                except (OSError, subprocess.TimeoutExpired) as exc:
+                    errors.append(exc)
+        _remove_tree(self.base)
+        if errors:
+            raise errors[0]
+
+
+@pytest.fixture
+def redis_sentinel(redis_binary: str) -> Iterator[RedisSentinelGroup]:
+    """A fresh :class:`RedisSentinelGroup` for one test (master, replica, three sentinels),
+    ready: the replica in sync, every sentinel aware of all of them. Removed afterwards."""
+    try:
+        import redis  # noqa: F401
+    except ImportError:
+        require("redis-py", 'redis-py is missing: pip install -e ".[dev]"')
+    group = RedisSentinelGroup(redis_binary, Path(tempfile.mkdtemp(prefix="credseal-sentinel-")))
+    try:
+        group.start()
+        yield group
+    finally:
+        group.close()
 
 
 @pytest.fixture(scope="session")

@@ -589,7 +589,7 @@ def open_cache(settings: VaultSettings | None = None, *,
         shared = open_shared(settings)
         try:
             return FallbackCache(source, open_vault(settings, passphrase=passphrase),
-                                 shared=shared)
+                                 shared=shared, host=current_context().host)
         except BaseException:
             if shared is not None:
                 shared.close()

@@ -18,10 +18,10 @@ from typing import Any
 import redis
 
 import vault
-from vault import codec
 from tests.helpers.backends import PostgresBackend
 from tests.hygiene import CANARY_VALUE
 from tests.realparts import PostgresServer, RedisServer
+from vault import codec
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMES = [f"company-{i:02d}" for i in range(50)]

@@ -289,6 +289,8 @@ class Fleet:
         kwargs.setdefault("shared", self.tier())
         kwargs.setdefault("on_event", self.events.append)
         kwargs.setdefault("clock", self.clock)  # the cache's own (source) breaker too
+        # No usage reports: each would be one more write whose failure these tests count.
+        kwargs.setdefault("report_interval", None)
         return FallbackCache(self.source, self.make_vault(directory), **kwargs)
 
 

@@ -31,9 +31,14 @@ def fleet_vault(cli: Cli, redis_server: RedisServer) -> vault.KeyRing:
         for name in NAMES:
             source.save(name, {"secret": PLAINTEXT, "name": name})
         with RedisTier.from_url(redis_server.url) as tier, \
-                FallbackCache(source, vault.Vault(cli.dir, keys=ring), shared=tier) as cache:
+                FallbackCache(source, vault.Vault(cli.dir, keys=ring), shared=tier,
+                              host="operator-host") as cache:
             for name in NAMES:
                 assert cache.fetch(name).origin == "source"
+        with RedisTier.from_url(redis_server.url) as tier, \
+                FallbackCache(source, vault.Vault(cli.home / "host-b", keys=ring), shared=tier,
+                              host="host-b") as cache:
+            cache.get(NAMES[0])  # another host of the fleet, with a copy under the key
     return ring
 
 
@@ -80,8 +85,20 @@ def test_rotate_rewraps_the_shared_tier_and_retire_asks_it(cli: Cli,
             fetched = cache.fetch(name)
             assert (fetched.origin, fetched.value["name"]) == ("shared", name)
 
-    retired = cli.run("retire", old, keys=new_ring.to_text(), **env)
+    # host-b has not rewrapped (nor reported since): retire names it until it is forgotten.
+    status = json.loads(cli.run("status", "--json", keys=new_ring.to_text(), **env).stdout)
+    hosts = {h["directory"]: h for h in status["shared_hosts"]}
+    here, b = str(cli.dir.resolve()), str((cli.home / "host-b").resolve())
+    assert hosts[b]["entries"] == {old: 1} and hosts[b]["host"] == "host-b"
+    assert hosts[here]["entries"] == {new_ring.primary.id: len(NAMES)}  # rotate reported it
+    assert len(hosts) == 3  # and the fresh host below's, all on the new key
+    refused = cli.run("retire", old, keys=new_ring.to_text(), **env)
+    assert refused.returncode != 0 and f"host {hosts[b]['host_id']} (host-b:" \
+        in refused.stderr, refused.stderr
+    retired = cli.run("retire", old, "--forget-host", hosts[b]["host_id"],
+                      keys=new_ring.to_text(), **env)
     assert retired.returncode == 0, retired.stderr
+    assert "forgot host" in retired.stderr
     cli.allowed.append(retired.stdout.strip().removeprefix("CREDSEAL_KEYS="))  # to deploy
 
 

@@ -69,6 +69,7 @@ __all__ = [
     "Pending",
     "PrefetchReport",
     "SaveResult",
+    "SharedTarget",
     "SharedTier",
     "shared_target",
 ]

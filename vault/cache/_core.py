@@ -26,6 +26,7 @@ import hashlib
 import logging
 import os
 import threading
+from collections import Counter
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -51,7 +52,7 @@ from vault.cache._health import (
     Health,
     describe,
 )
-from vault.cache._shared import Copy, SharedCopies, SharedTier
+from vault.cache._shared import REPORT_INTERVAL, Copy, SharedCopies, SharedTier
 from vault.errors import (
     ConfigurationError,
     DecryptionError,
@@ -62,7 +63,7 @@ from vault.errors import (
     UnknownKeyError,
     VaultError,
 )
-from vault.sources._base import check_storable, value_digest
+from vault.sources._base import check_storable, now_us, value_digest
 
 __all__ = ["CACHE", "DEFAULT_SHARED_REFRESH", "SHARED", "SOURCE", "CacheCore", "Fetched",
            "Pending", "PrefetchReport", "ReplayTally", "SaveResult", "SourceFailure"]
@@ -161,7 +162,8 @@ class CacheCore:
                  on_event: Callable[[CacheEvent], None] | None,
                  is_outage: Callable[[BaseException], bool], clock: Callable[[], float],
                  journal: Journal | None, shared: SharedTier | None = None,
-                 shared_refresh: float = DEFAULT_SHARED_REFRESH) -> None:
+                 shared_refresh: float = DEFAULT_SHARED_REFRESH,
+                 report_interval: float | None = REPORT_INTERVAL, host: str | None = None) -> None:
         if vault.read_only:
             raise ConfigurationError("a fallback cache needs a writable vault (its copies and "
                                      "journal live there); this one was opened read_only")
@@ -191,6 +193,15 @@ class CacheCore:
             self._copies = SharedCopies(shared, self._entries, self.health,
                                         refresh_seconds=shared_refresh, clock=clock)
         self._high: dict[str, int] = {}
+        if report_interval is not None and (
+                not isinstance(report_interval, int | float) or isinstance(report_interval, bool)
+                or not 0 <= report_interval < float("inf")):
+            raise ConfigurationError("report_interval must be a finite number of seconds >= 0, "
+                                     "or None (no reports)")
+        self.report_interval = None if report_interval is None else float(report_interval)
+        self.host = host
+        self._report_at: float | None = None  # when the next usage report is due (monotonic)
+        self._report_lock = threading.Lock()
 
     @property
     def degraded(self) -> bool:
@@ -597,6 +608,26 @@ class CacheCore:
                     self._high.clear()
                 self._high[name] = version
 
+    def _maybe_report(self) -> None:
+        """Publish this host's usage report to the shared tier when one is due (the first
+        call, then every ``report_interval`` seconds); never raises, never waits for another
+        thread's report."""
+        copies, interval = self._copies, self.report_interval
+        if copies is None or interval is None or not self._report_lock.acquire(blocking=False):
+            return
+        try:
+            now = self.health.clock()
+            if self._report_at is not None and now < self._report_at:
+                return
+            self._report_at = now + interval
+            try:
+                journal = self.journal.key_ids()
+            except (VaultError, OSError):
+                journal = Counter()
+            copies.publish_report(journal, self.host)
+        finally:
+            self._report_lock.release()
+
     def _provisional_version(self, name: str) -> int:
         """The version of a write the source could not take: above everything this process
         saw of ``name``, and otherwise the clock in µs (the built-in sources' unit), so that
@@ -604,7 +635,7 @@ class CacheCore:
         the journal reaches it, is greater still."""
         with self._lock:
             high = self._high.get(name, 0)
-        return max(high + 1, _clock.now_ms() * 1000)
+        return max(high + 1, now_us())
 
     def _fleet_after_load(self, name: str, value: Any, version: int, generation: int) -> None:
         """A healthy versioned answer: write it through to the vault and the shared tier
@@ -656,6 +687,7 @@ class CacheCore:
             self._seen[name] = value_digest(value)
         self._note_version(name, version)
         self._fleet_store(name, value, version)
+        self._maybe_report()
         return SaveResult(journaled=False)
 
     def _fleet_store(self, name: str, value: Any, version: int) -> None:
@@ -677,6 +709,7 @@ class CacheCore:
         self._note_version(name, version)
         self._local_write_logged(lambda: self._drop_local(name), name)
         copies.write_tombstone(name, version, _clock.now_ms())
+        self._maybe_report()
         return SaveResult(journaled=False)
 
     def _fleet_journal_write(self, op: str, name: str, value: Any,
@@ -695,6 +728,7 @@ class CacheCore:
                 copies.write_value(name, version, *written)
         else:
             copies.write_tombstone(name, version, _clock.now_ms())
+        self._maybe_report()
         return result
 
     def _serve_fleet(self, name: str, cause: BaseException) -> Fetched:

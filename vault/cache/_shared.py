@@ -19,20 +19,25 @@ rotation may be under way).
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import re
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
-from vault import _clock
+from vault import _clock, codec
 from vault._crypto import format as fmt
 from vault._crypto.keys import KeyRing
-from vault._store.entries import EntryStore, name_stem
+from vault._store.entries import EntryStore, name_stem, utc
 from vault._store.rewrap import Outcome, PendingWrite
 from vault._store.stamp import stamp, tombstone, unstamp
+from vault._store.state import StateFile
 from vault.cache._health import (
     SHARED_RECOVERED,
     SHARED_REJECTED,
@@ -52,9 +57,17 @@ from vault.errors import (
     VaultError,
 )
 
-__all__ = ["RECORD_MAGIC", "RECORD_PREFIX_SIZE", "Copy", "SharedCopies", "SharedTarget",
-           "SharedTier", "pack_record", "record_version"]
+__all__ = ["RECENT_REPORT_SECONDS", "RECORD_MAGIC", "RECORD_PREFIX_SIZE", "REPORT_INTERVAL",
+           "Copy", "SharedCopies", "SharedTarget", "SharedTier", "UsageReport", "host_id",
+           "pack_record", "publish_report", "read_reports", "record_version"]
 
+#: seconds between two usage reports of one host (a cache publishes from its calls)
+REPORT_INTERVAL = 300.0
+#: a report younger than this is recent; an older one means the host has not reported
+RECENT_REPORT_SECONDS = 3 * REPORT_INTERVAL
+REPORT_TTL_MS = 30 * 86_400_000  # a host silent for 30 days is forgotten by the tier
+_REPORT_NAME = "credseal-usage-report/"
+_HOST_ID = re.compile(r"[0-9a-f]{32}")
 RECORD_MAGIC = b"CSR1"
 VERSION_DIGITS = 20
 RECORD_PREFIX_SIZE = len(RECORD_MAGIC) + VERSION_DIGITS
@@ -106,6 +119,18 @@ class SharedTier(Protocol):
 
     def stems(self) -> Iterator[str]:
         """Every stem that holds a record (a scan: records may come and go meanwhile)."""
+        ...
+
+    def put_report(self, host_id: str, report: bytes, expires_at_ms: int) -> None:
+        """Store a host's sealed usage report (replacing its previous one)."""
+        ...
+
+    def reports(self) -> dict[str, bytes]:
+        """Every host's sealed usage report, by host id."""
+        ...
+
+    def delete_report(self, host_id: str) -> bool:
+        """Remove a host's report (a host that is gone for good); True if there was one."""
         ...
 
 
@@ -267,6 +292,15 @@ class SharedCopies:
         with self._lock:
             self._written.pop(name, None)
 
+    # ---- usage reports
+
+    def publish_report(self, journal_key_ids: Counter[str], host: str | None) -> None:
+        """Publish this host's sealed usage report (:func:`publish_report`); never raises."""
+        try:
+            publish_report(self.tier, self.entries, journal_key_ids, host)
+        except (VaultError, OSError) as exc:
+            self.unavailable(exc)
+
     # ---- availability
 
     def unavailable(self, exc: Exception) -> None:
@@ -385,6 +419,33 @@ class SharedTarget:
         return _SharedPending(self.tier, item, raw, pack_record(clear, sealed),
                               header.expires_at, old_id)
 
+    def reports(self) -> tuple[list[UsageReport], int]:
+        """The hosts' usage reports that authenticate, and how many did not."""
+        return read_reports(self.tier, self.entries)
+
+    def hosts_using(self, key_id: str) -> list[str]:
+        """One line per host whose report names ``key_id`` (recent or not: a host that
+        stopped reporting may still hold it), for ``retire``'s refusal."""
+        lines = []
+        for report in self.reports()[0]:
+            if not report.uses(key_id):
+                continue
+            when = report.at.isoformat(timespec="seconds")
+            what = (f"{report.entries.get(key_id, 0)} entries, "
+                    f"{report.journal.get(key_id, 0)} journal records")
+            state = f"reported {what} at {when}" if report.recent else \
+                f"has not reported since {when} (then: {what})"
+            lines.append(f"host {report.host_id} ({report.host}:{report.directory}) {state}")
+        return lines
+
+    def refresh_report(self, journal_key_ids: Counter[str], host: str | None = None) -> None:
+        """Publish this directory's usage report now (after a rotation rewrapped it)."""
+        publish_report(self.tier, self.entries, journal_key_ids, host)
+
+    def forget_host(self, host: str) -> bool:
+        """Remove the report of host id ``host`` (gone for good). Raises ``SharedTierError``."""
+        return self.tier.delete_report(host)
+
     def key_ids(self) -> Counter[str]:
         """Records per key id, from unverified headers."""
         return Counter(header.key_id.hex() for _, _, header in self._headers())
@@ -406,3 +467,82 @@ class SharedTarget:
                     continue
             held.append(header.name)
         return sorted(held)
+
+
+def publish_report(tier: SharedTier, entries: EntryStore, journal_key_ids: Counter[str],
+                   host: str | None = None) -> None:
+    """Publish the usage report of the host serving ``entries``' directory: the key ids its
+    local entries and journal records use (unverified headers), sealed with the ring.
+    ``host`` labels it (advisory: ``vault.config.current_context().host``); the directory's
+    real path and its vault id (from ``vault.state``, random per directory with the env
+    source) identify it, so a service and an operator's command on it report as one host.
+
+    Raises:
+        SharedTierError, VaultError, OSError.
+    """
+    host, directory = host or "", os.path.realpath(entries.dir)
+    try:
+        state = StateFile(entries).read()
+    except VaultError:
+        state = None
+    ident = host_id(directory, "" if state is None else state.vault_id)
+    now = _clock.now_ms()
+    doc = {"v": 1, "host": host, "dir": directory, "at": now,
+           "entries": dict(entries.key_ids()), "journal": dict(journal_key_ids)}
+    sealed = entries.keys.seal(kind=fmt.KIND_STATE, name=_REPORT_NAME + ident,
+                               plaintext=codec.dumps(doc), created_at=now,
+                               expires_at=now + REPORT_TTL_MS)
+    tier.put_report(ident, sealed, now + REPORT_TTL_MS)
+
+
+def host_id(directory: str, vault_id: str) -> str:
+    """The id of a fleet host: its vault directory's real path and vault id (32 hex)."""
+    return hashlib.sha256(b"credseal host\0" + vault_id.encode("utf-8", "replace") + b"\0"
+                          + directory.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class UsageReport:
+    """One host's authenticated usage report: which key ids its local ``entries`` and
+    ``journal`` records use (counts), reported ``at``; ``recent`` when younger than
+    :data:`RECENT_REPORT_SECONDS`."""
+
+    host_id: str
+    host: str
+    directory: str
+    at: datetime
+    entries: dict[str, int]
+    journal: dict[str, int]
+    recent: bool
+
+    def uses(self, key_id: str) -> bool:
+        """Whether the report names ``key_id``."""
+        return bool(self.entries.get(key_id) or self.journal.get(key_id))
+
+
+def read_reports(tier: SharedTier, entries: EntryStore) -> tuple[list[UsageReport], int]:
+    """Every report that authenticates (sorted by host), and how many did not (a report
+    sealed under a key the ring lacks counts there too).
+
+    Raises:
+        SharedTierError: the tier failed.
+    """
+    good, bad = [], 0
+    now = _clock.now_ms()
+    for ident, sealed in sorted(tier.reports().items()):
+        try:
+            if not _HOST_ID.fullmatch(ident):
+                raise FormatError("not a host id")
+            _, plaintext = entries.open_envelope(sealed, kind=fmt.KIND_STATE,
+                                                 name=_REPORT_NAME + ident)
+            doc: Any = codec.loads(plaintext)
+            at = int(doc["at"])
+            report = UsageReport(ident, str(doc["host"]), str(doc["dir"]), utc(at),
+                                 {str(k): int(v) for k, v in doc["entries"].items()},
+                                 {str(k): int(v) for k, v in doc["journal"].items()},
+                                 now - at <= RECENT_REPORT_SECONDS * 1000)
+        except (VaultError, KeyError, TypeError, ValueError, AttributeError):
+            bad += 1
+            continue
+        good.append(report)
+    return good, bad

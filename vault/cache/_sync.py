@@ -50,7 +50,7 @@ from vault.cache._core import (
 )
 from vault.cache._health import CacheEvent
 from vault.cache._kind import check_sync_source
-from vault.cache._shared import SharedTier
+from vault.cache._shared import REPORT_INTERVAL, SharedTier
 from vault.errors import ConfigurationError, SerializationError, VaultError
 from vault.sources._base import (
     Source,
@@ -88,6 +88,12 @@ class FallbackCache(CacheCore):
             source with versions (``vault.sources.VersionedSource``).
         shared_refresh: seconds after which this process writes a shared copy again although
             it already wrote that version (a Redis that restarted empty fills up again).
+        report_interval: seconds between two usage reports this host publishes to the shared
+            tier (the key ids its local copies and journal use, for ``retire``); the report
+            is written from a call (a scan of the vault directory's headers). None: no
+            reports (``retire`` then cannot see what this host still uses).
+        host: this host's name in its usage reports (advisory; ``vault.open_cache`` passes
+            the machine's host name); the vault directory's real path identifies the host.
 
     Raises:
         ConfigurationError: an async source (hint: ``AsyncFallbackCache``), a read-only
@@ -99,7 +105,8 @@ class FallbackCache(CacheCore):
                  is_outage: Callable[[BaseException], bool] = is_outage,
                  clock: Callable[[], float] = time.monotonic,
                  journal: Journal | None = None, shared: SharedTier | None = None,
-                 shared_refresh: float = DEFAULT_SHARED_REFRESH) -> None:
+                 shared_refresh: float = DEFAULT_SHARED_REFRESH,
+                 report_interval: float | None = REPORT_INTERVAL, host: str | None = None) -> None:
         check_sync_source(source)
         if shared is not None and not supports_versions(source):
             raise ConfigurationError(
@@ -108,7 +115,8 @@ class FallbackCache(CacheCore):
                 hint="the built-in sources have them (vault.sources.VersionedSource)")
         super().__init__(vault, breaker=breaker, warn_interval=warn_interval, on_event=on_event,
                          is_outage=is_outage, clock=clock, journal=journal, shared=shared,
-                         shared_refresh=shared_refresh)
+                         shared_refresh=shared_refresh, report_interval=report_interval,
+                         host=host)
         self.source = source
 
     def __repr__(self) -> str:
@@ -131,6 +139,7 @@ class FallbackCache(CacheCore):
         """
         fetched = self._fetch(name)
         self.health.answered(fetched.origin)
+        self._maybe_report()
         return fetched
 
     def _fetch(self, name: str) -> Fetched:
@@ -203,7 +212,9 @@ class FallbackCache(CacheCore):
             ConfigurationError: no shared tier. FormatError: a bad name.
         """
         self._check_open()
-        return self._prefetch(list(names))
+        report = self._prefetch(list(names))
+        self._maybe_report()
+        return report
 
     def replay(self) -> int:
         """Replay pending journal records now, in order; returns how many were applied.

@@ -99,8 +99,9 @@ class ServerInfo:
     problems: tuple[str, ...]
 
 
-def _worst_case(connection: Any, retry: Any) -> tuple[float, str | None]:
-    """A connection's worst-case seconds per call, or (inf, the setting to fix)."""
+def _worst_case(connection: Any, retry: Any, lookup: float = 0.0) -> tuple[float, str | None]:
+    """A connection's worst-case seconds per call, or (inf, the setting to fix); ``lookup``
+    is added to every attempt (a Sentinel client asks the sentinels for the master first)."""
     read = getattr(connection, "socket_timeout", None)
     connect = getattr(connection, "socket_connect_timeout", None)
     if read is None:
@@ -122,7 +123,25 @@ def _worst_case(connection: Any, retry: Any) -> tuple[float, str | None]:
             backoff = float(policy._cap)
         else:
             return math.inf, f"retry (a backoff of unknown bound: {type(policy).__name__})"
-    return (retries + 1) * (float(read) + float(connect)) + retries * backoff, None
+    return (retries + 1) * (float(read) + float(connect) + lookup) + retries * backoff, None
+
+
+def _sentinel_lookup(client: Any) -> tuple[float, str | None]:
+    """The worst-case seconds of finding the master through ``client``'s sentinels (asked
+    one after the other), 0 for a client without them."""
+    manager = getattr(getattr(client, "connection_pool", None), "sentinel_manager", None)
+    total = 0.0
+    for sentinel in getattr(manager, "sentinels", None) or ():
+        connection, _ = _connection_of(sentinel)
+        try:
+            worst, setting = _worst_case(connection, connection.retry)
+        finally:
+            with contextlib.suppress(Exception):
+                connection.disconnect()
+        if setting is not None:
+            return math.inf, f"the sentinels' {setting} (sentinel_kwargs)"
+        total += worst
+    return total, None
 
 
 def _connection_of(client: Any) -> tuple[Any, Any]:
@@ -163,8 +182,12 @@ def check_client(client: Any, bound: float) -> float:
         ConfigurationError: it can wait longer than ``bound`` (names the setting).
     """
     connection, cluster_retry = _connection_of(client)
+    lookup, setting = _sentinel_lookup(client)
     try:
-        worst, setting = _worst_case(connection, connection.retry)
+        if setting is None:
+            worst, setting = _worst_case(connection, connection.retry, lookup)
+        else:
+            worst = math.inf
     finally:
         with contextlib.suppress(Exception):
             connection.disconnect()
@@ -272,7 +295,12 @@ class RedisTier:
         from redis.sentinel import Sentinel
 
         bounded = _bounded_kwargs(timeout)
-        sentinel_settings = {**bounded, **(sentinel_kwargs or {})}
+        # Every connect asks the sentinels in turn (and the master's retry may ask twice):
+        # each sentinel gets an equal share of what the bound leaves, and no retry.
+        share = (MAX_CALL_SECONDS / 2 - 2 * timeout) / (2 * max(1, len(sentinels)))
+        quick = max(0.02, min(timeout, share))
+        sentinel_settings = {**bounded, "socket_timeout": quick, "socket_connect_timeout": quick,
+                             "retry": Retry(NoBackoff(), 0), **(sentinel_kwargs or {})}
         sentinel = Sentinel(list(sentinels), sentinel_kwargs=sentinel_settings,  # type: ignore[no-untyped-call]
                             **{**bounded, **client_kwargs})
         master_settings = {**bounded, **client_kwargs, "decode_responses": False}
@@ -327,6 +355,35 @@ class RedisTier:
         """Replace the record under ``stem`` by ``new`` only if it is still exactly ``old``."""
         return bool(self._run(lambda: self._replace_if(keys=[self.key(stem)],
                                                        args=[old, new, expires_at_ms])))
+
+    def report_key(self, host_id: str) -> str:
+        """The Redis key of a host's usage report."""
+        return f"{self.namespace}:r:{host_id}"
+
+    def put_report(self, host_id: str, report: bytes, expires_at_ms: int) -> None:
+        """Store a host's sealed usage report until ``expires_at_ms``."""
+        self._run(lambda: self.client.set(self.report_key(host_id), report,
+                                          pxat=expires_at_ms))
+
+    def reports(self) -> dict[str, bytes]:
+        """Every host's sealed usage report (``SCAN`` + ``MGET``)."""
+        prefix = f"{self.namespace}:r:"
+
+        def scan() -> dict[str, bytes]:
+            keys = list(self.client.scan_iter(match=f"{prefix}*", count=500))
+            values = self.client.mget(keys) if keys else []
+            found = {}
+            for key, value in zip(keys, values, strict=True):
+                text = key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
+                if value is not None:
+                    found[text[len(prefix):]] = bytes(value)
+            return found
+
+        return self._run(scan)
+
+    def delete_report(self, host_id: str) -> bool:
+        """Remove a host's report; True if there was one."""
+        return bool(self._run(lambda: self.client.delete(self.report_key(host_id))))
 
     def stems(self) -> Iterator[str]:
         """Every stem with a record (``SCAN``, batches of 500)."""

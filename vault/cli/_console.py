@@ -19,9 +19,8 @@ from datetime import timedelta
 from typing import Any, TextIO
 
 from vault import _files as files
-from vault._store.rewrap import RewrapTarget
 from vault._store.store import Vault
-from vault.cache import shared_target
+from vault.cache import SharedTarget, shared_target
 from vault.config import VaultSettings, open_shared, parse_duration, source_from_settings
 from vault.errors import ConfigurationError, KeySourceError
 from vault.keysources import KeySource
@@ -257,7 +256,7 @@ def open_keyed(con: Console, *, read_only: bool = False) -> tuple[KeySource, Vau
     return source, v
 
 
-def shared_targets(con: Console, v: Vault) -> tuple[list[RewrapTarget], Callable[[], None]]:
+def shared_targets(con: Console, v: Vault) -> tuple[list[SharedTarget], Callable[[], None]]:
     """The shared tier (``CREDSEAL_REDIS_*``) as a rewrap target of ``v``, if configured,
     and what closes it."""
     tier = open_shared(con.settings())

@@ -125,6 +125,11 @@ def cmd_status(args: argparse.Namespace, con: Console) -> int:
         by_key = ", ".join(f"{n} under {key}" for key, n in sorted(report.shared_records.items()))
         con.out(f"shared      {sum(report.shared_records.values())} records"
                 + (f" ({by_key})" if by_key else ""))
+    for host in report.shared_hosts:
+        keys = sorted(set(host.entries) | set(host.journal))
+        con.out(f"host        {host.host_id}  {host.host}:{host.directory}  "
+                f"{'reported' if host.recent else 'NOT reported since'} "
+                f"{moment(host.reported_at)}  keys {', '.join(keys) or 'none'}")
     con.out(f"key source  {report.key_source or 'error: ' + str(report.key_source_error)}")
     if report.kdf_profile:
         con.out(f"kdf         {report.kdf_profile}")

@@ -181,6 +181,9 @@ def _retire_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--forget", metavar="PATH", action="append", default=[],
                         help="a directory of this vault that is gone for good (repeatable): "
                              "forget it instead of refusing because it cannot be checked")
+    parser.add_argument("--forget-host", metavar="HOST_ID", action="append", default=[],
+                        help="a fleet host that is gone for good (repeatable): remove its "
+                             "usage report from the shared tier (`credseal status` lists them)")
     parser.add_argument("--all-directories-checked", action="store_true",
                         help="you rewrapped every directory of this vault yourself (needed "
                              "when the key source had to forget some)")
@@ -203,6 +206,14 @@ def cmd_retire(args: argparse.Namespace, con: Console) -> int:
     source, v = open_keyed(con)
     extra, close_shared = shared_targets(con, v)
     try:
+        if args.forget_host and not extra:
+            raise ConfigurationError("--forget-host needs the shared tier: set "
+                                     "CREDSEAL_REDIS_URL (or CREDSEAL_REDIS_SENTINELS)")
+        for host in args.forget_host:
+            if not extra[0].forget_host(host):
+                raise ConfigurationError(f"no usage report of host {host!r:.40} in the shared "
+                                         "tier", hint="`credseal status` lists the hosts")
+            con.note(f"forgot host {host}: its usage report is gone from the shared tier")
         result = ops.retire(v, source, args.key_id, forget=args.forget,
                             all_checked=args.all_directories_checked, extra_targets=extra)
     finally:

@@ -18,6 +18,7 @@ from vault.ops._entries import (
 )
 from vault.ops._everyday import (
     EntryCheck,
+    HostUsage,
     InitResult,
     InspectReport,
     KeyUsage,
@@ -47,6 +48,7 @@ __all__ = [
     "DiagnoseReport",
     "EntryCheck",
     "EntryListing",
+    "HostUsage",
     "InitResult",
     "InspectReport",
     "JournalItem",

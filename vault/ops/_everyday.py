@@ -224,6 +224,19 @@ class KeyUsage(Report):
 
 
 @dataclass(frozen=True)
+class HostUsage:
+    """One fleet host's last usage report: which key ids its local copies and journal use."""
+
+    host_id: str
+    host: str
+    directory: str
+    reported_at: datetime
+    recent: bool
+    entries: dict[str, int]
+    journal: dict[str, int]
+
+
+@dataclass(frozen=True)
 class StatusReport(Report):
     """``credseal status``: computed from unverified headers, without decrypting anything."""
 
@@ -251,6 +264,8 @@ class StatusReport(Report):
     shared_records: dict[str, int] | None = None
     #: why the shared tier could not be counted (an outage, a bad setting)
     shared_error: str | None = None
+    #: the fleet's hosts by their authenticated usage reports (needs the key source)
+    shared_hosts: tuple[HostUsage, ...] = ()
 
     def prometheus(self) -> str:
         """This report in Prometheus' text exposition format, for node_exporter's textfile
@@ -344,7 +359,7 @@ def status(settings: VaultSettings, *, now: datetime | None = None) -> StatusRep
     if conflicts:
         problems.append(f"{conflicts} journaled writes conflict with the source's value: "
                         "`credseal journal` lists them")
-    shared_records, shared_error = _shared_usage(settings, read_only_vault)
+    shared_records, shared_error, hosts = _shared_usage(settings, directory)
     if shared_records:
         known = {key.id: key.state for key in usage}
         for key_id, n in sorted(shared_records.items()):
@@ -362,24 +377,35 @@ def status(settings: VaultSettings, *, now: datetime | None = None) -> StatusRep
             0.0, now.timestamp() - oldest / 1000),
         journal_conflicts=conflicts, warnings=tuple(warnings), rotation=rotation,
         quarantined=_quarantined(directory), shared_records=shared_records,
-        shared_error=shared_error)
+        shared_error=shared_error, shared_hosts=hosts)
 
 
-def _shared_usage(settings: VaultSettings, v: Vault) -> tuple[dict[str, int] | None, str | None]:
-    """The shared tier's records per key id, or why they could not be counted."""
+def _shared_usage(settings: VaultSettings, directory: Path
+                  ) -> tuple[dict[str, int] | None, str | None, tuple[HostUsage, ...]]:
+    """The shared tier's records per key id, the hosts' usage reports (when the key source
+    opens: they are sealed), or why they could not be read."""
     try:
         tier = open_shared(settings)
     except VaultError as exc:
-        return None, exc.message
+        return None, exc.message, ()
     if tier is None:
-        return None, None
+        return None, None, ()
     try:
-        return dict(shared_target(tier, v).key_ids()), None
+        target = shared_target(tier, Vault(directory, read_only=True))
+        records = dict(target.key_ids())
+        try:
+            keyed = shared_target(tier, Vault(directory, keys=source_from_settings(settings),
+                                              read_only=True))
+            reports = keyed.reports()[0]
+        except VaultError:
+            reports = []
+        hosts = tuple(HostUsage(r.host_id, r.host, r.directory, r.at, r.recent, r.entries,
+                                r.journal) for r in reports)
+        return records, None, hosts
     except VaultError as exc:
-        return {}, exc.message
+        return {}, exc.message, ()
     finally:
         tier.close()
-
 
 def write_metrics(path: str | os.PathLike[str], text: str) -> None:
     """Replace ``path`` with ``text`` atomically and durably, mode 0644 (metrics are no

@@ -13,6 +13,7 @@ everything readable under a key the ring still holds. ``retire`` asks every targ
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
@@ -225,6 +226,11 @@ def rotate(vault: Vault, source: KeySource, *, rewrap_only: bool = False,
         lock.record(phase="rewrapping", new_key_id=new_id, from_key_id=old_id)
         reports = {target.name: _rewrap_target(target, ring, progress)
                    for target in rewrap_targets(vault, extra_targets)}
+        for target in rewrap_targets(vault, extra_targets):
+            refresh = getattr(target, "refresh_report", None)  # the shared tier's
+            if refresh is not None:
+                with contextlib.suppress(VaultError, OSError):
+                    refresh(Journal(vault).key_ids(), context.host)
         failed = sum(r.failed for r in reports.values())
         moved = sum(r.rewrapped for r in reports.values())
         outcome = "failed" if failed else "rotated" if moved or new_id != old_id else "current"
@@ -324,6 +330,15 @@ def check_unused(vault: Vault, key_id: str, *,
     using = targets[0].sealed_under(key_id) if targets[0].key_ids().get(key_id) else []
     held = {target.name: len(target.sealed_under(key_id)) if target.key_ids().get(key_id)
             else 0 for target in targets[1:]}
+    hosts = [line for target in targets
+             for line in (getattr(target, "hosts_using", None) or (lambda _: []))(key_id)]
+    if hosts and not using and not any(held.values()):
+        shown = "; ".join(hosts[:5]) + (f"; and {len(hosts) - 5} more" if len(hosts) > 5 else "")
+        raise KeyInUseError(
+            f"key {key_id} may still be used by other hosts of the fleet: {shown}",
+            hint="a host's copies move to the new key as it refreshes them (within half the "
+            "TTL) and its journal as it replays; wait for reports without the key, or "
+            "`credseal retire --forget-host ID` for a host that is gone for good")
     if using or any(held.values()):
         where = ", ".join(repr(n) for n in using[:5]) + (" ..." if len(using) > 5 else "")
         others = "".join(f" and {n} {name} items" if name != "journal" else

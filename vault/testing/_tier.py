@@ -24,6 +24,7 @@ class MemoryTier:
     def __init__(self, clock: Callable[[], int] | None = None) -> None:
         self._lock = threading.Lock()
         self._data: dict[str, tuple[bytes, int]] = {}
+        self._reports: dict[str, tuple[bytes, int]] = {}
         self._failure: str | None = None
         self._clock = clock or (lambda: _clock.now_ms())  # follows a patched vault clock
         #: every call received, as ``(operation, stem)``
@@ -41,9 +42,10 @@ class MemoryTier:
         self._failure = None
 
     def clear(self) -> None:
-        """Forget every record (a Redis that restarted empty)."""
+        """Forget every record and report (a Redis that restarted empty)."""
         with self._lock:
             self._data.clear()
+            self._reports.clear()
 
     def raw(self) -> dict[str, bytes]:
         """A copy of the live records by stem (not logged, never fails)."""
@@ -119,6 +121,30 @@ class MemoryTier:
             else:
                 self._data.pop(stem, None)
             return True
+
+    def put_report(self, host_id: str, report: bytes, expires_at_ms: int) -> None:
+        """Store a host's sealed usage report."""
+        self._enter("put_report", host_id)
+        with self._lock:
+            self._reports[host_id] = (report, expires_at_ms)
+
+    def reports(self) -> dict[str, bytes]:
+        """Every live report by host id."""
+        self._enter("reports", "")
+        with self._lock:
+            now = self._clock()
+            return {host: rep for host, (rep, exp) in self._reports.items() if exp > now}
+
+    def delete_report(self, host_id: str) -> bool:
+        """Remove a host's report."""
+        self._enter("delete_report", host_id)
+        with self._lock:
+            return self._reports.pop(host_id, None) is not None
+
+    def plant_report(self, host_id: str, report: bytes) -> None:
+        """Store a report without any check (an attacker with write access to Redis)."""
+        with self._lock:
+            self._reports[host_id] = (report, 2**62)
 
     def stems(self) -> Iterator[str]:
         """Every stem with a live record."""
