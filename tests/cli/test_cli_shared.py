@@ -114,3 +114,30 @@ def test_status_names_a_shared_tier_it_cannot_reach(cli: Cli,
                    redis_sentinels="127.0.0.1:1")
     assert both.returncode != 0 or "not both" in both.stdout + both.stderr
     assert "not both" in both.stdout + both.stderr
+
+
+def test_diagnose_checks_the_shared_tier(cli: Cli, redis_server: RedisServer) -> None:
+    import redis
+
+    ring = env_vault(cli)
+    env = {"key_source": "env", "keys": ring.to_text(), "redis_url": redis_server.url}
+
+    def shared_check() -> dict[str, str]:
+        result = cli.run("diagnose", "--json", **env)
+        checks = [c for c in json.loads(result.stdout)["checks"] if c["name"] == "shared tier"]
+        assert len(checks) == 1, result.stdout
+        return checks[0]
+
+    ok = shared_check()
+    assert ok["level"] == "ok" and "Redis 7" in ok["detail"]
+    admin = redis.Redis.from_url(redis_server.url)
+    try:
+        admin.config_set("maxmemory-policy", "allkeys-lru")
+        evicting = shared_check()
+        assert evicting["level"] == "warning" and "volatile" in evicting["hint"]
+    finally:
+        admin.close()
+    redis_server.kill()
+    down = shared_check()
+    assert down["level"] == "error" and "does not answer" in down["detail"]
+    assert redis_server.url not in json.dumps(down)  # the URL may hold a password

@@ -23,6 +23,7 @@ from vault.config import (
     dotenv_variables,
     hashicorp_variables,
     near_miss,
+    open_shared,
     unknown_variables,
 )
 from vault.errors import ConfigurationError, VaultError
@@ -191,5 +192,37 @@ def diagnose(overrides: Mapping[str, Any] | None = None) -> DiagnoseReport:
     if settings.key_source is not None and (settings.dir is not None
                                             or settings.key_source != "passphrase"):
         checks.append(_keys_check(settings))
+    shared = _shared_check(settings)
+    if shared is not None:
+        checks.append(shared)
     return DiagnoseReport(tuple(checks))
+
+
+def _shared_check(settings: VaultSettings) -> Check | None:
+    """The shared tier (``CREDSEAL_REDIS_*``), if configured: reachable, Redis >= 6.2, and an
+    eviction policy that evicts only keys with an expiry (every record has one)."""
+    try:
+        tier = open_shared(settings)
+    except VaultError as exc:
+        return Check("shared tier", "error", exc.message, exc.hint)
+    if tier is None:
+        return None
+    try:
+        info = tier.server_info()
+    except VaultError as exc:
+        return Check("shared tier", "error", f"Redis does not answer: {exc.message}",
+                     "check CREDSEAL_REDIS_URL (or the Sentinels) and that Redis runs; a "
+                     "fleet serves from local copies meanwhile")
+    finally:
+        tier.close()
+    policy = info.maxmemory_policy or "unknown (CONFIG GET is not allowed)"
+    detail = (f"Redis {info.version}, maxmemory-policy {policy}, worst case per call "
+              f"{tier.worst_case_seconds:.2f} s")
+    if info.problems:
+        too_old = any("older than 6.2" in problem for problem in info.problems)
+        return Check("shared tier", "error" if too_old else "warning",
+                     f"{detail}: {'; '.join(info.problems)}",
+                     "set maxmemory-policy to a volatile-* policy (volatile-lru): every "
+                     "record expires, so only records are evicted, and never before others")
+    return Check("shared tier", "ok", detail)
 
