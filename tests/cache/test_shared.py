@@ -373,3 +373,51 @@ def test_hosts_publish_usage_reports_that_retire_asks(
     assert [r.uses(ring.primary.id) for r in op_target.reports()[0]] == [False]
     check_unused(operator, ring.primary.id, extra_targets=[op_target])
     assert op_target.forget_host(report.host_id) and op_target.reports()[0] == []
+
+
+def test_the_async_cache_with_a_shared_tier(make_vault: Callable[..., vault.Vault],
+                                            tier: MemoryTier) -> None:
+    """The same fleet behaviour through AsyncFallbackCache (tier calls in worker threads)."""
+    import asyncio
+
+    from vault.cache import AsyncFallbackCache
+    from vault.testing import AsyncMemorySource
+
+    source = AsyncMemorySource({"c1": CRED})
+
+    async def main() -> None:
+        a = AsyncFallbackCache(source, make_vault("a"), shared=tier, report_interval=0)
+        assert (await a.fetch("c1")).origin == "source"
+        source.fail_with()
+        fresh = AsyncFallbackCache(source, make_vault("fresh"), shared=tier)
+        fetched = await fresh.fetch("c1")
+        assert (fetched.value, fetched.origin) == (CRED, "shared")
+        assert (await a.save("c1", {"token": "v2"})).journaled
+        assert await fresh.get("c1") == {"token": "v2"}
+        assert (await a.delete("c1")).journaled
+        assert await fresh.get("c1") is None
+        report = await AsyncFallbackCache(source, make_vault("third"),
+                                          shared=tier).prefetch(["c1"])
+        assert (report.found, report.copied) == (1, 1)
+        source.recover()
+        assert await a.replay() == 2  # the save, then the delete
+        assert "c1" not in source.snapshot()
+        assert target_reports(tier, a.vault) == 3  # a, fresh and third reported
+
+    def target_reports(tier: MemoryTier, v: vault.Vault) -> int:
+        from vault.cache import shared_target
+
+        return len(shared_target(tier, v).reports()[0])
+
+    asyncio.run(main())
+    with pytest.raises(ConfigurationError, match="versions"):
+        class Plain:
+            async def load(self, name: str) -> Any:
+                return None
+
+            async def save(self, name: str, value: Any) -> None:
+                pass
+
+            async def delete(self, name: str) -> None:
+                pass
+        AsyncFallbackCache(Plain(), make_vault("plain"), shared=tier)

@@ -13,20 +13,36 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from vault import _files as files
 from vault._crypto import format as fmt
 from vault._store.journal import Journal, Record, step
 from vault._store.store import Vault
 from vault.cache._breaker import CircuitBreaker
-from vault.cache._core import SOURCE, CacheCore, Fetched, ReplayTally, SaveResult, SourceFailure
+from vault.cache._core import (
+    DEFAULT_SHARED_REFRESH,
+    SOURCE,
+    CacheCore,
+    Fetched,
+    PrefetchReport,
+    ReplayTally,
+    SaveResult,
+    SourceFailure,
+)
 from vault.cache._health import CacheEvent
 from vault.cache._kind import check_async_source
+from vault.cache._shared import REPORT_INTERVAL, SharedTier
 from vault.errors import ConfigurationError, SerializationError, VaultError
-from vault.sources._base import AsyncSource, conditional_save_async, value_digest
+from vault.sources._base import (
+    AsyncSource,
+    AsyncVersionedSource,
+    conditional_save_async,
+    supports_versions,
+    value_digest,
+)
 from vault.sources._outage import is_outage
 
 __all__ = ["AsyncFallbackCache"]
@@ -36,6 +52,10 @@ T = TypeVar("T")
 
 class AsyncFallbackCache(CacheCore):
     """The asyncio twin of ``FallbackCache``; same arguments, with an async ``source``.
+
+    ``shared`` takes the same tier as the sync cache (``vault.cache.redis.RedisTier``): its
+    calls run in the worker threads that do the vault's file work, next to it, so they never
+    block the event loop and stay within the tier's bound.
 
     An async context manager (``async with``); ``close()`` / ``aclose()`` close only what the
     cache created, never ``source``.
@@ -50,10 +70,20 @@ class AsyncFallbackCache(CacheCore):
                  on_event: Callable[[CacheEvent], None] | None = None,
                  is_outage: Callable[[BaseException], bool] = is_outage,
                  clock: Callable[[], float] = time.monotonic,
-                 journal: Journal | None = None) -> None:
+                 journal: Journal | None = None, shared: SharedTier | None = None,
+                 shared_refresh: float = DEFAULT_SHARED_REFRESH,
+                 report_interval: float | None = REPORT_INTERVAL,
+                 host: str | None = None) -> None:
         check_async_source(source)
+        if shared is not None and not supports_versions(source):
+            raise ConfigurationError(
+                f"a shared tier needs a source with versions; {type(source).__name__} has no "
+                "load_versioned/save_versioned/delete_versioned",
+                hint="the built-in sources have them (vault.sources.AsyncVersionedSource)")
         super().__init__(vault, breaker=breaker, warn_interval=warn_interval, on_event=on_event,
-                         is_outage=is_outage, clock=clock, journal=journal)
+                         is_outage=is_outage, clock=clock, journal=journal, shared=shared,
+                         shared_refresh=shared_refresh, report_interval=report_interval,
+                         host=host)
         self.source = source
         self._replaying: asyncio.Lock | None = None
 
@@ -76,12 +106,22 @@ class AsyncFallbackCache(CacheCore):
         """Return the value of ``name`` with its origin and age (see the module docs)."""
         fetched = await self._fetch(name)
         self.health.answered(fetched.origin)
+        if self._report_due():
+            await asyncio.to_thread(self._maybe_report)
         return fetched
 
     async def _fetch(self, name: str) -> Fetched:
         """Return the value of ``name`` with its origin and age; raises as the sync cache."""
         fmt.check_name(name)
         generation = self._generation(name)
+        if self._copies is not None:
+            source = cast(AsyncVersionedSource, self.source)
+            ok, result = await self._call(lambda: source.load_versioned(name))
+            if not ok:
+                return await asyncio.to_thread(self._serve_fleet, name, result)
+            value, version = result
+            await asyncio.to_thread(self._fleet_after_load, name, value, version, generation)
+            return Fetched(value, SOURCE, 0.0)
         ok, result = await self._call(lambda: self.source.load(name))
         if not ok:
             return await asyncio.to_thread(self._serve_cached, name, result)
@@ -95,6 +135,13 @@ class AsyncFallbackCache(CacheCore):
     async def save(self, name: str, value: Any) -> SaveResult:
         """Save to the source and the vault; during an outage, to the vault and the journal."""
         plaintext = self._prepare_save(name, value)
+        if self._copies is not None:
+            source = cast(AsyncVersionedSource, self.source)
+            ok, result = await self._call(lambda: source.save_versioned(name, value))
+            if ok:
+                return await asyncio.to_thread(self._fleet_saved, name, value, result)
+            return await asyncio.to_thread(self._fleet_journal_write, "save", name, value,
+                                           result)
         ok, result = await self._call(lambda: self.source.save(name, value))
         if ok:
             return await asyncio.to_thread(self._saved, name, plaintext, value_digest(value))
@@ -104,10 +151,25 @@ class AsyncFallbackCache(CacheCore):
     async def delete(self, name: str) -> SaveResult:
         """Delete from the source and the vault; during an outage the delete is journaled."""
         fmt.check_name(name)
+        if self._copies is not None:
+            source = cast(AsyncVersionedSource, self.source)
+            ok, result = await self._call(lambda: source.delete_versioned(name))
+            if ok:
+                return await asyncio.to_thread(self._fleet_deleted, name, result)
+            return await asyncio.to_thread(self._fleet_journal_write, "delete", name, None,
+                                           result)
         ok, result = await self._call(lambda: self.source.delete(name))
         if ok:
             return await asyncio.to_thread(self._deleted, name)
         return await asyncio.to_thread(self._journal_write, "delete", name, None, b"", result)
+
+    async def prefetch(self, names: Iterable[str]) -> PrefetchReport:
+        """As ``FallbackCache.prefetch``, in a worker thread."""
+        self._check_open()
+        report = await asyncio.to_thread(self._prefetch, list(names))
+        if self._report_due():
+            await asyncio.to_thread(self._maybe_report)
+        return report
 
     async def replay(self) -> int:
         """Replay pending journal records now, in order; returns how many were applied.

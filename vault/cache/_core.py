@@ -608,6 +608,13 @@ class CacheCore:
                     self._high.clear()
                 self._high[name] = version
 
+    def _report_due(self) -> bool:
+        """Whether a usage report is due (cheap: no I/O), so that the async cache hops to a
+        worker thread only then."""
+        if self._copies is None or self.report_interval is None:
+            return False
+        return self._report_at is None or self.health.clock() >= self._report_at
+
     def _maybe_report(self) -> None:
         """Publish this host's usage report to the shared tier when one is due (the first
         call, then every ``report_interval`` seconds); never raises, never waits for another
