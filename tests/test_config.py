@@ -380,3 +380,69 @@ def test_secret_file_rules(setenv: SetEnv, tmp_path: Path, monkeypatch: pytest.M
         setenv(keys_file=str(path))
         with pytest.raises(ConfigurationError, match="owned by uid 65534"):
             VaultSettings()
+
+
+# ---- the shared tier and open_cache (issue 13)
+
+def test_open_shared_reads_the_redis_settings(setenv: SetEnv) -> None:
+    from vault.cache.redis import RedisTier
+    from vault.config import open_shared
+
+    assert open_shared(VaultSettings()) is None
+    setenv(redis_url="redis://:hunter2-SECRET-VALUE@127.0.0.1:1/0", redis_namespace="fleet-a")
+    tier = open_shared(VaultSettings())
+    assert isinstance(tier, RedisTier) and tier.namespace == "fleet-a"
+    assert "hunter2" not in repr(tier) and "hunter2" not in repr(VaultSettings())
+    tier.close()
+    setenv(redis_sentinels="127.0.0.1:26379")
+    with pytest.raises(ConfigurationError, match="not both"):
+        open_shared(VaultSettings())
+
+
+@pytest.mark.parametrize(("variables", "message"), [
+    ({"redis_service": "m"}, "without CREDSEAL_REDIS_SENTINELS"),
+    ({"redis_sentinels": "127.0.0.1:26379"}, "needs CREDSEAL_REDIS_SERVICE"),
+    ({"redis_sentinels": "host-without-port", "redis_service": "m"}, "host:port pairs"),
+    ({"redis_sentinels": "h:99999", "redis_service": "m"}, "host:port pairs"),
+    ({"redis_url": "http://" + SECRET_LOOKING}, "not a Redis URL"),
+])
+def test_open_shared_refuses_half_or_bad_settings(setenv: SetEnv, variables: dict[str, str],
+                                                  message: str) -> None:
+    from vault.config import open_shared
+
+    setenv(**variables)
+    with pytest.raises(ConfigurationError, match=message) as caught:
+        open_shared(VaultSettings())
+    assert "hunter2" not in all_text(caught.value)
+
+
+def test_open_shared_builds_a_sentinel_tier(setenv: SetEnv) -> None:
+    from vault.config import open_shared
+
+    setenv(redis_sentinels="127.0.0.1:26379, [::1]:26380", redis_service="mymaster")
+    tier = open_shared(VaultSettings())
+    assert tier is not None and tier.worst_case_seconds <= 2.0
+    tier.close()
+
+
+def test_open_cache_builds_source_vault_and_tier(setenv: SetEnv, tmp_path: Path) -> None:
+    from vault.cache.redis import RedisTier
+    from vault.sources import SQLiteSource
+
+    db = tmp_path / "app.db"
+    with SQLiteSource(db) as source:
+        source.create_schema()
+        source.save("c1", {"n": 1})
+    ring = vault.KeyRing([vault.Key.generate()])
+    setenv(dir=str(tmp_path / "v"), key_source="env", keys=ring.to_text(),
+           primary=f"sqlite://{db}")
+    (tmp_path / "v").mkdir(mode=0o700)
+    with vault.open_cache() as cache:
+        assert cache.shared is None and cache.get("c1") == {"n": 1}
+    cache.source.close()
+    setenv(redis_url="redis://127.0.0.1:1/0")  # nothing listens: the tier just fails
+    with vault.open_cache() as cache:
+        assert isinstance(cache.shared, RedisTier) and cache.host
+        assert cache.get("c1") == {"n": 1}
+    cache.source.close()
+    cache.shared.close()
