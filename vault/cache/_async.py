@@ -12,6 +12,7 @@ the journal's file lock. A sync source is refused at construction (wrap it in
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
@@ -53,9 +54,10 @@ T = TypeVar("T")
 class AsyncFallbackCache(CacheCore):
     """The asyncio twin of ``FallbackCache``; same arguments, with an async ``source``.
 
-    ``shared`` takes the same tier as the sync cache (``vault.cache.redis.RedisTier``): its
-    calls run in the worker threads that do the vault's file work, next to it, so they never
-    block the event loop and stay within the tier's bound.
+    ``shared`` takes the sync cache's ``vault.cache.redis.RedisTier``, whose calls run in the
+    worker threads that do the vault's file work, next to it, or an ``AsyncRedisTier``
+    (``redis.asyncio``), whose calls those threads schedule on this cache's event loop. The
+    event loop never waits for Redis either way.
 
     An async context manager (``async with``); ``close()`` / ``aclose()`` close only what the
     cache created, never ``source``.
@@ -70,7 +72,7 @@ class AsyncFallbackCache(CacheCore):
                  on_event: Callable[[CacheEvent], None] | None = None,
                  is_outage: Callable[[BaseException], bool] = is_outage,
                  clock: Callable[[], float] = time.monotonic,
-                 journal: Journal | None = None, shared: SharedTier | None = None,
+                 journal: Journal | None = None, shared: SharedTier | Any = None,
                  shared_refresh: float = DEFAULT_SHARED_REFRESH,
                  report_interval: float | None = REPORT_INTERVAL,
                  host: str | None = None) -> None:
@@ -80,10 +82,17 @@ class AsyncFallbackCache(CacheCore):
                 f"a shared tier needs a source with versions; {type(source).__name__} has no "
                 "load_versioned/save_versioned/delete_versioned",
                 hint="the built-in sources have them (vault.sources.AsyncVersionedSource)")
+        self._bridge: Any = None
+        tier: SharedTier | None = shared
+        if shared is not None and inspect.iscoroutinefunction(getattr(shared, "get", None)):
+            from vault.cache.redis import LoopBridge  # an AsyncRedisTier
+
+            tier = self._bridge = LoopBridge(cast(Any, shared))
         super().__init__(vault, breaker=breaker, warn_interval=warn_interval, on_event=on_event,
-                         is_outage=is_outage, clock=clock, journal=journal, shared=shared,
+                         is_outage=is_outage, clock=clock, journal=journal, shared=tier,
                          shared_refresh=shared_refresh, report_interval=report_interval,
                          host=host)
+        self.shared = shared  # the caller's tier (the bridge is ours)
         self.source = source
         self._replaying: asyncio.Lock | None = None
 
@@ -110,9 +119,14 @@ class AsyncFallbackCache(CacheCore):
             await asyncio.to_thread(self._maybe_report)
         return fetched
 
+    def _bind(self) -> None:
+        if self._bridge is not None:
+            self._bridge.bind(asyncio.get_running_loop())
+
     async def _fetch(self, name: str) -> Fetched:
         """Return the value of ``name`` with its origin and age; raises as the sync cache."""
         fmt.check_name(name)
+        self._bind()
         generation = self._generation(name)
         if self._copies is not None:
             source = cast(AsyncVersionedSource, self.source)
@@ -135,6 +149,7 @@ class AsyncFallbackCache(CacheCore):
     async def save(self, name: str, value: Any) -> SaveResult:
         """Save to the source and the vault; during an outage, to the vault and the journal."""
         plaintext = self._prepare_save(name, value)
+        self._bind()
         if self._copies is not None:
             source = cast(AsyncVersionedSource, self.source)
             ok, result = await self._call(lambda: source.save_versioned(name, value))
@@ -151,6 +166,7 @@ class AsyncFallbackCache(CacheCore):
     async def delete(self, name: str) -> SaveResult:
         """Delete from the source and the vault; during an outage the delete is journaled."""
         fmt.check_name(name)
+        self._bind()
         if self._copies is not None:
             source = cast(AsyncVersionedSource, self.source)
             ok, result = await self._call(lambda: source.delete_versioned(name))
@@ -166,6 +182,7 @@ class AsyncFallbackCache(CacheCore):
     async def prefetch(self, names: Iterable[str]) -> PrefetchReport:
         """As ``FallbackCache.prefetch``, in a worker thread."""
         self._check_open()
+        self._bind()
         report = await asyncio.to_thread(self._prefetch, list(names))
         if self._report_due():
             await asyncio.to_thread(self._maybe_report)

@@ -1,4 +1,5 @@
-"""``RedisTier``: the fleet's shared tier of sealed copies, on Redis (extra ``credseal[redis]``).
+"""``RedisTier`` and ``AsyncRedisTier``: the fleet's shared tier of sealed copies, on Redis
+(extra ``credseal[redis]``).
 
 Redis holds **records** only (``vault.cache._shared``; ``docs/format.md`` section 14): the
 entry envelope a host's local file holds, sealed with the ring (``KIND_ENTRY``, bound to the
@@ -19,6 +20,11 @@ redis-py's business) but refuses one whose worst case exceeds ``max_call_seconds
 **Server.** Redis >= 6.2 (``PXAT``), checked on the first call that reaches it. Records
 expire, so the eviction policy should be a ``volatile-*`` one (``diagnose`` says which is set).
 
+**asyncio.** :class:`AsyncRedisTier` is the same tier on ``redis.asyncio`` (the same
+records, scripts, client check and breaker), for ``AsyncFallbackCache``. The cache's record
+rules run in its worker threads, which schedule each Redis call on the cache's event loop
+through :class:`LoopBridge` and wait for it; the loop itself never waits for Redis.
+
 **Fork safety.** redis-py's connection pools notice a fork (they compare the process id) and
 open new connections in the child, so a tier built before ``gunicorn --preload`` forks is
 safe to use in every worker; no connection is shared.
@@ -26,16 +32,22 @@ safe to use in every worker; no connection is shared.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
+import inspect
 import math
+import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 try:
     import redis
+    import redis.asyncio
     import redis.exceptions
+    from redis.asyncio.retry import Retry as AsyncRetry
     from redis.backoff import ConstantBackoff, NoBackoff
     from redis.retry import Retry
     try:
@@ -54,7 +66,7 @@ from vault.cache._shared import RECORD_MAGIC, RECORD_PREFIX_SIZE
 from vault.errors import ConfigurationError, SharedTierError
 
 __all__ = ["DEFAULT_NAMESPACE", "DEFAULT_TIMEOUT", "MAX_CALL_SECONDS", "MIN_SERVER_VERSION",
-           "RedisTier", "ServerInfo"]
+           "AsyncRedisTier", "LoopBridge", "RedisTier", "ServerInfo"]
 
 DEFAULT_NAMESPACE = "credseal"
 DEFAULT_TIMEOUT = 0.25  # seconds: connect and read timeouts of the clients built here
@@ -126,6 +138,15 @@ def _worst_case(connection: Any, retry: Any, lookup: float = 0.0) -> tuple[float
     return (retries + 1) * (float(read) + float(connect) + lookup) + retries * backoff, None
 
 
+def _discard(connection: Any) -> None:
+    """Drop a connection made only to read its settings (never connected; an asyncio one's
+    ``disconnect`` is a coroutine, closed unawaited)."""
+    with contextlib.suppress(Exception):
+        result = connection.disconnect()
+        if inspect.iscoroutine(result):
+            result.close()
+
+
 def _sentinel_lookup(client: Any) -> tuple[float, str | None]:
     """The worst-case seconds of finding the master through ``client``'s sentinels (asked
     one after the other), 0 for a client without them."""
@@ -136,8 +157,7 @@ def _sentinel_lookup(client: Any) -> tuple[float, str | None]:
         try:
             worst, setting = _worst_case(connection, connection.retry)
         finally:
-            with contextlib.suppress(Exception):
-                connection.disconnect()
+            _discard(connection)
         if setting is not None:
             return math.inf, f"the sentinels' {setting} (sentinel_kwargs)"
         total += worst
@@ -189,8 +209,7 @@ def check_client(client: Any, bound: float) -> float:
         else:
             worst = math.inf
     finally:
-        with contextlib.suppress(Exception):
-            connection.disconnect()
+        _discard(connection)
     if cluster_retry is not None and setting is None:
         retries = cluster_retry.get_retries()
         worst = math.inf if retries < 0 else worst * (retries + 1)
@@ -250,10 +269,7 @@ class RedisTier:
                  max_call_seconds: float = MAX_CALL_SECONDS,
                  breaker: CircuitBreaker | None = None, clock: Callable[[], float] = time.monotonic,
                  _owned: bool = False) -> None:
-        if not isinstance(namespace, str) or not namespace or len(namespace) > 64 \
-                or not namespace.isprintable() or any(c in namespace for c in " {}"):
-            raise ConfigurationError("namespace must be 1 to 64 printable characters without "
-                                     "spaces or braces")
+        _check_namespace(namespace)
         self.worst_case_seconds = check_client(client, max_call_seconds)
         self.client, self.namespace = client, namespace
         self.breaker = breaker or CircuitBreaker(clock=clock)
@@ -402,22 +418,12 @@ class RedisTier:
             SharedTierError: the server did not answer.
         """
         def ask() -> ServerInfo:
-            version = _version_of(self.client.info("server"))
-            policy: str | None
+            info = self.client.info("server")
             try:
                 answer = self.client.config_get("maxmemory-policy")
-                raw = answer.get("maxmemory-policy", answer.get(b"maxmemory-policy"))
-                policy = raw.decode() if isinstance(raw, bytes) else raw
             except redis.exceptions.ResponseError:  # CONFIG not allowed (ACL, managed Redis)
-                policy = None
-            problems = []
-            if _too_old(version):
-                problems.append(f"Redis {version} is older than 6.2 (PXAT is needed)")
-            if policy is not None and not policy.startswith("volatile-") \
-                    and policy != "noeviction":
-                problems.append(f"maxmemory-policy is {policy}: under memory pressure it may "
-                                "evict keys without an expiry; use a volatile-* policy")
-            return ServerInfo(version, policy, tuple(problems))
+                answer = None
+            return _server_info(info, answer)
 
         return self._call(ask)
 
@@ -455,6 +461,30 @@ class RedisTier:
         return result
 
 
+def _check_namespace(namespace: object) -> None:
+    if not isinstance(namespace, str) or not namespace or len(namespace) > 64 \
+            or not namespace.isprintable() or any(c in namespace for c in " {}"):
+        raise ConfigurationError("namespace must be 1 to 64 printable characters without "
+                                 "spaces or braces")
+
+
+def _server_info(info: Any, policy_answer: Any) -> ServerInfo:
+    """A :class:`ServerInfo` from ``INFO server`` and ``CONFIG GET maxmemory-policy`` (None
+    when that is not allowed)."""
+    version = _version_of(info)
+    policy: str | None = None
+    if isinstance(policy_answer, dict):
+        raw = policy_answer.get("maxmemory-policy", policy_answer.get(b"maxmemory-policy"))
+        policy = raw.decode() if isinstance(raw, bytes) else raw
+    problems = []
+    if _too_old(version):
+        problems.append(f"Redis {version} is older than 6.2 (PXAT is needed)")
+    if policy is not None and not policy.startswith("volatile-") and policy != "noeviction":
+        problems.append(f"maxmemory-policy is {policy}: under memory pressure it may evict "
+                        "keys without an expiry; use a volatile-* policy")
+    return ServerInfo(version, policy, tuple(problems))
+
+
 def _version_of(info: Any) -> str:
     if isinstance(info, dict) and "redis_version" not in info and info:
         # a cluster answers per node: the oldest counts
@@ -474,3 +504,247 @@ def _parse_version(version: str) -> tuple[int, ...]:
 
 def _too_old(version: str) -> bool:
     return _parse_version(version)[:2] < MIN_SERVER_VERSION
+
+
+
+# ---- asyncio
+
+def _async_kwargs(timeout: float) -> dict[str, Any]:
+    kwargs = _bounded_kwargs(timeout)
+    kwargs["retry"] = AsyncRetry(NoBackoff(), 1)
+    return kwargs
+
+
+class AsyncRedisTier:
+    """The shared tier on a ``redis.asyncio`` client: ``RedisTier``'s calls as coroutines,
+    with the same records, scripts, client check and breaker. Give it to
+    ``AsyncFallbackCache(..., shared=tier)``; one tier belongs to one event loop.
+
+    Raises:
+        ConfigurationError: a client that can wait longer than the bound, or a bad namespace.
+    """
+
+    def __init__(self, client: Any, *, namespace: str = DEFAULT_NAMESPACE,
+                 max_call_seconds: float = MAX_CALL_SECONDS,
+                 breaker: CircuitBreaker | None = None, clock: Callable[[], float] = time.monotonic,
+                 _owned: bool = False) -> None:
+        _check_namespace(namespace)
+        self.worst_case_seconds = check_client(client, max_call_seconds)
+        self.client, self.namespace = client, namespace
+        self.breaker = breaker or CircuitBreaker(clock=clock)
+        self._owned = _owned
+        self._put = client.register_script(_PUT)
+        self._delete_if = client.register_script(_DELETE_IF)
+        self._replace_if = client.register_script(_REPLACE_IF)
+        self._checked: str | None = None
+        self._unusable: str | None = None
+
+    def __repr__(self) -> str:
+        return f"AsyncRedisTier(namespace={self.namespace!r}, breaker={self.breaker.state})"
+
+    @classmethod
+    def from_url(cls, url: str, *, timeout: float = DEFAULT_TIMEOUT,
+                 namespace: str = DEFAULT_NAMESPACE, breaker: CircuitBreaker | None = None,
+                 **client_kwargs: Any) -> AsyncRedisTier:
+        """As ``RedisTier.from_url``, on ``redis.asyncio``."""
+        kwargs = {**_async_kwargs(timeout), **client_kwargs, "decode_responses": False}
+        try:
+            client = redis.asyncio.Redis.from_url(url, **kwargs)
+        except ValueError:
+            raise ConfigurationError("not a Redis URL", hint="redis://host:port/db, rediss:// "
+                                     "for TLS, or unix:///path") from None
+        return cls(client, namespace=namespace, breaker=breaker, _owned=True)
+
+    async def aclose(self) -> None:
+        """Close the client if this tier built it (``from_url``)."""
+        if self._owned:
+            await self.client.aclose()
+
+    async def __aenter__(self) -> AsyncRedisTier:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def key(self, stem: str) -> str:
+        """The Redis key of a stem."""
+        return f"{self.namespace}:e:{stem}"
+
+    async def get(self, stem: str) -> bytes | None:
+        """The record under ``stem``, or None."""
+        result: bytes | None = await self._run(lambda: self.client.get(self.key(stem)))
+        return result
+
+    async def mget(self, stems: Sequence[str]) -> list[bytes | None]:
+        """The records under ``stems`` in one ``MGET``."""
+        if not stems:
+            return []
+        keys = [self.key(stem) for stem in stems]
+        return list(await self._run(lambda: self.client.mget(keys)))
+
+    async def put(self, stem: str, record: bytes, expires_at_ms: int) -> bool:
+        """Compare-and-set ``record`` on its clear version."""
+        version = record[len(RECORD_MAGIC):RECORD_PREFIX_SIZE]
+        return bool(await self._run(lambda: self._put(keys=[self.key(stem)],
+                                                      args=[record, version, expires_at_ms])))
+
+    async def delete_if(self, stem: str, record: bytes) -> bool:
+        """Remove the record under ``stem`` if it is still exactly ``record``."""
+        return bool(await self._run(lambda: self._delete_if(keys=[self.key(stem)],
+                                                            args=[record])))
+
+    async def replace_if(self, stem: str, old: bytes, new: bytes, expires_at_ms: int) -> bool:
+        """Replace the record under ``stem`` by ``new`` if it is still exactly ``old``."""
+        return bool(await self._run(lambda: self._replace_if(
+            keys=[self.key(stem)], args=[old, new, expires_at_ms])))
+
+    async def stems(self) -> list[str]:
+        """Every stem with a record (``SCAN``)."""
+        prefix = f"{self.namespace}:e:"
+
+        async def scan() -> list[str]:
+            return [_text(key)[len(prefix):]
+                    async for key in self.client.scan_iter(match=f"{prefix}*", count=500)]
+
+        return await self._run(scan)
+
+    async def put_report(self, host_id: str, report: bytes, expires_at_ms: int) -> None:
+        """Store a host's sealed usage report."""
+        await self._run(lambda: self.client.set(f"{self.namespace}:r:{host_id}", report,
+                                                pxat=expires_at_ms))
+
+    async def reports(self) -> dict[str, bytes]:
+        """Every host's sealed usage report."""
+        prefix = f"{self.namespace}:r:"
+
+        async def scan() -> dict[str, bytes]:
+            keys = [key async for key in self.client.scan_iter(match=f"{prefix}*", count=500)]
+            values = await self.client.mget(keys) if keys else []
+            return {_text(k)[len(prefix):]: bytes(v)
+                    for k, v in zip(keys, values, strict=True) if v is not None}
+
+        return await self._run(scan)
+
+    async def delete_report(self, host_id: str) -> bool:
+        """Remove a host's report."""
+        return bool(await self._run(lambda: self.client.delete(
+            f"{self.namespace}:r:{host_id}")))
+
+    async def server_info(self) -> ServerInfo:
+        """As ``RedisTier.server_info``."""
+        async def ask() -> ServerInfo:
+            info = await self.client.info("server")
+            try:
+                policy_answer = await self.client.config_get("maxmemory-policy")
+            except redis.exceptions.ResponseError:
+                policy_answer = None
+            return _server_info(info, policy_answer)
+
+        return await self._call(ask)
+
+    async def _run(self, fn: Callable[[], Awaitable[T]]) -> T:
+        if self._unusable is None and self._checked is None:
+            version = _version_of(await self._call(lambda: self.client.info("server")))
+            if _too_old(version):
+                self._unusable = (f"Redis {version} is older than 6.2: the shared tier needs "
+                                  "SET ... PXAT")
+            self._checked = version
+        if self._unusable is not None:
+            raise SharedTierError(self._unusable, hint="upgrade Redis to 6.2 or later")
+        return await self._call(fn)
+
+    async def _call(self, fn: Callable[[], Awaitable[T]]) -> T:
+        if not self.breaker.allow():
+            raise SharedTierError("the shared tier's circuit breaker is open (Redis failed "
+                                  "recently)")
+        try:
+            result = await fn()
+        except (redis.exceptions.RedisError, OSError) as exc:
+            self.breaker.record_failure()
+            raise SharedTierError(f"Redis failed: {describe(exc)}") from exc
+        except BaseException:
+            self.breaker.record_failure()
+            raise
+        self.breaker.record_success()
+        return result
+
+
+def _text(key: Any) -> str:
+    return key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
+
+
+class LoopBridge:
+    """A sync ``SharedTier`` over an :class:`AsyncRedisTier`, for the async cache's worker
+    threads: each call runs as a coroutine on the bound event loop while the calling thread
+    waits (at most the tier's worst case and a second). Never call it on the loop itself."""
+
+    def __init__(self, tier: AsyncRedisTier) -> None:
+        self.tier = tier
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"LoopBridge({self.tier!r})"
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Run the tier's calls on ``loop`` (the cache's; the first one binds it)."""
+        with self._lock:
+            if self._loop is None or self._loop.is_closed():
+                self._loop = loop
+
+    def _wait(self, coro: Coroutine[Any, Any, T]) -> T:
+        loop = self._loop
+        if loop is None:
+            coro.close()
+            raise SharedTierError("the async shared tier is not bound to an event loop yet")
+        try:
+            if asyncio.get_running_loop() is loop:
+                coro.close()
+                raise SharedTierError("the async shared tier was called on its own event loop")
+        except RuntimeError:
+            pass  # a worker thread: no running loop, as expected
+        future = asyncio.run_coroutine_threadsafe(coro, loop)
+        try:
+            return future.result(timeout=self.tier.worst_case_seconds + 1.0)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise SharedTierError("the async shared tier did not answer in time (its event "
+                                  "loop is busy or gone)") from None
+        except concurrent.futures.CancelledError:
+            raise SharedTierError("the async shared tier's call was cancelled") from None
+
+    def get(self, stem: str) -> bytes | None:
+        """``tier.get`` on the loop."""
+        return self._wait(self.tier.get(stem))
+
+    def mget(self, stems: Sequence[str]) -> list[bytes | None]:
+        """``tier.mget`` on the loop."""
+        return self._wait(self.tier.mget(stems))
+
+    def put(self, stem: str, record: bytes, expires_at_ms: int) -> bool:
+        """``tier.put`` on the loop."""
+        return self._wait(self.tier.put(stem, record, expires_at_ms))
+
+    def delete_if(self, stem: str, record: bytes) -> bool:
+        """``tier.delete_if`` on the loop."""
+        return self._wait(self.tier.delete_if(stem, record))
+
+    def replace_if(self, stem: str, old: bytes, new: bytes, expires_at_ms: int) -> bool:
+        """``tier.replace_if`` on the loop."""
+        return self._wait(self.tier.replace_if(stem, old, new, expires_at_ms))
+
+    def stems(self) -> Iterator[str]:
+        """``tier.stems`` on the loop."""
+        return iter(self._wait(self.tier.stems()))
+
+    def put_report(self, host_id: str, report: bytes, expires_at_ms: int) -> None:
+        """``tier.put_report`` on the loop."""
+        self._wait(self.tier.put_report(host_id, report, expires_at_ms))
+
+    def reports(self) -> dict[str, bytes]:
+        """``tier.reports`` on the loop."""
+        return self._wait(self.tier.reports())
+
+    def delete_report(self, host_id: str) -> bool:
+        """``tier.delete_report`` on the loop."""
+        return self._wait(self.tier.delete_report(host_id))
