@@ -19,7 +19,8 @@ KIND_ENTRY = 1
 KIND_JOURNAL = 2
 # 3 stays undefined: a frozen vector (format-kind-3) pins it as a format error.
 KIND_STATE = 4
-KINDS = frozenset({KIND_ENTRY, KIND_JOURNAL, KIND_STATE})
+KIND_ROW = 5  # a sealed row of a primary table (docs/format.md section 15)
+KINDS = frozenset({KIND_ENTRY, KIND_JOURNAL, KIND_STATE, KIND_ROW})
 
 KEY_ID_SIZE = 8
 SALT_SIZE = 32

@@ -58,8 +58,11 @@ except ModuleNotFoundError as exc:  # the optional extra is not installed
                               'pip install "credseal[postgres]"', name="psycopg") from None
 
 from vault import codec
+from vault._crypto.keys import KeyRing
 from vault.errors import ConfigurationError
+from vault.keysources import KeySource
 from vault.sources._base import ABSENT, check_storable, check_table_name, value_digest
+from vault.sources._sealed import MARK_NAME, RowSeal, is_sealed
 
 if TYPE_CHECKING:
     from psycopg_pool import AsyncConnectionPool, ConnectionPool
@@ -79,9 +82,11 @@ class _Common:
     """Settings, SQL and conninfo shared by the sync and async sources."""
 
     def __init__(self, dsn_or_pool: object, table: str, connect_timeout: float | None,
-                 statement_timeout: float) -> None:
+                 statement_timeout: float, keys: KeyRing | KeySource | None = None,
+                 migrating: bool = False) -> None:
         parts = check_table_name(table)
         self.table = ".".join(parts)
+        self.sealed = None if keys is None else RowSeal(keys, self.table, migrating=migrating)
         if not (isinstance(statement_timeout, int | float) and statement_timeout > 0):
             raise ConfigurationError("statement_timeout must be a positive number of seconds")
         self.statement_timeout = float(statement_timeout)
@@ -97,6 +102,7 @@ class _Common:
             "greatest(clock_timestamp(), cur.updated_at + interval '1 microsecond') "
             "RETURNING {}").format(ident, _micros(sql.SQL("cur.updated_at")))
         self._delete = sql.SQL("DELETE FROM {} WHERE name = %s").format(ident)
+        self._any_row = sql.SQL("SELECT 1 FROM {} LIMIT 1").format(ident)
         # One statement each, always one row; greatest() ignores NULL (no deleted row).
         self._delete_versioned = sql.SQL(
             "WITH gone AS (DELETE FROM {} WHERE name = %s RETURNING updated_at) SELECT {}"
@@ -147,9 +153,41 @@ class _Common:
 
     def _describe(self, pooled: bool) -> str:
         where = "pool" if pooled else "dsn"
+        sealed = "" if self.sealed is None else ", sealed"
         return (f"{type(self).__name__}({where}, table={self.table!r}, "
                 f"connect_timeout={self.connect_timeout:g}, "
-                f"statement_timeout={self.statement_timeout:g})")
+                f"statement_timeout={self.statement_timeout:g}{sealed})")
+
+    # ---- what a row stores: codec JSON, or (sealed) an envelope bound to table and name
+
+    def _check_row_name(self, name: str) -> None:
+        if self.sealed is not None and name == MARK_NAME:
+            raise ConfigurationError("that row name is the sealed table's mark")
+
+    def _encode(self, name: str, value: Any) -> bytes:
+        check_storable(value)
+        self._check_row_name(name)
+        return codec.dumps(value) if self.sealed is None else self.sealed.seal(name, value)
+
+    def _plaintext(self, name: str, stored: Any) -> bytes:
+        """The codec JSON of a stored value (opened, if sealed; no mark lookup)."""
+        if self.sealed is None:
+            return bytes(stored)
+        return self.sealed.open_plaintext(name, bytes(stored))
+
+    def _needs_mark(self, stored: Any) -> bool:
+        """A plaintext row of a sealed source while migrating: the mark decides."""
+        sealed = self.sealed
+        return sealed is not None and sealed.migrating and not sealed.marked \
+            and not is_sealed(bytes(stored))
+
+    def _decode_row(self, name: str, row: tuple[Any, ...] | None) -> Any:
+        return None if row is None else codec.loads(self._plaintext(name, row[0]))
+
+    def _versioned_row(self, name: str, row: tuple[Any, ...] | None) -> tuple[Any, int]:
+        assert row is not None  # the query always returns one row
+        value = None if row[0] is None else codec.loads(self._plaintext(name, row[0]))
+        return value, int(row[1])
 
 
 def _micros(timestamp: sql.Composable) -> sql.Composed:
@@ -166,20 +204,6 @@ def _positive(value: float | None, default: float) -> float:
     return float(value)
 
 
-def _encode(value: Any) -> bytes:
-    check_storable(value)
-    return codec.dumps(value)
-
-
-def _decode(row: tuple[Any, ...] | None) -> Any:
-    return None if row is None else codec.loads(bytes(row[0]))
-
-
-def _versioned(row: tuple[Any, ...] | None) -> tuple[Any, int]:
-    assert row is not None  # the query always returns one row
-    return (None if row[0] is None else codec.loads(bytes(row[0]))), int(row[1])
-
-
 def _version(row: tuple[Any, ...] | None) -> int:
     assert row is not None  # RETURNING of an upsert, or the SELECT of a delete: one row
     return int(row[0])
@@ -193,6 +217,10 @@ class PostgresSource(_Common):
         table: table name, a lowercase identifier, optionally ``schema.table``.
         connect_timeout: seconds; default: the DSN's ``connect_timeout``, else 5.
         statement_timeout: seconds, enforced by the server on every query; default 5.
+        keys: a key ring or key source: rows hold sealed envelopes bound to this table and
+            their name instead of codec JSON; the server sees ciphertext only (statement
+            parameters included). ``migrating``: also read plaintext rows until the table
+            is marked sealed (``credseal migrate --primary``).
 
     Thread safety: with a DSN, one connection used under a lock (calls are serialized); give
     a pool for parallel calls. The source never logs or shows the DSN (it may hold a password).
@@ -203,8 +231,10 @@ class PostgresSource(_Common):
 
     def __init__(self, dsn_or_pool: str | ConnectionPool[Any], *, table: str = DEFAULT_TABLE,
                  connect_timeout: float | None = None,
-                 statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT) -> None:
-        super().__init__(dsn_or_pool, table, connect_timeout, statement_timeout)
+                 statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT,
+                 keys: KeyRing | KeySource | None = None, migrating: bool = False) -> None:
+        super().__init__(dsn_or_pool, table, connect_timeout, statement_timeout, keys,
+                         migrating)
         self._pool = None if isinstance(dsn_or_pool, str) else dsn_or_pool
         self._lock = threading.Lock()
         self._conn: Conn | None = None
@@ -226,6 +256,34 @@ class PostgresSource(_Common):
                 conn.execute(self._create)
 
         self._run(create)
+        if self.sealed is not None and not self.sealed.migrating:
+            self.mark_sealed(only_if_empty=True)
+
+    def mark_sealed(self, *, only_if_empty: bool = False) -> bool:
+        """Write the sealed table mark (``vault.sources._sealed``): from then on no source
+        reads a plaintext row of this table. ``only_if_empty``: only for a table without
+        rows (a new sealed table). Returns whether it wrote the mark."""
+        sealed = self.sealed
+        if sealed is None:
+            raise ConfigurationError("mark_sealed needs a sealed source (keys=...)")
+        mark = sealed.mark("sealed")
+
+        def write(conn: Conn) -> bool:
+            with conn.transaction():
+                if only_if_empty and conn.execute(self._any_row).fetchone() is not None:
+                    return False
+                conn.execute(self._upsert, (MARK_NAME, mark))
+                return True
+
+        wrote = self._run(write)
+        if wrote:
+            sealed.read_mark(mark)
+        return wrote
+
+    def _read_mark(self) -> None:
+        assert self.sealed is not None
+        row = self._run(lambda conn: conn.execute(self._select, (MARK_NAME,)).fetchone())
+        self.sealed.read_mark(None if row is None else bytes(row[0]))
 
     def load(self, name: str) -> Any:
         """Return the value stored under ``name``, or ``None``.
@@ -235,35 +293,43 @@ class PostgresSource(_Common):
             psycopg.ProgrammingError: e.g. the table does not exist.
             SerializationError: the stored bytes are not codec JSON.
         """
-        return self._run(lambda conn: _decode(conn.execute(self._select, (name,)).fetchone()))
+        self._check_row_name(name)
+        row = self._run(lambda conn: conn.execute(self._select, (name,)).fetchone())
+        if row is not None and self._needs_mark(row[0]):
+            self._read_mark()
+        return self._decode_row(name, row)
 
     def save(self, name: str, value: Any) -> None:
         """Store ``value`` under ``name`` (an upsert). Raises as :meth:`load`, and
         ``SerializationError`` for ``None`` or a value the codec cannot hold."""
-        check_storable(value)
-        data = codec.dumps(value)
+        data = self._encode(name, value)
         self._run(lambda conn: conn.execute(self._upsert, (name, data)))
 
     def delete(self, name: str) -> None:
         """Remove ``name`` (a missing name is not an error). Raises as :meth:`load`."""
+        self._check_row_name(name)
         self._run(lambda conn: conn.execute(self._delete, (name,)))
 
     def load_versioned(self, name: str) -> tuple[Any, int]:
         """Return ``(value, version)``, or ``(None, now)`` for a missing name (microseconds
         since the epoch, the server's clock), in one query. Raises as :meth:`load`."""
-        return self._run(
-            lambda conn: _versioned(conn.execute(self._select_versioned, (name,)).fetchone()))
+        self._check_row_name(name)
+        row = self._run(lambda conn: conn.execute(self._select_versioned, (name,)).fetchone())
+        if row is not None and row[0] is not None and self._needs_mark(row[0]):
+            self._read_mark()
+        return self._versioned_row(name, row)
 
     def save_versioned(self, name: str, value: Any) -> int:
         """Store ``value`` as :meth:`save` and return its version, ``greatest(now, old + 1
         µs)``. Raises as :meth:`save`."""
-        data = _encode(value)
+        data = self._encode(name, value)
         return self._run(lambda conn: _version(conn.execute(self._upsert, (name, data))
                                                .fetchone()))
 
     def delete_versioned(self, name: str) -> int:
         """Remove ``name`` as :meth:`delete` and return the tombstone version, ``greatest(now,
         old + 1 µs)`` (a missing name: now), in one statement. Raises as :meth:`load`."""
+        self._check_row_name(name)
         return self._run(
             lambda conn: _version(conn.execute(self._delete_versioned, (name,)).fetchone()))
 
@@ -272,7 +338,8 @@ class PostgresSource(_Common):
         ``base_digest`` (``ABSENT``: none), in one transaction: the row is locked with
         ``SELECT ... FOR UPDATE`` and compared; a missing row is created with ``INSERT ... ON
         CONFLICT DO NOTHING``, so a concurrent insert wins. Returns whether it wrote."""
-        data = None if value is None else _encode(value)
+        data = None if value is None else self._encode(name, value)
+        self._check_row_name(name)
 
         def compare_and_set(conn: Conn) -> bool:
             with conn.transaction():
@@ -281,7 +348,8 @@ class PostgresSource(_Common):
                         return conn.execute(self._select, (name,)).fetchone() is None
                     return conn.execute(self._insert_new, (name, data)).rowcount == 1
                 row = conn.execute(self._lock_row, (name,)).fetchone()
-                if row is None or value_digest(_decode(row)) != base_digest:
+                # Sealed rows compare on the authenticated content, never the ciphertext.
+                if row is None or value_digest(self._decode_row(name, row)) != base_digest:
                     return False
                 conn.execute(self._delete if data is None else self._upsert,
                              (name,) if data is None else (name, data))
@@ -344,8 +412,10 @@ class AsyncPostgresSource(_Common):
 
     def __init__(self, dsn_or_pool: str | AsyncConnectionPool[Any], *,
                  table: str = DEFAULT_TABLE, connect_timeout: float | None = None,
-                 statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT) -> None:
-        super().__init__(dsn_or_pool, table, connect_timeout, statement_timeout)
+                 statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT,
+                 keys: KeyRing | KeySource | None = None, migrating: bool = False) -> None:
+        super().__init__(dsn_or_pool, table, connect_timeout, statement_timeout, keys,
+                         migrating)
         self._pool = None if isinstance(dsn_or_pool, str) else dsn_or_pool
         self._lock = asyncio.Lock()
         self._conn: AConn | None = None
@@ -366,18 +436,44 @@ class AsyncPostgresSource(_Common):
                 await conn.execute(self._create)
 
         await self._run(create)
+        if self.sealed is not None and not self.sealed.migrating:
+            sealed = self.sealed
+            mark = sealed.mark("sealed")
+
+            async def write(conn: AConn) -> bool:
+                async with conn.transaction():
+                    if await (await conn.execute(self._any_row)).fetchone() is not None:
+                        return False
+                    await conn.execute(self._upsert, (MARK_NAME, mark))
+                    return True
+
+            if await self._run(write):
+                sealed.read_mark(mark)
+
+    async def _read_mark(self) -> None:
+        assert self.sealed is not None
+
+        async def select(conn: AConn) -> Any:
+            return await (await conn.execute(self._select, (MARK_NAME,))).fetchone()
+
+        row = await self._run(select)
+        self.sealed.read_mark(None if row is None else bytes(row[0]))
 
     async def load(self, name: str) -> Any:
         """Return the value stored under ``name``, or ``None``; raises as the sync source."""
-        async def select(conn: AConn) -> Any:
-            return _decode(await (await conn.execute(self._select, (name,))).fetchone())
+        self._check_row_name(name)
 
-        return await self._run(select)
+        async def select(conn: AConn) -> Any:
+            return await (await conn.execute(self._select, (name,))).fetchone()
+
+        row = await self._run(select)
+        if row is not None and self._needs_mark(row[0]):
+            await self._read_mark()
+        return self._decode_row(name, row)
 
     async def save(self, name: str, value: Any) -> None:
         """Store ``value`` under ``name`` (an upsert); raises as the sync source."""
-        check_storable(value)
-        data = codec.dumps(value)
+        data = self._encode(name, value)
 
         async def upsert(conn: AConn) -> None:
             await conn.execute(self._upsert, (name, data))
@@ -386,6 +482,8 @@ class AsyncPostgresSource(_Common):
 
     async def delete(self, name: str) -> None:
         """Remove ``name`` (a missing name is not an error)."""
+        self._check_row_name(name)
+
         async def delete(conn: AConn) -> None:
             await conn.execute(self._delete, (name,))
 
@@ -393,15 +491,19 @@ class AsyncPostgresSource(_Common):
 
     async def load_versioned(self, name: str) -> tuple[Any, int]:
         """As the sync source's ``load_versioned``."""
-        async def select(conn: AConn) -> tuple[Any, int]:
-            cursor = await conn.execute(self._select_versioned, (name,))
-            return _versioned(await cursor.fetchone())
+        self._check_row_name(name)
 
-        return await self._run(select)
+        async def select(conn: AConn) -> Any:
+            return await (await conn.execute(self._select_versioned, (name,))).fetchone()
+
+        row = await self._run(select)
+        if row is not None and row[0] is not None and self._needs_mark(row[0]):
+            await self._read_mark()
+        return self._versioned_row(name, row)
 
     async def save_versioned(self, name: str, value: Any) -> int:
         """As the sync source's ``save_versioned``."""
-        data = _encode(value)
+        data = self._encode(name, value)
 
         async def upsert(conn: AConn) -> int:
             return _version(await (await conn.execute(self._upsert, (name, data))).fetchone())
@@ -410,6 +512,8 @@ class AsyncPostgresSource(_Common):
 
     async def delete_versioned(self, name: str) -> int:
         """As the sync source's ``delete_versioned``."""
+        self._check_row_name(name)
+
         async def delete(conn: AConn) -> int:
             cursor = await conn.execute(self._delete_versioned, (name,))
             return _version(await cursor.fetchone())
@@ -418,7 +522,8 @@ class AsyncPostgresSource(_Common):
 
     async def save_if(self, name: str, value: Any, base_digest: str) -> bool:
         """As the sync source's ``save_if``."""
-        data = None if value is None else _encode(value)
+        data = None if value is None else self._encode(name, value)
+        self._check_row_name(name)
 
         async def compare_and_set(conn: AConn) -> bool:
             async with conn.transaction():
@@ -428,7 +533,7 @@ class AsyncPostgresSource(_Common):
                         return await cursor.fetchone() is None
                     return (await conn.execute(self._insert_new, (name, data))).rowcount == 1
                 row = await (await conn.execute(self._lock_row, (name,))).fetchone()
-                if row is None or value_digest(_decode(row)) != base_digest:
+                if row is None or value_digest(self._decode_row(name, row)) != base_digest:
                     return False
                 await conn.execute(self._delete if data is None else self._upsert,
                                    (name,) if data is None else (name, data))

@@ -34,8 +34,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from vault import codec
+from vault._crypto.keys import KeyRing
+from vault.errors import ConfigurationError
+from vault.keysources import KeySource
 from vault.sources import _base
 from vault.sources._base import ABSENT, check_storable, check_table_name, value_digest
+from vault.sources._sealed import MARK_NAME, RowSeal, is_sealed
 
 __all__ = ["DEFAULT_TABLE", "SQLiteSource"]
 
@@ -51,6 +55,10 @@ class SQLiteSource:
         table: table name, a lowercase identifier.
         timeout: how long to wait for another writer's lock, in seconds (SQLite's busy
             timeout); after that the call fails with "database is locked", an outage.
+        keys: a key ring or key source: the rows hold sealed envelopes (BLOBs) bound to this
+            table and their name instead of JSON (``vault.sources._sealed``).
+        migrating: with ``keys``, also read plaintext rows until ``credseal migrate
+            --primary`` has sealed the table (and marked it so).
 
     Thread safety: one connection, used under a lock, so calls from several threads are
     serialized (each takes microseconds). Before each call the file is checked with ``stat``:
@@ -63,9 +71,11 @@ class SQLiteSource:
     """
 
     def __init__(self, path: str | os.PathLike[str], *, table: str = DEFAULT_TABLE,
-                 timeout: float = 5.0) -> None:
+                 timeout: float = 5.0, keys: KeyRing | KeySource | None = None,
+                 migrating: bool = False) -> None:
         self.path = Path(path)
         self.table = ".".join(check_table_name(table))
+        self.sealed = None if keys is None else RowSeal(keys, self.table, migrating=migrating)
         self.timeout = timeout
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
@@ -81,11 +91,13 @@ class SQLiteSource:
                         "ON CONFLICT (name) DO UPDATE SET value = excluded.value, "
                         "updated_at = excluded.updated_at")
         self._delete = f"DELETE FROM {quoted} WHERE name = ?"  # noqa: S608  # nosec B608
+        self._count = f"SELECT count(*) FROM {quoted}"  # noqa: S608  # nosec B608
         self._create = (f"CREATE TABLE IF NOT EXISTS {quoted} (name TEXT PRIMARY KEY, "
                         "value TEXT NOT NULL, updated_at REAL NOT NULL)")
 
     def __repr__(self) -> str:
-        return f"SQLiteSource({str(self.path)!r}, table={self.table!r})"
+        sealed = "" if self.sealed is None else ", sealed"
+        return f"SQLiteSource({str(self.path)!r}, table={self.table!r}{sealed})"
 
     def __enter__(self) -> SQLiteSource:
         return self
@@ -111,6 +123,28 @@ class SQLiteSource:
             conn.execute(self._create)
 
         self._run(create)
+        if self.sealed is not None and not self.sealed.migrating:
+            self.mark_sealed(only_if_empty=True)
+
+    def mark_sealed(self, *, only_if_empty: bool = False) -> bool:
+        """Write the sealed table mark (``vault.sources._sealed``): from then on no source
+        reads a plaintext row of this table. ``only_if_empty``: only for a table without
+        rows (a new sealed table). Returns whether it wrote the mark."""
+        sealed = self.sealed
+        if sealed is None:
+            raise ConfigurationError("mark_sealed needs a sealed source (keys=...)")
+        mark = sealed.mark("sealed")
+
+        def write(conn: sqlite3.Connection) -> bool:
+            if only_if_empty and conn.execute(self._count).fetchone()[0]:
+                return False
+            self._write(conn, MARK_NAME, mark)
+            return True
+
+        wrote = self._immediate(write)
+        if wrote:
+            sealed.read_mark(mark)
+        return wrote
 
     def load(self, name: str) -> Any:
         """Return the value stored under ``name``, or ``None``.
@@ -120,8 +154,9 @@ class SQLiteSource:
                 or the table does not exist (a programming error).
             SerializationError: the stored text is not codec JSON.
         """
+        self._check_row_name(name)
         row = self._run(lambda conn: conn.execute(self._select, (name,)).fetchone())
-        return None if row is None else codec.loads(row[0])
+        return None if row is None else self._decode(name, row[0])
 
     def save(self, name: str, value: Any) -> None:
         """Store ``value`` under ``name`` (durably: WAL with ``synchronous = FULL``), with a
@@ -135,27 +170,30 @@ class SQLiteSource:
 
     def delete(self, name: str) -> None:
         """Remove ``name`` (a missing name is not an error). Raises as :meth:`load`."""
+        self._check_row_name(name)
         self._run(lambda conn: conn.execute(self._delete, (name,)))
 
     def load_versioned(self, name: str) -> tuple[Any, int]:
         """Return ``(value, version)``, or ``(None, now)`` for a missing name (microseconds
         since the epoch, this host's clock). Raises as :meth:`load`."""
+        self._check_row_name(name)
         row = self._run(lambda conn: conn.execute(self._select_versioned, (name,)).fetchone())
         if row is None:
             return None, _base.now_us()
-        return codec.loads(row[0]), _micros(row[1])
+        return self._decode(name, row[0]), _micros(row[1])
 
     def save_versioned(self, name: str, value: Any) -> int:
         """Store ``value`` as :meth:`save` and return its version, ``max(now, old + 1)``, in
         one ``BEGIN IMMEDIATE`` transaction. Raises as :meth:`save`."""
-        check_storable(value)
-        text = codec.dumps(value).decode("utf-8")
+        text = self._encode(name, value)
         return self._immediate(lambda conn: self._write(conn, name, text))
 
     def delete_versioned(self, name: str) -> int:
         """Remove ``name`` as :meth:`delete` and return the tombstone version, ``max(now, old +
         1)`` (a missing name: now), in one ``BEGIN IMMEDIATE`` transaction. Raises as
         :meth:`load`."""
+        self._check_row_name(name)
+
         def delete(conn: sqlite3.Connection) -> int:
             version = self._next_version(conn, name)
             conn.execute(self._delete, (name,))
@@ -168,14 +206,13 @@ class SQLiteSource:
         ``base_digest`` (``ABSENT``: none); one ``BEGIN IMMEDIATE`` transaction. Returns
         whether it wrote; a write bumps the version as :meth:`save_versioned`. Raises as
         :meth:`save`."""
-        text = None
-        if value is not None:
-            check_storable(value)
-            text = codec.dumps(value).decode("utf-8")
+        text = None if value is None else self._encode(name, value)
+        self._check_row_name(name)
 
         def compare_and_set(conn: sqlite3.Connection) -> bool:
             row = conn.execute(self._select, (name,)).fetchone()
-            current = ABSENT if row is None else value_digest(codec.loads(row[0]))
+            # Sealed rows compare on the authenticated content, never on the ciphertext.
+            current = ABSENT if row is None else value_digest(self._decode(name, row[0]))
             if current != base_digest:
                 return False
             if text is None:
@@ -216,7 +253,31 @@ class SQLiteSource:
         row = conn.execute(self._select_version, (name,)).fetchone()
         return _base.next_version(None if row is None else _micros(row[0]))
 
-    def _write(self, conn: sqlite3.Connection, name: str, text: str) -> int:
+    def _check_row_name(self, name: str) -> None:
+        if self.sealed is not None and name == MARK_NAME:
+            raise ConfigurationError("that row name is the sealed table's mark")
+
+    def _encode(self, name: str, value: Any) -> str | bytes:
+        """What a row stores: codec JSON text, or (sealed) the envelope as a BLOB."""
+        check_storable(value)
+        self._check_row_name(name)
+        if self.sealed is None:
+            return codec.dumps(value).decode("utf-8")
+        return self.sealed.seal(name, value)
+
+    def _decode(self, name: str, stored: str | bytes) -> Any:
+        if self.sealed is None:
+            return codec.loads(stored)
+        if not is_sealed(stored) and self.sealed.migrating and not self.sealed.marked:
+            self._read_mark()  # a plaintext row while migrating: is the table sealed by now?
+        return self.sealed.open(name, stored)
+
+    def _read_mark(self) -> None:
+        assert self.sealed is not None
+        row = self._run(lambda conn: conn.execute(self._select, (MARK_NAME,)).fetchone())
+        self.sealed.read_mark(None if row is None else row[0])
+
+    def _write(self, conn: sqlite3.Connection, name: str, text: str | bytes) -> int:
         """Upsert ``text`` with the next version (inside a transaction); return the version."""
         version = self._next_version(conn, name)
         conn.execute(self._upsert, (name, text, version / 1_000_000))
