@@ -2,8 +2,9 @@
 
 Each figure is a ratio measured side by side against its anchor (a plain durable write, the
 original single-file design, Fernet, Tink's AES-GCM AEAD, json.loads, a raw-key ring, a healthy
-PostgreSQL), with its goal beside it. Nothing is asserted: the machine is shared and noisy, so
-read the medians and minima together. bench/README.md explains each line.
+PostgreSQL, a plain Redis GET or MGET), with its goal beside it. Nothing is asserted: the
+machine is shared and noisy, so read the medians and minima together. bench/README.md explains
+each line.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import time
 from bench import (
     bench_cache,
     bench_core,
+    bench_fleet,
     bench_instructions,
     bench_kdf,
     bench_keyring,
@@ -22,7 +24,7 @@ from bench import (
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the core, KDF, cache and rotation benchmarks in order."""
+    """Run the core, KDF, cache, fleet, rotation and keyring benchmarks in order."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
                         help="fewer rounds and 1,000 instead of 10,000 entries")
@@ -32,6 +34,7 @@ def main(argv: list[str] | None = None) -> None:
                        ("seal+open instruction counts (noise-free)", bench_instructions.main),
                        ("passphrase key derivation", bench_kdf.main),
                        ("cache reads while the database is down", bench_cache.main),
+                       ("fleet tier (Redis) while the database is down", bench_fleet.main),
                        ("key rotation throughput", bench_rotation.main),
                        ("keyring backend vs keyrings.cryptfile", bench_keyring.main)):
         print(f"== {title}", flush=True)

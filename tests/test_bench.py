@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -52,3 +53,15 @@ def test_keyring_benchmark_runs(tmp_path: Path) -> None:
 
     lines = bench_keyring.bench(2, tmp_path, anchor=False)  # installs nothing
     assert len(lines) == 2 and "per pair" in lines[0] and "FAILED" not in lines[1]
+
+
+def test_fleet_benchmark_runs(redis_server: Any, tmp_path: Path) -> None:
+    """The fleet benchmark runs every comparison on a tiny input against a real redis-server
+    (it freezes and thaws it) and prints a line per figure with its goal."""
+    from bench import bench_fleet
+
+    lines: list[str] = []
+    bench_fleet.bench(redis_server, tmp_path, count=20, first_reads=10, hosts=1, passes=1,
+                      prefetch_rounds=1, frozen_gets=20, out=lines.append)
+    text = "\n".join(lines)
+    assert text.count("goal") >= 4 and "Traceback" not in text

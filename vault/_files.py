@@ -218,9 +218,10 @@ def temp_name(stem: str) -> str:
     return f".{stem}.{secrets.token_hex(8)}{TEMP_SUFFIX}"
 
 
-def _write_temp(directory: str, stem: str, data: bytes, mode: int = 0o600) -> str:
-    """Write ``data`` to a new temp file (0600, or ``mode``) in ``directory`` and fsync it;
-    returns its path (removed again if anything fails)."""
+def _write_temp(directory: str, stem: str, data: bytes, mode: int = 0o600,
+                durable: bool = True) -> str:
+    """Write ``data`` to a new temp file (0600, or ``mode``) in ``directory`` and fsync it
+    (unless not ``durable``); returns its path (removed again if anything fails)."""
     temp = os.path.join(directory, temp_name(stem))
     fd = os.open(temp, _CREATE_FLAGS, 0o600)
     try:
@@ -230,7 +231,8 @@ def _write_temp(directory: str, stem: str, data: bytes, mode: int = 0o600) -> st
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
     except BaseException:
@@ -240,15 +242,18 @@ def _write_temp(directory: str, stem: str, data: bytes, mode: int = 0o600) -> st
     return temp
 
 
-def write_atomic(path: str, data: bytes, stem: str, *, mode: int = 0o600) -> None:
+def write_atomic(path: str, data: bytes, stem: str, *, mode: int = 0o600,
+                 durable: bool = True) -> None:
     """Durably replace ``path`` with ``data``: temp file 0600 (or ``mode``, for a file that is
-    no secret, such as metrics), fsync, rename, fsync directory.
+    no secret, such as metrics), fsync, rename, fsync directory. ``durable=False`` skips both
+    fsyncs (still atomic: a reader sees the old file or the new one; after a power loss the
+    new one may be lost or torn), for a copy that exists elsewhere too.
 
     ``stem`` names the temp file (see :func:`temp_name`) so stale temps can be matched to the
     lock that protects them. On any error the temp file is removed and ``path`` is unchanged.
     """
     directory = os.path.dirname(path)
-    temp = _write_temp(directory, stem, data, mode)
+    temp = _write_temp(directory, stem, data, mode, durable)
     try:
         os.replace(temp, path)
     except BaseException as exc:
@@ -257,7 +262,8 @@ def write_atomic(path: str, data: bytes, stem: str, *, mode: int = 0o600) -> Non
         if isinstance(exc, IsADirectoryError | NotADirectoryError):
             raise _not_a_file(path) from None
         raise
-    fsync_dir(directory)
+    if durable:
+        fsync_dir(directory)
 
 
 def _not_a_file(path: str) -> InsecureFileError:
@@ -469,6 +475,26 @@ def fsync_dir(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def sync_files(paths: list[str]) -> None:
+    """Make files written with ``write_atomic(durable=False)`` durable, in one go: fsync each
+    (a file gone meanwhile is skipped), then each directory once."""
+    directories = []
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        except FileNotFoundError:
+            continue
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        directory = os.path.dirname(path)
+        if directory not in directories:
+            directories.append(directory)
+    for directory in directories:
+        fsync_dir(directory)
 
 
 def unlink_durably(path: str) -> bool:

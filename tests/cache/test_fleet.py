@@ -107,6 +107,8 @@ def test_a_fleet_serves_through_a_database_and_a_redis_outage(
         assert other.ask("save", CONTESTED, value(49, "other"))["journaled"] is True
 
         # 3. Redis stops too: every host, the new one included, serves its local copies.
+        for host in everyone:
+            assert host.ask("sync")["done"] is True  # copies taken from Redis are on disk
         redis_server.kill()
         for host in everyone:
             for i, name in enumerate(NAMES[:-1]):
@@ -177,6 +179,8 @@ def test_a_live_rotation_with_the_two_phase_deploy(
 
     def everyone_reads_everything(hosts: list[Host], rev: int) -> None:
         backend.down()
+        for host in hosts:
+            host.ask("sync")
         try:
             for host in hosts:
                 host.ask("events")

@@ -34,6 +34,7 @@ def test_an_async_fleet_host_never_blocks_its_event_loop(
             fresh = AsyncFallbackCache(source, make_vault("fresh"), shared=tiers[1])
             fetched = await fresh.fetch("c1")
             assert (fetched.value, fetched.origin) == (CRED, "shared")
+            assert await asyncio.to_thread(fresh.wait_for_copies)
 
             # A frozen Redis: the call waits in a worker thread, the loop keeps running.
             redis_server.freeze()
@@ -90,6 +91,7 @@ def test_an_async_redis_tier_serves_an_async_fleet(
             assert (fetched.value, fetched.origin) == (CRED, "shared")
             assert (await a.save("c1", {"n": 2})).journaled
             assert await fresh.get("c1") == {"n": 2}
+            assert await asyncio.to_thread(fresh.wait_for_copies)
 
             redis_server.freeze()
             ticks = 0

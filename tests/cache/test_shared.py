@@ -20,7 +20,7 @@ from vault._store.entries import name_stem
 from vault._store.stamp import unstamp
 from vault._store.store import entries_of
 from vault.cache import CacheEvent, FallbackCache
-from vault.cache._shared import pack_record, record_version
+from vault.cache._shared import RECORD_PREFIX_SIZE, pack_record, record_version
 from vault.errors import ConfigurationError, SourceUnavailableError
 from vault.testing import MemorySource
 from vault.testing._tier import MemoryTier
@@ -89,7 +89,7 @@ def test_a_healthy_get_writes_through_to_both_tiers(host: Host, tier: MemoryTier
     raw = tier.raw()[name_stem("c1")]
     assert record_version(raw) == version
     # The record's envelope is the local file's format, sealed and stamped with the version.
-    _, plaintext = entries_of(a.vault).open_envelope(raw[24:], kind=1, name="c1")
+    _, plaintext = entries_of(a.vault).open_envelope(raw[RECORD_PREFIX_SIZE:], kind=1, name="c1")
     assert unstamp(plaintext).version == version
     assert CANARY_VALUE.encode() not in raw
     assert a.vault.get("c1") == CRED  # the local copy reads as before
@@ -103,7 +103,9 @@ def test_a_new_host_serves_from_the_shared_tier_during_an_outage(
     fetched = fresh.fetch("c1")
     assert (fetched.value, fetched.origin) == (CRED, "shared")
     assert fresh.degraded and "degraded" in kinds(events)
-    # The shared copy is now the new host's local copy: with Redis down too, it still serves.
+    # The shared copy is now the new host's local copy (written just after the answer):
+    # with Redis down too, it still serves.
+    assert fresh.wait_for_copies()
     tier.fail_with()
     again = fresh.fetch("c1")
     assert (again.value, again.origin) == (CRED, "cache")
@@ -119,6 +121,7 @@ def test_outage_saves_reach_other_hosts_and_the_source_later(
     assert result.journaled
     # B's local copy is older than A's shared one: B serves A's, and keeps it.
     assert b.fetch("c1").value == {"token": "v2"}
+    assert b.wait_for_copies()
     assert b.fetch("c1").origin == "cache"
     source.recover()
     assert a.get("c1") == {"token": "v2"}  # replayed, then read back
@@ -135,6 +138,7 @@ def test_deletes_leave_tombstones_other_hosts_honour(host: Host, source: MemoryS
     source.fail_with()
     fetched = b.fetch("c1")
     assert (fetched.value, fetched.origin) == (None, "shared")
+    assert b.wait_for_copies()
     assert not Path(entries_of(b.vault).path("c1")).exists()  # the tombstone was adopted
     # A delete during the outage is shared too.
     source.recover()
@@ -187,11 +191,11 @@ def test_forged_records_are_removed_and_never_served(host: Host, source: MemoryS
     stem = name_stem("c1")
     raw = tier.raw()[stem]
     if forge == "garbage":
-        planted = b"CSR1" + b"9" * 20 + b"not an envelope"
+        planted = b"CSR1" + b"9" * 41 + b"not an envelope"
     elif forge == "tampered":
         planted = raw[:-1] + bytes([raw[-1] ^ 1])
     else:  # a bigger clear version than the one sealed inside
-        planted = pack_record(10**19, raw[24:])
+        planted = pack_record(10**19, raw[RECORD_PREFIX_SIZE:])
     tier.plant(stem, planted, 2**62)
     source.fail_with()
     fresh = host("fresh")
@@ -204,7 +208,7 @@ def test_forged_records_are_removed_and_never_served(host: Host, source: MemoryS
 def test_a_planted_record_cannot_block_writes(host: Host, tier: MemoryTier,
                                               source: MemorySource) -> None:
     stem = name_stem("c1")
-    tier.plant(stem, b"CSR1" + b"~" * 20 + b"blocks every clear version", 2**62)
+    tier.plant(stem, b"CSR1" + b"~" * 41 + b"blocks every clear version", 2**62)
     host("a").get("c1")
     _, version = source.load_versioned("c1")
     assert shared_version(tier, "c1") == version
@@ -296,19 +300,19 @@ def test_the_shared_rewrap_target(host: Host, source: MemorySource, tier: Memory
     target = shared_target(tier, a.vault)
     assert target.key_ids() == {ring.primary.id: 3}
     new_ring = ring.with_primary(vault.Key.generate())
-    before = {stem: fmt.parse(raw[24:])[0] for stem, raw in tier.raw().items()}
+    before = {stem: fmt.parse(raw[RECORD_PREFIX_SIZE:])[0] for stem, raw in tier.raw().items()}
 
     # c1 is rewritten by a host between the prepare and the write: skipped, not overwritten.
     pending = target.prepare(name_stem("c1"), new_ring)
     assert isinstance(pending, PendingWrite)
     a.save("c1", {"n": "newer"})
     assert pending.commit() == ("skipped", None)
-    tier.plant(name_stem("c4"), b"CSR1" + b"0" * 20 + b"forged", 2**62)
+    tier.plant(name_stem("c4"), b"CSR1" + b"0" * 41 + b"forged", 2**62)
     report = rewrap(target, new_ring)
     assert (report.rewrapped, report.current, report.skipped) == (3, 0, 1)  # c1..c3; c4
     assert name_stem("c4") not in tier.raw()
     for stem, raw in tier.raw().items():
-        header = fmt.parse(raw[24:])[0]
+        header = fmt.parse(raw[RECORD_PREFIX_SIZE:])[0]
         assert header.key_id.hex() == new_ring.primary.id
         if header.name != "c1":
             assert (header.created_at, header.expires_at) == \
@@ -421,3 +425,90 @@ def test_the_async_cache_with_a_shared_tier(make_vault: Callable[..., vault.Vaul
             async def delete(self, name: str) -> None:
                 pass
         AsyncFallbackCache(Plain(), make_vault("plain"), shared=tier)
+
+
+# ---- ordering across hosts and clocks (review of the fleet change)
+
+def test_a_missing_name_publishes_no_tombstone(host: Host, source: MemorySource,
+                                               tier: MemoryTier) -> None:
+    """A healthy read of an absent name must not outrank a create committing meanwhile: it
+    writes nothing to the tier, and removes only value copies dated well before it."""
+    from vault.cache._core import ABSENT_MARGIN_US
+
+    a, b = host("a"), host("b")
+    assert a.get("nobody") is None
+    assert tier.raw() == {} or name_stem("nobody") not in tier.raw()
+    # A create that committed after A's read started: its record is younger than the margin.
+    b.save("fresh", {"n": 1})
+    source.delete("fresh")  # gone from the source behind the caches' back, but just now
+    assert a.get("fresh") is None
+    assert name_stem("fresh") in tier.raw()  # younger than the margin: kept
+    # An old copy of a name deleted behind the cache's back is removed by the next read.
+    b.save("old", {"n": 1})
+    record = tier.raw()[name_stem("old")]
+    envelope = record[RECORD_PREFIX_SIZE:]
+    stale = pack_record(source.load_versioned("old")[1] - 2 * ABSENT_MARGIN_US, envelope)
+    tier.plant(name_stem("old"), stale, 2**62)
+    source.delete("old")
+    a.get("old")
+    assert name_stem("old") not in tier.raw() or tier.raw()[name_stem("old")] != stale
+
+
+def test_a_conflicted_outage_write_loses_to_the_source(host: Host, source: MemorySource,
+                                                       tier: MemoryTier) -> None:
+    """An outage save the journal sets aside as a conflict must not keep winning in Redis
+    over the value the source kept (it is provisional, based on an older version)."""
+    b = host("b")
+    b.save("c9", {"pw": "current"})
+    tier.clear()  # the record is lost (a restart)
+    source.fail_with()
+    a = host("a")  # never saw c9: its save's base is unknown, a conflict on replay
+    assert a.save("c9", {"pw": "outage-write"}).journaled
+    source.recover()
+    a.replay()
+    assert a.pending.conflicts == 1
+    b2 = host("b")  # B restarted
+    assert b2.get("c9") == {"pw": "current"}  # the source's value, written through to Redis
+    source.fail_with()
+    assert host("c").get("c9") == {"pw": "current"}
+
+
+def test_a_host_clock_ahead_of_the_database_does_not_win(host: Host, source: MemorySource,
+                                                          tier: MemoryTier,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    from vault.cache import _core
+
+    a, b = host("a"), host("b")
+    a.get("c1"), b.get("c1")
+    real = _core.now_us
+    monkeypatch.setattr(_core, "now_us", lambda: real() + 30_000_000)  # A's clock: +30 s
+    source.fail_with()
+    assert a.save("c1", {"n": "outage"}).journaled
+    source.recover()
+    a.replay()
+    monkeypatch.setattr(_core, "now_us", real)
+    b.save("c1", {"n": "later"})  # a newer source version than the replayed one
+    source.fail_with()
+    assert host("fresh").get("c1") == {"n": "later"}
+    assert b.get("c1") == {"n": "later"}
+
+
+def test_adopting_never_replaces_a_newer_local_copy(host: Host, source: MemorySource,
+                                                    tier: MemoryTier) -> None:
+    a = host("a")
+    a.get("c1")
+    older = tier.raw()[name_stem("c1")]
+    source.fail_with()
+    assert a.save("c1", {"n": "newer, journaled"}).journaled  # local: provisional, newer
+    tier.plant(name_stem("c1"), older, 2**62)  # Redis rolled back to the older copy
+    copy = a._copies.open("c1", name_stem("c1"), older, _clock_now())  # type: ignore[union-attr]
+    assert copy is not None
+    a._adopt("c1", copy)
+    assert a.get("c1") == {"n": "newer, journaled"}
+
+
+def _clock_now() -> int:
+    from vault import _clock
+
+    return _clock.now_ms()

@@ -5,7 +5,8 @@ and CREDSEAL_KEYS (the ring: one for the whole fleet, the env key source's way) 
 environment. It reads one action per line on stdin and answers each with one line, both in
 the codec's tagged JSON (values hold bytes):
 ``["get", name]``, ``["save", name, value]``, ``["delete", name]``, ``["prefetch", [names]]``,
-``["pending"]``, ``["events"]`` (the event kinds since the last ask). Values never go in argv.
+``["sync"]`` (wait for copies taken from Redis to be in the vault), ``["pending"]``,
+``["events"]`` (the event kinds since the last ask). Values never go in argv.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ def main() -> None:
                 elif op == "prefetch":
                     report = cache.prefetch(args[0])
                     out.update(found=report.found, copied=report.copied)
+                elif op == "sync":
+                    out.update(done=cache.wait_for_copies())
                 elif op == "pending":
                     pending = cache.pending
                     out.update(count=pending.count, conflicts=pending.conflicts)

@@ -166,9 +166,8 @@ def test_plaintext_rows_are_refused_unless_migrating(db: Path, ring: vault.KeyRi
     # A forged mark does not open: refused, not believed.
     sqlite_exec(db, "UPDATE credentials SET value = ? WHERE name = ?", b"CVLT" + b"0" * 200,
                 "\x01credseal-table")
-    with SQLiteSource(db, keys=ring, migrating=True) as forged:
-        with pytest.raises(vault.VaultError):
-            forged.load("old")
+    with SQLiteSource(db, keys=ring, migrating=True) as forged, pytest.raises(vault.VaultError):
+        forged.load("old")
 
 
 def test_a_fallback_cache_over_a_sealed_source(db: Path, ring: vault.KeyRing,

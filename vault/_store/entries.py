@@ -388,9 +388,11 @@ class EntryStore:
         return self.keys.seal(kind=fmt.KIND_ENTRY, name=name, plaintext=plaintext,
                               created_at=created_at, expires_at=expires_at)
 
-    def write_sealed(self, name: str, envelope: bytes) -> None:
+    def write_sealed(self, name: str, envelope: bytes, *, durable: bool = True) -> None:
         """Durably replace entry ``name``'s file with ``envelope``, under the entry lock: bytes
         :meth:`seal` made, or a shared copy that authenticated as ``name``'s entry.
+        ``durable=False``: without the fsyncs (a shared copy the fleet's tier also holds: a
+        power loss may lose it, or tear it into a file that fails to authenticate).
 
         Raises:
             LockTimeoutError. OSError: the write failed.
@@ -398,7 +400,7 @@ class EntryStore:
         self.check_writable()
         files.check_private_dir(self.dir)
         with self.lock(name):
-            files.write_atomic(self.path(name), envelope, name_stem(name))
+            files.write_atomic(self.path(name), envelope, name_stem(name), durable=durable)
 
     def put(self, name: str, value: Any, now_ms: int | None = None) -> None:
         """Serialize ``value`` and :meth:`write` it, created at ``now_ms`` (default: now),

@@ -108,8 +108,8 @@ class AsyncFallbackCache(CacheCore):
         await self.aclose()
 
     async def aclose(self) -> None:
-        """``close()``, awaitable (the cache holds nothing that needs awaiting)."""
-        self.close()
+        """``close()``, awaitable (in a worker thread: it waits for copies being written)."""
+        await asyncio.to_thread(self.close)
 
     async def fetch(self, name: str) -> Fetched:
         """Return the value of ``name`` with its origin and age (see the module docs)."""

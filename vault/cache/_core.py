@@ -34,10 +34,11 @@ from pathlib import Path
 from typing import Any
 
 from vault import _clock
+from vault import _files as files
 from vault._crypto import format as fmt
 from vault._store.entries import utc
 from vault._store.journal import Journal, Record
-from vault._store.stamp import stamp
+from vault._store.stamp import NO_ORDER, Order, source_order, stamp, unstamp
 from vault._store.store import Vault, entries_of
 from vault.cache._breaker import CircuitBreaker
 from vault.cache._health import (
@@ -59,6 +60,7 @@ from vault.errors import (
     EntryExpiredError,
     EntryNotFoundError,
     FormatError,
+    SerializationError,
     SourceUnavailableError,
     UnknownKeyError,
     VaultError,
@@ -71,6 +73,9 @@ __all__ = ["CACHE", "DEFAULT_SHARED_REFRESH", "SHARED", "SOURCE", "CacheCore", "
 SOURCE, CACHE, SHARED = "source", "cache", "shared"
 #: seconds after which a process writes a shared copy again although it wrote that version
 DEFAULT_SHARED_REFRESH = 60.0
+#: a healthy read that finds a name absent removes shared value copies older than it by this
+#: much (µs): a create committing meanwhile is younger, whatever its commit latency
+ABSENT_MARGIN_US = 60_000_000
 
 
 class SourceFailure(Exception):
@@ -192,7 +197,7 @@ class CacheCore:
                 raise ConfigurationError("shared_refresh must be a finite number of seconds >= 0")
             self._copies = SharedCopies(shared, self._entries, self.health,
                                         refresh_seconds=shared_refresh, clock=clock)
-        self._high: dict[str, int] = {}
+        self._high: dict[str, Order] = {}
         if report_interval is not None and (
                 not isinstance(report_interval, int | float) or isinstance(report_interval, bool)
                 or not 0 <= report_interval < float("inf")):
@@ -200,6 +205,12 @@ class CacheCore:
                                      "or None (no reports)")
         self.report_interval = None if report_interval is None else float(report_interval)
         self.host = host
+        # Shared copies on their way into the vault, by name (the newest, with the generation
+        # it was taken at), written by a short-lived thread so that a read answers first.
+        self._adopting = threading.Condition(threading.Lock())
+        self._pending_copies: dict[str, tuple[Copy, int]] = {}
+        self._adopter: threading.Thread | None = None
+        self._in_flight = 0
         self._report_at: float | None = None  # when the next usage report is due (monotonic)
         self._report_lock = threading.Lock()
 
@@ -230,13 +241,23 @@ class CacheCore:
     def close(self) -> None:
         """End this cache: later calls raise ``ConfigurationError``; idempotent.
 
-        Closes only what the cache created (it holds no connection, file or thread of its
-        own), never the source or the vault it was given: those are the caller's to close.
+        Closes only what the cache created (it holds no connection or file of its own; with a
+        shared tier, a short-lived thread writes copies taken from it, and ``close`` waits up
+        to 5 s for them), never the source or the vault it was given: those are the caller's
+        to close.
         """
         self._closed = True
+        self.wait_for_copies(timeout=5.0)
         with self._lock:
             self._memo.clear()
             self._seen.clear()
+
+    def wait_for_copies(self, timeout: float = 5.0) -> bool:
+        """Wait until every copy taken from the shared tier is in the local vault (they are
+        written just after the read that took them answered); True if none is pending."""
+        with self._adopting:
+            return self._adopting.wait_for(
+                lambda: not self._pending_copies and not self._in_flight, timeout)
 
     def add_listener(self, *, on_event: Callable[[CacheEvent], None] | None = None,
                      on_answer: Callable[[str], None] | None = None,
@@ -439,7 +460,7 @@ class CacheCore:
                                  "source's value", name, exc)
 
     def _write_through(self, name: str, value: Any, generation: int,
-                       version: int | None = None) -> tuple[bytes, int] | None:
+                       version: Order | None = None) -> tuple[bytes, int] | None:
         """Update the vault's copy if it differs or has used half its TTL; returns the
         (envelope, expires_at) written, or None if none was."""
         plaintext = stamp(version, self._entries.serialize(value))
@@ -601,9 +622,9 @@ class CacheCore:
 
     # ---- the shared tier (a fleet)
 
-    def _note_version(self, name: str, version: int) -> None:
+    def _note_version(self, name: str, version: Order) -> None:
         with self._lock:
-            if version > self._high.get(name, -1):
+            if version > self._high.get(name, NO_ORDER):
                 if len(self._high) > 1_000_000:
                     self._high.clear()
                 self._high[name] = version
@@ -635,24 +656,28 @@ class CacheCore:
         finally:
             self._report_lock.release()
 
-    def _provisional_version(self, name: str) -> int:
-        """The version of a write the source could not take: above everything this process
-        saw of ``name``, and otherwise the clock in µs (the built-in sources' unit), so that
-        other hosts prefer it to what they saw before, and the source's own version, when
-        the journal reaches it, is greater still."""
+    def _provisional_version(self, name: str) -> Order:
+        """The order of a write the source could not take: based on the greatest source
+        version this process saw of ``name`` (so other hosts prefer it to that value, and any
+        later source version, the journal's included, wins over it), at the clock in µs
+        (above a provisional write on the same base this process saw)."""
         with self._lock:
-            high = self._high.get(name, 0)
-        return max(high + 1, now_us())
+            high = self._high.get(name, NO_ORDER)
+        at = max(now_us(), high.at + 1 if high.provisional else 0)
+        return Order(high.base, 1, at)
 
-    def _fleet_after_load(self, name: str, value: Any, version: int, generation: int) -> None:
+    def _fleet_after_load(self, name: str, value: Any, source_version: int,
+                          generation: int) -> None:
         """A healthy versioned answer: write it through to the vault and the shared tier
-        (each only when needed); never raises."""
+        (each only when needed); never raises. An absent name publishes no tombstone (its
+        "absent as of now" version could outrank a create committing meanwhile): an older
+        shared value copy is removed instead (compare-and-delete)."""
         copies = self._copies
         assert copies is not None
+        version = source_order(source_version)
         with self._lock:
             if self._gen.get(name, 0) == generation:
                 self._seen[name] = value_digest(value)
-        self._note_version(name, version)
         written: tuple[bytes, int] | None = None
         try:
             if value is None:
@@ -662,15 +687,15 @@ class CacheCore:
         except (VaultError, OSError) as exc:
             self._local_failed(name, exc)
         if value is None:
-            if copies.due(name, version):
-                copies.write_tombstone(name, version, _clock.now_ms())
+            copies.retire_stale(name, source_version - ABSENT_MARGIN_US, _clock.now_ms())
             return
+        self._note_version(name, version)
         if written is None and copies.due(name, version):
             written = self._seal_shared(name, version, value)
         if written is not None:
             copies.write_value(name, version, *written)
 
-    def _seal_shared(self, name: str, version: int, value: Any) -> tuple[bytes, int] | None:
+    def _seal_shared(self, name: str, version: Order, value: Any) -> tuple[bytes, int] | None:
         copies = self._copies
         assert copies is not None
         now = _clock.now_ms()
@@ -688,8 +713,9 @@ class CacheCore:
                              f"cached copy of {name!r} ({describe(exc)}); serving the "
                              "source's value", name, exc)
 
-    def _fleet_saved(self, name: str, value: Any, version: int) -> SaveResult:
-        """A save the source took at ``version``: the vault and the shared tier follow."""
+    def _fleet_saved(self, name: str, value: Any, source_version: int) -> SaveResult:
+        """A save the source took at ``source_version``: the vault and the shared tier follow."""
+        version = source_order(source_version)
         with self._lock:
             self._seen[name] = value_digest(value)
         self._note_version(name, version)
@@ -697,7 +723,7 @@ class CacheCore:
         self._maybe_report()
         return SaveResult(journaled=False)
 
-    def _fleet_store(self, name: str, value: Any, version: int) -> None:
+    def _fleet_store(self, name: str, value: Any, version: Order) -> None:
         copies = self._copies
         assert copies is not None
         written = self._seal_shared(name, version, value)
@@ -708,14 +734,20 @@ class CacheCore:
             lambda: self._store_local(name, plaintext, envelope=written), name)
         copies.write_value(name, version, *written)
 
-    def _fleet_deleted(self, name: str, version: int) -> SaveResult:
+    def _fleet_deleted(self, name: str, source_version: int) -> SaveResult:
+        """A delete the source took: its tombstone goes to the shared tier only when this
+        process knew the name to exist (a delete of a missing row dates its tombstone "now",
+        which could outrank a create committing meanwhile)."""
         copies = self._copies
         assert copies is not None
+        version = source_order(source_version)
         with self._lock:
             self._seen[name] = value_digest(None)
-        self._note_version(name, version)
+            known = name in self._high
         self._local_write_logged(lambda: self._drop_local(name), name)
-        copies.write_tombstone(name, version, _clock.now_ms())
+        if known:
+            self._note_version(name, version)
+            copies.write_tombstone(name, version, _clock.now_ms())
         self._maybe_report()
         return SaveResult(journaled=False)
 
@@ -749,8 +781,10 @@ class CacheCore:
         problem = "there is no copy, local or shared"
         try:
             header, plaintext = self._entries.open(name, now)
-            version, value = self._entries.decode(name, plaintext)
-            local = Copy(version or 0, False, value, header, b"")
+            stamped = unstamp(plaintext)
+            if stamped.tombstone:
+                raise EntryNotFoundError(f"no entry named {name!r} (a tombstone)")
+            local = Copy(stamped.order or NO_ORDER, False, stamped.body, header, b"")
         except EntryNotFoundError:
             pass
         except EntryExpiredError:
@@ -760,7 +794,11 @@ class CacheCore:
             problem = f"the local copy cannot be used ({type(exc).__name__})"
         shared = copies.read(name, now)
         best, origin = local, CACHE
-        if shared is not None and (local is None or shared.version > local.version):
+        with self._adopting:
+            held = self._pending_copies.get(name)
+        if held is not None and (shared is None or held[0].order > shared.order):
+            shared = held[0]  # taken from the tier a moment ago, not yet in the vault
+        if shared is not None and (local is None or shared.order > local.order):
             best, origin = shared, SHARED
         if best is None:
             pending = self._pending_write(name, now, cause)
@@ -772,33 +810,92 @@ class CacheCore:
                 f"and {problem}", hint="bring the source back; the vault's TTL bounds how long "
                 "an outage can be bridged") from cause
         with self._lock:
-            high = self._high.get(name, 0)
-        if best.version < high:
+            high = self._high.get(name, NO_ORDER)
+        if best.order < high:
             self.health.degraded_call(cause, f"the copies of {name!r} are older than one this "
                                       "process has seen", name)
             raise SourceUnavailableError(
                 f"credential {name!r} is unavailable: the source failed ({describe(cause)}) "
-                f"and every copy is older (version {best.version}) than one this process has "
-                f"seen or written (version {high})",
+                f"and every copy is older ({_shown(best.order)}) than one this process has "
+                f"seen or written ({_shown(high)})",
                 hint="bring the source back; check the local vault's disk") from cause
-        self._note_version(name, best.version)
+        try:
+            value = best.value  # only the copy served is decoded
+        except SerializationError as exc:
+            self.health.degraded_call(cause, f"the copy of {name!r} is unusable", name)
+            raise SourceUnavailableError(
+                f"credential {name!r} is unavailable: the source failed ({describe(cause)}) "
+                f"and the newest copy does not decode ({type(exc).__name__})") from cause
+        self._note_version(name, best.order)
         if origin == SHARED:
-            self._adopt(name, best)
+            self._adopt_soon(name, best)
         age = max(0.0, now / 1000 - utc(best.header.created_at).timestamp())
         where = "the shared tier" if origin == SHARED else "the encrypted cache"
         self.health.degraded_call(cause, f"serving {name!r} from {where} (age {age:.0f} s)",
                                   name, age)
-        return Fetched(None if best.tombstone else best.value, origin, age)
+        return Fetched(value, origin, age)
 
-    def _adopt(self, name: str, copy: Copy) -> None:
-        """Make a newer shared copy the local one (the same envelope, its own times)."""
+    def _local_is_older(self, name: str, order: Order) -> bool:
+        """Whether the vault's copy of ``name`` is missing, unusable or older than ``order``
+        (one under a key the ring lacks may be newer: it is kept)."""
+        try:
+            _, plaintext = self._entries.open(name, 0, check_ttl=False)
+            held = unstamp(plaintext).order or NO_ORDER
+        except UnknownKeyError:
+            return False
+        except (VaultError, OSError):
+            return True
+        return held < order
+
+    def _adopt_soon(self, name: str, copy: Copy) -> None:
+        """Queue a shared copy for the local vault (:meth:`_adopt`, in the adopter thread, so
+        the read that took it answers first); a newer copy of the name replaces a queued one."""
+        with self._adopting:
+            queued = self._pending_copies.get(name)
+            if queued is not None and queued[0].order > copy.order:
+                return
+            self._pending_copies[name] = (copy, self._generation(name))
+            self._adopting.notify_all()
+            if self._adopter is None or not self._adopter.is_alive():
+                self._adopter = threading.Thread(target=self._adopt_loop, daemon=True,
+                                                 name="credseal-copies")
+                self._adopter.start()
+
+    def _adopt_loop(self) -> None:
+        """Write queued copies; ends after a second with nothing to do."""
+        while True:
+            with self._adopting:
+                if not self._pending_copies:
+                    self._adopting.wait(timeout=1.0)
+                if not self._pending_copies:
+                    self._adopter = None
+                    self._adopting.notify_all()
+                    return
+                name, (copy, generation) = self._pending_copies.popitem()
+                self._in_flight += 1
+            try:
+                self._adopt(name, copy, generation)
+            finally:
+                with self._adopting:
+                    self._in_flight -= 1
+                    self._adopting.notify_all()
+
+    def _adopt(self, name: str, copy: Copy, generation: int | None = None) -> None:
+        """Make a newer shared copy the local one (the same envelope, its own times), unless
+        a save or delete of the name overtook ``generation``. Not fsynced: Redis holds it
+        too; a power loss may lose it (or tear it into a file that fails to authenticate: a
+        miss)."""
         def adopt() -> None:
+            with self._vault_lock:
+                if not self._local_is_older(name, copy.order):
+                    return
             if copy.tombstone:
-                self._drop_local(name)
+                self._drop_local(name, generation=generation)
                 return
             with self._vault_lock:
-                self._claim(name, None)
-                self._entries.write_sealed(name, copy.envelope)
+                if not self._claim(name, generation):
+                    return
+                self._entries.write_sealed(name, copy.envelope, durable=False)
 
         self._local_write_logged(adopt, name)
 
@@ -809,21 +906,32 @@ class CacheCore:
             raise ConfigurationError("prefetch needs a shared tier (shared=...)")
         for name in names:
             fmt.check_name(name)
+        self.wait_for_copies()  # copies already on their way count as local ones
         now = _clock.now_ms()
         found = copies.read_many(names, now)
         if found is None:
             return PrefetchReport(len(names), 0, 0, False)
-        copied = 0
+        copied: list[str] = []
         for name, copy in found.items():
             try:
                 _, plaintext = self._entries.open(name, now)
-                local_version = self._entries.decode(name, plaintext)[0] or 0
+                local_order: Order | None = unstamp(plaintext).order or NO_ORDER
             except (VaultError, OSError):
-                local_version = -1
+                local_order = None
             with self._lock:
-                high = self._high.get(name, 0)
-            if copy.version > local_version and copy.version >= high:
-                self._note_version(name, copy.version)
+                high = self._high.get(name, NO_ORDER)
+            if (local_order is None or copy.order > local_order) and copy.order >= high:
+                self._note_version(name, copy.order)
                 self._adopt(name, copy)
-                copied += 1
-        return PrefetchReport(len(names), len(found), copied, True)
+                copied.append(name)
+        # The copies were written without fsyncs; made durable together (batched).
+        self._local_write_logged(
+            lambda: files.sync_files([self._entries.path(name) for name in copied]),
+            "(prefetched copies)")
+        return PrefetchReport(len(names), len(found), len(copied), True)
+
+
+def _shown(order: Order) -> str:
+    """An order for a message: the source version, or the provisional write's base."""
+    return (f"a write not yet taken, based on version {order.base}" if order.provisional
+            else f"version {order.base}")

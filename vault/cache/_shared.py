@@ -5,16 +5,17 @@ A tier (``vault.cache.redis.RedisTier``, ``vault.testing.MemoryTier``) maps an e
 stem (``docs/format.md`` section 9: the name's SHA-256, so keys reveal nothing) to a
 **record** (``docs/format.md`` section 14)::
 
-    b"CSR1" | version: 20 ASCII digits, zero-padded | the entry envelope (kind 1)
+    b"CSR1" | order: 41 ASCII digits | the entry envelope (kind 1)
 
 The envelope is the local file's format, with the same ring and associated data (name and
-times); its plaintext is stamped with the source version (``vault._store.stamp``), a value or
-a tombstone. The version in clear lets the tier compare-and-set without a key: a tier never
-replaces a record by one of a lower clear version. It is **unauthenticated**: a reader
-believes only the stamp inside the envelope, and removes (compare-and-delete: only if still the
-same bytes) a record that fails to authenticate, is not a record, or whose two versions
-disagree. A record under a key id the ring lacks is skipped and reported, never removed (a
-rotation may be under way).
+times); its plaintext is stamped with the copy's order (``vault._store.stamp``: the source
+version, or a provisional write's base and time), a value or a tombstone. The order in clear
+(20 digits of base, 1 of provisional, 20 of time: equal-length digit strings compare as the
+order) lets the tier compare-and-set without a key: a tier never replaces a record by one of
+a lower clear order. It is **unauthenticated**: a reader believes only the stamp inside the
+envelope, and removes (compare-and-delete: only if still the same bytes) a record that fails
+to authenticate, is not a record, or whose two orders disagree. A record under a key id
+the ring lacks is skipped and reported, never removed (a rotation may be under way).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from vault._crypto import format as fmt
 from vault._crypto.keys import KeyRing
 from vault._store.entries import EntryStore, name_stem, utc
 from vault._store.rewrap import Outcome, PendingWrite
-from vault._store.stamp import stamp, tombstone, unstamp
+from vault._store.stamp import MAX_VERSION, Order, source_order, stamp, tombstone, unstamp
 from vault._store.state import StateFile
 from vault.cache._health import (
     SHARED_RECOVERED,
@@ -57,9 +58,23 @@ from vault.errors import (
     VaultError,
 )
 
-__all__ = ["RECENT_REPORT_SECONDS", "RECORD_MAGIC", "RECORD_PREFIX_SIZE", "REPORT_INTERVAL",
-           "Copy", "SharedCopies", "SharedTarget", "SharedTier", "UsageReport", "host_id",
-           "pack_record", "publish_report", "read_reports", "record_version"]
+__all__ = [
+    "RECENT_REPORT_SECONDS",
+    "RECORD_MAGIC",
+    "RECORD_PREFIX_SIZE",
+    "REPORT_INTERVAL",
+    "Copy",
+    "SharedCopies",
+    "SharedTarget",
+    "SharedTier",
+    "UsageReport",
+    "host_id",
+    "pack_record",
+    "publish_report",
+    "read_reports",
+    "record_order",
+    "record_version",
+]
 
 #: seconds between two usage reports of one host (a cache publishes from its calls)
 REPORT_INTERVAL = 300.0
@@ -69,22 +84,34 @@ REPORT_TTL_MS = 30 * 86_400_000  # a host silent for 30 days is forgotten by the
 _REPORT_NAME = "credseal-usage-report/"
 _HOST_ID = re.compile(r"[0-9a-f]{32}")
 RECORD_MAGIC = b"CSR1"
-VERSION_DIGITS = 20
-RECORD_PREFIX_SIZE = len(RECORD_MAGIC) + VERSION_DIGITS
+ORDER_DIGITS = 41
+RECORD_PREFIX_SIZE = len(RECORD_MAGIC) + ORDER_DIGITS
 
 
-def pack_record(version: int, envelope: bytes) -> bytes:
-    """The record of ``envelope``, sealed with source ``version`` stamped inside."""
-    return RECORD_MAGIC + b"%020d" % version + envelope
+def pack_record(order: Order | int, envelope: bytes) -> bytes:
+    """The record of ``envelope``, whose stamp holds ``order`` (an int: a source version)."""
+    order = source_order(order) if isinstance(order, int) else order
+    return RECORD_MAGIC + order.clear() + envelope
 
 
-def record_version(raw: bytes) -> int | None:
-    """The clear (unverified) version of a record; None if ``raw`` is not a record."""
-    digits = raw[len(RECORD_MAGIC):RECORD_PREFIX_SIZE]
-    if raw[:len(RECORD_MAGIC)] != RECORD_MAGIC or len(digits) != VERSION_DIGITS \
-            or not digits.isdigit():
+def record_order(raw: object) -> Order | None:
+    """The clear (unverified) order of a record; None if ``raw`` is not one."""
+    if not isinstance(raw, bytes) or raw[:len(RECORD_MAGIC)] != RECORD_MAGIC:
         return None
-    return int(digits)
+    digits = raw[len(RECORD_MAGIC):RECORD_PREFIX_SIZE]
+    if len(digits) != ORDER_DIGITS or not digits.isdigit() or digits[20:21] not in b"01":
+        return None
+    order = Order(int(digits[:20]), int(digits[20:21]), int(digits[21:]))
+    if order.base > MAX_VERSION or order.at > MAX_VERSION or (not order.provisional
+                                                                and order.at):
+        return None
+    return order
+
+
+def record_version(raw: object) -> int | None:
+    """The clear (unverified) base version of a record; None if it is not one."""
+    order = record_order(raw)
+    return None if order is None else order.base
 
 
 @runtime_checkable
@@ -136,14 +163,22 @@ class SharedTier(Protocol):
 
 @dataclass(frozen=True)
 class Copy:
-    """An authenticated, valid copy: its source ``version``, ``tombstone`` (a delete), the
-    ``value`` (None for a tombstone), its header and envelope. No value in repr."""
+    """An authenticated, valid copy: its ``order`` (``vault._store.stamp.Order``),
+    ``tombstone`` (a delete), the
+    codec JSON ``body`` (empty for a tombstone), its header and envelope. No value in repr.
+    The value is decoded only when asked for (:attr:`value`): of two copies, only the one
+    served is."""
 
-    version: int
+    order: Order
     tombstone: bool
-    value: Any = field(repr=False)
+    body: bytes = field(repr=False)
     header: fmt.Header = field(repr=False)
     envelope: bytes = field(repr=False)
+
+    @property
+    def value(self) -> Any:
+        """The value (None for a tombstone). Raises ``SerializationError`` if malformed."""
+        return None if self.tombstone else codec.loads(self.body)
 
 
 class SharedCopies:
@@ -160,8 +195,8 @@ class SharedCopies:
         self.refresh_seconds, self.clock = refresh_seconds, clock
         self._lock = threading.Lock()
         self._failing = False
-        # name -> (version, when this process last wrote it): skip rewriting what is there
-        self._written: dict[str, tuple[int, float]] = {}
+        # name -> (order, when this process last wrote it): skip rewriting what is there
+        self._written: dict[str, tuple[Order, float]] = {}
 
     # ---- reading
 
@@ -199,18 +234,17 @@ class SharedCopies:
 
     def _open(self, name: str, stem: str, raw: bytes, now_ms: int) -> tuple[Copy | None, bool]:
         """:meth:`open`, and whether a rejected record was removed."""
-        clear = record_version(raw)
-        if clear is None:
+        clear = record_order(raw)
+        if clear is None or not isinstance(raw, bytes):
             return None, self._reject(name, stem, raw, "it is not a credseal record")
         envelope = raw[RECORD_PREFIX_SIZE:]
         try:
             header, plaintext = self.entries.open_envelope(envelope, kind=fmt.KIND_ENTRY,
                                                            name=name)
             stamped = unstamp(plaintext)
-            if stamped.version != clear:
-                return None, self._reject(name, stem, raw, "its versions disagree")
+            if stamped.order != clear:
+                return None, self._reject(name, stem, raw, "its orders disagree")
             self.entries.check_validity(header, now_ms)
-            value = None if stamped.tombstone else self.entries.decode(name, plaintext)[1]
         except UnknownKeyError as exc:
             if self.health.limited(f"{SHARED_SKIPPED}:{name}"):
                 self.health.emit(SHARED_SKIPPED, logging.WARNING, f"the shared copy of {name!r}"
@@ -222,35 +256,64 @@ class SharedCopies:
             return None, False  # the tier's own expiry removes it; another host's clock?
         except (DecryptionError, FormatError, SerializationError) as exc:
             return None, self._reject(name, stem, raw, f"it failed to open ({describe(exc)})")
-        return Copy(clear, stamped.tombstone, value, header, envelope), False
+        except (VaultError, OSError) as exc:  # e.g. the key source failed to reload: a miss
+            if self.health.limited(f"{SHARED_SKIPPED}:{name}"):
+                self.health.emit(SHARED_SKIPPED, logging.WARNING, f"the shared copy of {name!r}"
+                                 f" could not be checked ({describe(exc)}); left alone, treated "
+                                 "as a miss", name, exc)
+            return None, False
+        return Copy(clear, stamped.tombstone, stamped.body, header, envelope), False
 
-    def _reject(self, name: str, stem: str, raw: bytes, why: str) -> bool:
+    def _reject(self, name: str, stem: str, raw: object, why: str) -> bool:
         try:
-            removed = self.tier.delete_if(stem, raw)
+            removed = isinstance(raw, bytes) and self.tier.delete_if(stem, raw)
         except SharedTierError as exc:
             self.unavailable(exc)
             removed = False
-        done = "removed" if removed else "left (it changed meanwhile, or the tier failed)"
-        self.health.emit(SHARED_REJECTED, logging.ERROR, f"the shared copy of {name!r} was "
-                         f"rejected: {why}; {done}; treated as a miss", name)
+        if self.health.limited(f"{SHARED_REJECTED}:{name}"):  # a Redis writer may repeat it
+            done = "removed" if removed else "left (it changed meanwhile, or the tier failed)"
+            self.health.emit(SHARED_REJECTED, logging.ERROR, f"the shared copy of {name!r} was "
+                             f"rejected: {why}; {done}; treated as a miss", name)
         return removed
 
     # ---- writing
 
-    def due(self, name: str, version: int) -> bool:
+    def due(self, name: str, version: Order) -> bool:
         """Whether a write of ``name`` at ``version`` is worth a round trip: this process did
-        not write that version, or wrote it more than ``refresh_seconds`` ago (a tier that
+        not write that order, or wrote it more than ``refresh_seconds`` ago (a tier that
         restarted empty is filled again within that)."""
         with self._lock:
             written = self._written.get(name)
         return written is None or written[0] != version or \
             self.clock() - written[1] >= self.refresh_seconds
 
-    def write_value(self, name: str, version: int, envelope: bytes, expires_at: int) -> None:
+    def retire_stale(self, name: str, older_than_us: int, now_ms: int) -> None:
+        """The source says ``name`` is absent (as of ``older_than_us`` plus a margin): remove
+        a shared value copy dated before ``older_than_us`` (compare-and-delete), so that a
+        name deleted behind the cache's back stops being served from the tier; never raises.
+        A younger copy may be a create committing meanwhile: it stays."""
+        stem = name_stem(name)
+        try:
+            raw = self.tier.get(stem)
+        except SharedTierError as exc:
+            self.unavailable(exc)
+            return
+        self.answered()
+        copy = None if raw is None else self.open(name, stem, raw, now_ms)
+        if copy is None or copy.tombstone:
+            return
+        dated = copy.order.at if copy.order.provisional else copy.order.base
+        if dated < older_than_us:
+            try:
+                self.tier.delete_if(stem, raw)  # type: ignore[arg-type]
+            except SharedTierError as exc:
+                self.unavailable(exc)
+
+    def write_value(self, name: str, version: Order, envelope: bytes, expires_at: int) -> None:
         """Put a value copy (``envelope``, stamped with ``version``); never raises."""
         self._put(name, version, envelope, expires_at)
 
-    def write_tombstone(self, name: str, version: int, now_ms: int) -> None:
+    def write_tombstone(self, name: str, version: Order, now_ms: int) -> None:
         """Put a sealed tombstone of ``name`` at ``version``, expiring with the TTL; never
         raises (a sealing error is reported like a tier failure)."""
         expires_at = now_ms + self.entries.ttl_ms
@@ -261,13 +324,13 @@ class SharedCopies:
             return
         self._put(name, version, envelope, expires_at)
 
-    def seal_value(self, name: str, version: int, body: bytes, now_ms: int) -> bytes:
+    def seal_value(self, name: str, version: Order, body: bytes, now_ms: int) -> bytes:
         """The envelope of a value copy at ``version`` (``body``: codec JSON), valid for the TTL.
 
         Raises: as ``EntryStore.seal``."""
         return self.entries.seal(name, stamp(version, body), now_ms, now_ms + self.entries.ttl_ms)
 
-    def _put(self, name: str, version: int, envelope: bytes, expires_at: int) -> None:
+    def _put(self, name: str, version: Order, envelope: bytes, expires_at: int) -> None:
         stem, record = name_stem(name), pack_record(version, envelope)
         try:
             stored = self.tier.put(stem, record, expires_at)
@@ -374,7 +437,7 @@ class SharedTarget:
         for start in range(0, len(stems), self.batch):
             chunk = stems[start:start + self.batch]
             for stem, raw in zip(chunk, self.tier.mget(chunk), strict=True):
-                if raw is None or record_version(raw) is None:
+                if raw is None or record_order(raw) is None:
                     continue
                 try:
                     header = fmt.parse(raw[RECORD_PREFIX_SIZE:])[0]
@@ -392,7 +455,7 @@ class SharedTarget:
         raw = self.tier.get(item)
         if raw is None:
             return "skipped", None
-        clear = record_version(raw)
+        clear = record_order(raw)
         try:
             if clear is None:
                 raise FormatError("not a credseal record")
@@ -406,8 +469,8 @@ class SharedTarget:
                 raise UnknownKeyError(old_id)
             plaintext = ring.open_parsed(header, header_bytes, payload, kind=fmt.KIND_ENTRY,
                                          name=header.name)
-            if unstamp(plaintext).version != clear:
-                raise FormatError("the record's versions disagree")
+            if unstamp(plaintext).order != clear:
+                raise FormatError("the record's orders disagree")
         except (DecryptionError, FormatError, SerializationError):
             self.tier.delete_if(item, raw)
             return "skipped", None
