@@ -9,6 +9,9 @@ Loaded as a pytest plugin by ``tests/conftest.py``. Fixtures:
 - ``redis_server`` (function): a :class:`RedisServer` that the test may kill or freeze.
 - ``redis_sentinel`` (function): a :class:`RedisSentinelGroup` (master, replica, three
   sentinels) whose master the test may kill to make the sentinels fail over.
+- ``redis_cluster`` (function): a :class:`RedisClusterGroup` (three masters of a Redis
+  Cluster) whose masters the test may kill or freeze; ``redis_cluster_module`` (module):
+  one for the tests of a module that leave it as they found it.
 - ``secret_service`` (session): a :class:`SecretService` (private D-Bus bus + gnome-keyring).
 - ``use_secret_service`` (function): ``keyring`` in this process talks to it.
 - ``no_keyring_backend`` / ``env_without_bus``: the headless case (``fail.Keyring``).
@@ -999,6 +1002,314 @@ def redis_sentinel(redis_binary: str) -> Iterator[RedisSentinelGroup]:
         yield group
     finally:
         group.close()
+
+
+CLUSTER_NODE_TIMEOUT_MS = 2000
+CLUSTER_SLOTS = 16384
+CLUSTER_WAIT_TIMEOUT = 20.0
+
+
+class RedisClusterGroup:
+    """A throwaway Redis Cluster on 127.0.0.1: ``masters`` redis-servers (no replicas),
+    nothing persisted, all in one temp directory.
+
+    Each node runs with ``--cluster-enabled yes``, its own ``nodes-<port>.conf`` and
+    ``--cluster-node-timeout`` 2000; ``--cluster-require-full-coverage no`` keeps the other
+    masters serving their slots once a killed master is flagged as failed (with ``yes``,
+    the default, the whole cluster would refuse every key then). Where the server has
+    ``cluster-port`` (Redis 7) each node's bus port is a free port too, not port + 10000.
+
+    :meth:`start` creates the cluster with ``redis-cli --cluster create`` when there is a
+    ``redis-cli`` (else by ``CLUSTER ADDSLOTSRANGE`` and ``CLUSTER MEET`` through redis-py)
+    and returns once every node says ``cluster_state:ok`` and knows every node and slot.
+    Tests :meth:`kill` a master; :meth:`close` SIGKILLs every process and removes the
+    directory.
+    """
+
+    host = LOCALHOST
+
+    def __init__(self, binary: str, base: Path, masters: int = 3,
+                 cli: str | None = None) -> None:
+        self.binary, self.base, self.cli = binary, base, cli
+        self._bus_option = _redis_major(binary) >= 7  # cluster-port: bus ports of our own
+        ports: list[int] = []
+        while len(ports) < (2 if self._bus_option else 1) * masters:
+            port = free_port()
+            if port not in ports and (self._bus_option or _bus_port_free(port)):
+                ports.append(port)
+        #: the masters' ports, in the order their slot ranges go (the first has slot 0)
+        self.ports: tuple[int, ...] = tuple(ports[:masters])
+        self._bus_ports = dict(zip(self.ports, ports[masters:], strict=False))
+        self._procs: dict[int, subprocess.Popen[bytes]] = {}
+        self._slots: dict[int, tuple[int, int]] = {}  # port -> (first slot, last slot)
+
+    def __repr__(self) -> str:
+        return f"RedisClusterGroup(ports={self.ports})"
+
+    @property
+    def startup_nodes(self) -> list[tuple[str, int]]:
+        """Every master's (host, port), for ``RedisCluster``'s startup nodes."""
+        return [(self.host, port) for port in self.ports]
+
+    # ---- starting
+
+    def start(self) -> None:
+        """Start every node, create the cluster and wait until every node agrees it is ok."""
+        for port in self.ports:
+            self._start_node(port)
+        if self.cli is not None:
+            self._create_with_cli()
+        else:
+            self._create_by_hand()
+        self._wait(self._agreed, CLUSTER_WAIT_TIMEOUT,
+                   "every node to say cluster_state:ok and know every node and slot")
+        self._slots = self._slot_ranges()
+
+    def _start_node(self, port: int) -> None:
+        directory = self.base / f"node-{port}"
+        directory.mkdir()
+        args = [self.binary, "--port", str(port), "--bind", self.host, "--save", "",
+                "--appendonly", "no", "--dir", str(directory), "--daemonize", "no",
+                "--cluster-enabled", "yes",
+                "--cluster-config-file", str(self.base / f"nodes-{port}.conf"),
+                "--cluster-node-timeout", str(CLUSTER_NODE_TIMEOUT_MS),
+                "--cluster-require-full-coverage", "no"]
+        if self._bus_option:
+            args += ["--cluster-port", str(self._bus_ports[port])]
+        log = (self.base / f"{port}.log").open("ab")
+        try:
+            self._procs[port] = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
+                                                 start_new_session=True)
+        finally:
+            log.close()
+        self._wait(lambda: self._ask(port, lambda client: client.ping()) is True,
+                   WAIT_TIMEOUT, f"redis-server on port {port}")
+
+    def _create_with_cli(self) -> None:
+        assert self.cli is not None
+        proc = subprocess.run(
+            [self.cli, "--cluster", "create",
+             *(f"{self.host}:{port}" for port in self.ports),
+             "--cluster-replicas", "0", "--cluster-yes"],
+            capture_output=True, text=True, timeout=CMD_TIMEOUT, stdin=subprocess.DEVNULL)
+        if proc.returncode != 0:
+            raise RuntimeError(f"redis-cli --cluster create failed ({proc.returncode}):\n"
+                               f"{proc.stdout}{proc.stderr}")
+
+    def _create_by_hand(self) -> None:
+        """What ``redis-cli --cluster create`` does: even slot ranges, one epoch per node,
+        every node meets the first."""
+        count = len(self.ports)
+        for index, port in enumerate(self.ports):
+            first = index * CLUSTER_SLOTS // count
+            last = (index + 1) * CLUSTER_SLOTS // count - 1
+            self.command(port, "CLUSTER", "ADDSLOTSRANGE", first, last)
+            self.command(port, "CLUSTER", "SET-CONFIG-EPOCH", index + 1)
+        first_port = self.ports[0]
+        for port in self.ports[1:]:
+            bus = [self._bus_ports[first_port]] if self._bus_option else []
+            self.command(port, "CLUSTER", "MEET", self.host, first_port, *bus)
+
+    def _agreed(self) -> bool:
+        for port in self.ports:
+            info = self._ask(port, lambda client: client.execute_command("CLUSTER", "INFO"))
+            text = info.decode() if isinstance(info, bytes) else str(info or "")
+            fields = dict(line.split(":", 1) for line in text.split() if ":" in line)
+            if fields.get("cluster_state") != "ok" \
+                    or fields.get("cluster_known_nodes") != str(len(self.ports)) \
+                    or fields.get("cluster_slots_assigned") != str(CLUSTER_SLOTS) \
+                    or fields.get("cluster_size") != str(len(self.ports)):
+                return False
+        return True
+
+    def _slot_ranges(self) -> dict[int, tuple[int, int]]:
+        answer = self.command(self.ports[0], "CLUSTER", "SLOTS")
+        ranges: dict[int, tuple[int, int]] = {}
+        for first, last, master, *_ in answer:
+            port = int(master[1])
+            assert port not in ranges, f"{self!r}: {port} holds more than one slot range"
+            ranges[port] = (int(first), int(last))
+        assert set(ranges) == set(self.ports), ranges
+        return ranges
+
+    def _wait(self, predicate: Any, timeout: float, what: str) -> None:
+        try:
+            _wait_until(predicate, timeout, what)
+        except TimeoutError as exc:
+            logs = "\n".join(f"--- {path.name}\n{_tail(path)}"
+                             for path in sorted(self.base.glob("*.log")))
+            raise TimeoutError(f"{exc}; {self!r}\n{logs}") from None
+
+    # ---- asking one node (a plain client: short timeouts, no retries)
+
+    def _client(self, port: int) -> Any:
+        import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        return redis.Redis(host=self.host, port=port, socket_timeout=2.0,
+                           socket_connect_timeout=1.0, retry=Retry(NoBackoff(), 0))
+
+    def command(self, port: int, *args: Any) -> Any:
+        """``args`` as one command to the node on ``port`` (a plain client; raises if it does
+        not answer)."""
+        with self._client(port) as client:
+            return client.execute_command(*args)
+
+    def _ask(self, port: int, ask: Any) -> Any:
+        """``ask(client)`` on the node on ``port``; None when it does not answer."""
+        import redis
+
+        try:
+            with self._client(port) as client:
+                return ask(client)
+        except (redis.exceptions.RedisError, OSError):
+            return None
+
+    # ---- the test's view and faults
+
+    def slot_of(self, key: str | bytes) -> int:
+        """The hash slot of ``key`` (``CLUSTER KEYSLOT`` on a node that answers)."""
+        for port in self.ports:
+            slot = self._ask(port, lambda client: client.execute_command(
+                "CLUSTER", "KEYSLOT", key))
+            if slot is not None:
+                return int(slot)
+        raise RuntimeError(f"no node of {self!r} answered")
+
+    def port_of(self, key: str | bytes) -> int:
+        """The port of the master that holds ``key``'s slot (as the cluster was created)."""
+        slot = self.slot_of(key)
+        for port, (first, last) in self._slots.items():
+            if first <= slot <= last:
+                return port
+        raise AssertionError(f"slot {slot} is nobody's in {self!r}")
+
+    def keys_on(self, port: int, pattern: str = "*") -> list[bytes]:
+        """The keys the master on ``port`` holds (``KEYS``, asked directly)."""
+        keys: list[bytes] = self.command(port, "KEYS", pattern)
+        return keys
+
+    def is_running(self, port: int) -> bool:
+        proc = self._procs.get(port)
+        return proc is not None and proc.poll() is None
+
+    def kill(self, port: int) -> None:
+        """SIGKILL the master on ``port`` (its connections are refused from now on); returns
+        once it is gone. Its slots have no replica: they stay unserved."""
+        proc = self._procs.get(port)
+        assert proc is not None and proc.poll() is None, f"the node on {port} is not running"
+        self._kill(proc)
+
+    def freeze(self, port: int) -> None:
+        """SIGSTOP the master on ``port``: connections are accepted, no reply comes. Thaw it
+        within ``CLUSTER_NODE_TIMEOUT_MS``, or the others flag it as failed."""
+        proc = self._procs.get(port)
+        assert proc is not None and proc.poll() is None, f"the node on {port} is not running"
+        os.killpg(proc.pid, signal.SIGSTOP)
+
+    def thaw(self, port: int) -> None:
+        """SIGCONT after :meth:`freeze`."""
+        proc = self._procs.get(port)
+        if proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGCONT)
+
+    def wait_until_failed(self, port: int, timeout: float = CLUSTER_WAIT_TIMEOUT) -> None:
+        """Wait until every other running node flags the node on ``port`` ``fail`` (after
+        ``CLUSTER_NODE_TIMEOUT_MS`` and a majority's reports)."""
+
+        def flagged(other: int) -> bool:
+            text = self._ask(other, lambda client: client.execute_command("CLUSTER", "NODES"))
+            lines = (text.decode() if isinstance(text, bytes) else str(text or "")).splitlines()
+            for line in lines:
+                fields = line.split()
+                if len(fields) > 2 and fields[1].split("@")[0].endswith(f":{port}"):
+                    return "fail" in fields[2].split(",")
+            return False
+
+        others = [other for other in self.ports if other != port and self.is_running(other)]
+        self._wait(lambda: all(flagged(other) for other in others), timeout,
+                   f"the other nodes to flag {port} as failed")
+
+    # ---- stopping
+
+    @staticmethod
+    def _kill(proc: subprocess.Popen[bytes]) -> None:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGCONT)  # a frozen one must die too
+                os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=WAIT_TIMEOUT)
+
+    def close(self) -> None:
+        """SIGKILL every node and remove the directory; raises the first error after trying
+        everything."""
+        errors: list[Exception] = []
+        for port in self.ports:
+            proc = self._procs.pop(port, None)
+            if proc is not None:
+                try:
+                    self._kill(proc)
+                except (OSError, subprocess.TimeoutExpired) as exc:
+                    errors.append(exc)
+        _remove_tree(self.base)
+        if errors:
+            raise errors[0]
+
+
+def _redis_major(binary: str) -> int:
+    """The major version of a redis-server binary (``--version``), 0 if unknown."""
+    try:
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True,
+                             timeout=CMD_TIMEOUT).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    match = re.search(r"v=(\d+)\.", out)
+    return int(match.group(1)) if match else 0
+
+
+def _bus_port_free(port: int) -> bool:
+    """Whether ``port`` + 10000 (a node's cluster bus before Redis 7) can be bound now."""
+    if port + 10000 > 65535:
+        return False
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((LOCALHOST, port + 10000))
+        except OSError:
+            return False
+    return True
+
+
+@contextlib.contextmanager
+def _cluster_group(binary: str) -> Iterator[RedisClusterGroup]:
+    try:
+        import redis  # noqa: F401
+    except ImportError:
+        require("redis-py", 'redis-py is missing: pip install -e ".[dev]"')
+    group = RedisClusterGroup(binary, Path(tempfile.mkdtemp(prefix="credseal-cluster-")),
+                              cli=shutil.which("redis-cli"))
+    try:
+        group.start()
+        yield group
+    finally:
+        group.close()
+
+
+@pytest.fixture
+def redis_cluster(redis_binary: str) -> Iterator[RedisClusterGroup]:
+    """A fresh :class:`RedisClusterGroup` for one test (three masters, no replicas), ready:
+    every node says ``cluster_state:ok``. The test may kill or freeze masters. Removed
+    afterwards. About two seconds to start (a node turns ok 2 s after it started)."""
+    with _cluster_group(redis_binary) as group:
+        yield group
+
+
+@pytest.fixture(scope="module")
+def redis_cluster_module(redis_binary: str) -> Iterator[RedisClusterGroup]:
+    """One :class:`RedisClusterGroup` for a test module's tests that leave it as they found
+    it (no kill; a key namespace of their own)."""
+    with _cluster_group(redis_binary) as group:
+        yield group
 
 
 @pytest.fixture(scope="session")

@@ -13,9 +13,24 @@ socket timeouts and retry policy allow (its defaults wait about 59 s against a f
 server). So ``RedisTier(client)`` takes the caller's client (``redis.Redis``,
 ``Sentinel(...).master_for(...)``, ``RedisCluster``: TLS, ACL users and pools stay
 redis-py's business) but refuses one whose worst case exceeds ``max_call_seconds``
-(default :data:`MAX_CALL_SECONDS`), naming the setting. :meth:`RedisTier.from_url` and
-:meth:`RedisTier.from_sentinel` build a client within the bound. The tier has its own
-:class:`~vault.cache.CircuitBreaker`: while it is open a call fails at once.
+(default :data:`MAX_CALL_SECONDS`), naming the setting. :meth:`RedisTier.from_url`,
+:meth:`RedisTier.from_sentinel` and :meth:`RedisTier.from_cluster` build a client within the
+bound. The tier has its own :class:`~vault.cache.CircuitBreaker`: while it is open a call
+fails at once.
+
+**Redis Cluster** (``redis.cluster.RedisCluster``). Records spread over the masters by hash
+slot (the keys have no hash tag). redis-py repeats a failed call ``retry.get_retries()`` times
+(it does not use the retry's backoff), and after a connection error or ``CLUSTERDOWN`` it
+refreshes its slot map, asking the nodes one after the other, before it gives up or tries
+again. So one call's worst case is taken as ``(retries + 1) * ((nodes + 1) * per node +
+0.25 s)``: ``per node`` is one connect and one read, ``nodes`` counts replicas too, 0.25 s is
+redis-py's pause after ``CLUSTERDOWN``. No call fans out under those retries: ``SCAN`` and
+``INFO`` ask one master per call, and ``mget`` sends each master one pipeline of ``MGET``
+commands (one per slot), not retried. The scripts run as ``EVAL`` on the key's master (no
+``SCRIPT LOAD`` on every master). A call on one key has the breaker of the master that holds
+its slot (made like ``breaker``): a master that is down does not stop the others being used;
+the calls that span the cluster have ``breaker``. Redirections during a resharding
+(``MOVED``/``ASK``, which redis-py follows) are not in the bound.
 
 **Server.** Redis >= 6.2 (``PXAT``), checked on the first call that reaches it. Records
 expire, so the eviction policy should be a ``volatile-*`` one (``diagnose`` says which is set).
@@ -41,6 +56,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 try:
@@ -73,6 +89,7 @@ DEFAULT_TIMEOUT = 0.25  # seconds: connect and read timeouts of the clients buil
 MAX_CALL_SECONDS = 2.0  # the documented bound on one call's worst case
 MIN_SERVER_VERSION = (6, 2)
 T = TypeVar("T")
+_CLUSTER_DOWN_PAUSE = 0.25  # redis-py sleeps this long after CLUSTERDOWN, then refreshes
 
 # KEYS[1]: the key; ARGV[1]: the record; ARGV[2]: its clear version (20 digits); ARGV[3]: PXAT.
 # Equal-length digit strings compare as numbers; an equal version may refresh the record.
@@ -164,14 +181,22 @@ def _sentinel_lookup(client: Any) -> tuple[float, str | None]:
     return total, None
 
 
+def _is_cluster(client: Any) -> bool:
+    return getattr(client, "nodes_manager", None) is not None
+
+
 def _connection_of(client: Any) -> tuple[Any, Any]:
-    """A connection configured like ``client``'s (not connected), and the client's retry."""
-    nodes = getattr(client, "nodes_manager", None)
-    if nodes is not None:  # RedisCluster: its own retries across nodes, and each node's
-        kwargs = dict(nodes.connection_kwargs)
-        connection = redis.Connection(**{k: v for k, v in kwargs.items()  # type: ignore[no-untyped-call]
-                                         if k not in ("connection_pool",)})
-        return connection, client.get_retry()
+    """A connection configured like ``client``'s (not connected), and ``client`` itself if
+    it is a ``RedisCluster`` (else None)."""
+    if _is_cluster(client):
+        # Configured like the connections of a node's own client: the cluster's settings,
+        # and the node's retry (none since redis-py 6: the cluster retries).
+        node = next((node for node in client.get_nodes()
+                     if getattr(node, "redis_connection", None) is not None), None)
+        if node is None:
+            raise ConfigurationError(f"RedisTier needs a redis.cluster.RedisCluster that "
+                                     f"found its nodes, not {type(client).__name__}")
+        return _connection_of(node.redis_connection)[0], client
     pool = getattr(client, "connection_pool", None)
     if pool is None:
         raise ConfigurationError(f"RedisTier needs a redis-py client, not "
@@ -195,13 +220,52 @@ def _retries(retry: Any) -> int:
     return 0 if retry is None else max(0, retry.get_retries())
 
 
+def _cluster_retries(cluster: Any) -> int:
+    """How often a ``RedisCluster`` repeats a failed call: its ``retry`` (redis-py 6+, which
+    uses only the count), ``cluster_error_retry_attempts`` before."""
+    legacy = getattr(cluster, "cluster_error_retry_attempts", None)
+    if isinstance(legacy, int) and not isinstance(legacy, bool):
+        return legacy
+    retry = getattr(cluster, "retry", None)
+    return 0 if retry is None else int(retry.get_retries())
+
+
+def _cluster_nodes(cluster: Any) -> int:
+    """How many nodes a ``RedisCluster``'s slot-map refresh may ask in turn (its startup
+    nodes: every node it found, replicas too, unless ``dynamic_startup_nodes=False``)."""
+    manager = cluster.nodes_manager
+    return max(1, len(manager.startup_nodes), len(manager.nodes_cache))
+
+
+def _cluster_worst_case(per_node: float, retries: int, nodes: int) -> float:
+    """One call's worst case through a ``RedisCluster`` (see the module docstring): each
+    attempt asks its node, then (after a failure) every node for the slot map."""
+    return (retries + 1) * ((nodes + 1) * per_node + _CLUSTER_DOWN_PAUSE)
+
+
+def _cluster_timeout(bound: float, nodes: int) -> float:
+    """The longest connect and read timeout (each, ms precision) that keeps a cluster client
+    without retries within ``bound``; 0 if none does."""
+    fit = (bound - _CLUSTER_DOWN_PAUSE) / (2 * (nodes + 1))
+    return max(0.0, math.floor(fit * 1000) / 1000)
+
+
+def _cluster_hint(cluster: Any, bound: float) -> str:
+    nodes = _cluster_nodes(cluster)
+    fit = _cluster_timeout(bound, nodes)
+    return (f"this cluster has {nodes} nodes: e.g. RedisCluster(..., socket_timeout={fit}, "
+            f"socket_connect_timeout={fit}, retry=Retry(NoBackoff(), 0), "
+            "maint_notifications_config=MaintNotificationsConfig(enabled=False)); or "
+            "RedisTier.from_cluster(nodes)")
+
+
 def check_client(client: Any, bound: float) -> float:
     """The worst-case seconds of one call through ``client``.
 
     Raises:
         ConfigurationError: it can wait longer than ``bound`` (names the setting).
     """
-    connection, cluster_retry = _connection_of(client)
+    connection, cluster = _connection_of(client)
     lookup, setting = _sentinel_lookup(client)
     try:
         if setting is None:
@@ -210,16 +274,24 @@ def check_client(client: Any, bound: float) -> float:
             worst = math.inf
     finally:
         _discard(connection)
-    if cluster_retry is not None and setting is None:
-        retries = cluster_retry.get_retries()
-        worst = math.inf if retries < 0 else worst * (retries + 1)
-        setting = "the cluster's retry" if worst > bound else None
+    hint = _CLIENT_HINT
+    if cluster is not None:
+        hint = _cluster_hint(cluster, bound)
+        retries = _cluster_retries(cluster)
+        if setting is None and retries < 0:
+            worst, setting = math.inf, "the cluster's retry (a negative count)"
+        elif setting is None:
+            worst = _cluster_worst_case(worst, retries, _cluster_nodes(cluster))
+            if worst > bound:
+                setting = ("the cluster's retry (retry=Retry(NoBackoff(), 0)) and "
+                           if retries > 0 else "") + "shorter socket_timeout and " \
+                    "socket_connect_timeout (a failed call asks every node in turn)"
     if setting is not None or worst > bound:
         what = setting or "socket_timeout, socket_connect_timeout and retry"
         waits = "without bound" if math.isinf(worst) else f"{worst:.1f} s"
         raise ConfigurationError(
             f"this Redis client can wait {waits} per call, over the shared tier's bound of "
-            f"{bound:.1f} s: set {what}", hint=_CLIENT_HINT)
+            f"{bound:.1f} s: set {what}", hint=hint)
     # redis-py 8 relaxes the timeouts (to 10 s by default) while a managed server announces
     # maintenance over RESP3: part of the worst case too.
     # relaxed_timeout -1 keeps the usual timeouts; None removes them (redis-py then blocks).
@@ -235,7 +307,7 @@ def check_client(client: Any, bound: float) -> float:
             raise ConfigurationError(
                 f"this Redis client relaxes its timeouts to {to} while the "
                 f"server announces maintenance, over the shared tier's bound of {bound:.1f} s: "
-                "set maint_notifications_config", hint=_CLIENT_HINT)
+                "set maint_notifications_config", hint=hint)
     return worst
 
 
@@ -259,7 +331,8 @@ class RedisTier:
         namespace: the key prefix (``<namespace>:e:<stem>``); fleets of different vaults on
             one Redis need different namespaces.
         max_call_seconds: the bound the client's worst case is checked against.
-        breaker: the tier's :class:`~vault.cache.CircuitBreaker` (default: 2 failures, 10 s).
+        breaker: the tier's :class:`~vault.cache.CircuitBreaker` (default: 2 failures, 10 s);
+            on a cluster also the model of each master's (see :meth:`breaker_of`).
 
     Raises:
         ConfigurationError: a client that can wait longer than the bound, or a bad namespace.
@@ -274,9 +347,12 @@ class RedisTier:
         self.client, self.namespace = client, namespace
         self.breaker = breaker or CircuitBreaker(clock=clock)
         self._owned = _owned
-        self._put = client.register_script(_PUT)
-        self._delete_if = client.register_script(_DELETE_IF)
-        self._replace_if = client.register_script(_REPLACE_IF)
+        self._cluster = _is_cluster(client)
+        self._node_breakers: dict[str, CircuitBreaker] = {}  # a cluster's, by master
+        self._node_breakers_lock = threading.Lock()
+        self._put = _script(client, _PUT)
+        self._delete_if = _script(client, _DELETE_IF)
+        self._replace_if = _script(client, _REPLACE_IF)
         self._checked: str | None = None  # the server version, once checked
         self._unusable: str | None = None
 
@@ -323,10 +399,69 @@ class RedisTier:
         client = sentinel.master_for(service_name, **master_settings)  # type: ignore[no-untyped-call]
         return cls(client, namespace=namespace, breaker=breaker, _owned=True)
 
+    @classmethod
+    def from_cluster(cls, startup_nodes: str | Sequence[tuple[str, int]], *,
+                     timeout: float | None = None, namespace: str = DEFAULT_NAMESPACE,
+                     breaker: CircuitBreaker | None = None, **client_kwargs: Any) -> RedisTier:
+        """A tier on a Redis Cluster (redis-py's ``RedisCluster``) found from one node's URL
+        (``redis://host:port``, ``rediss://`` for TLS) or (host, port) startup nodes, which
+        it asks for the slot map at once. No cluster-level retry (a failed call fails; the
+        breaker and the next call do the rest), no health-check round trips, and ``timeout``
+        seconds to connect and to read: by default the longest, up to
+        :data:`DEFAULT_TIMEOUT`, that keeps this cluster's worst case within
+        :data:`MAX_CALL_SECONDS` (a failed call asks every node in turn).
+
+        Raises:
+            ConfigurationError: a bad URL, timeout or namespace, or a cluster too large for
+                the bound. SharedTierError: no startup node answered.
+        """
+        from redis.cluster import ClusterNode, RedisCluster
+
+        _check_namespace(namespace)
+
+        def build(seconds: float) -> Any:
+            # RedisCluster() asks its default node (the first master) for COMMAND: with a
+            # retry it asks another master if that one is down; none afterwards (unless the
+            # caller gives one).
+            kwargs = {**_bounded_kwargs(seconds), **client_kwargs,
+                      "retry": Retry(NoBackoff(), 2), "decode_responses": False}
+            try:
+                if isinstance(startup_nodes, str):
+                    client = RedisCluster.from_url(startup_nodes, **kwargs)
+                else:
+                    nodes = [ClusterNode(host, port)  # type: ignore[no-untyped-call]
+                             for host, port in startup_nodes]
+                    client = RedisCluster(startup_nodes=nodes, **kwargs)
+                client.set_retry(client_kwargs.get("retry") or Retry(NoBackoff(), 0))
+                return client
+            except ValueError as exc:
+                raise ConfigurationError(f"not a Redis URL ({type(exc).__name__})",
+                                         hint="redis://host:port, rediss:// for TLS") from None
+            except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException,
+                    OSError) as exc:
+                raise SharedTierError("no startup node of the Redis Cluster answered: "
+                                      f"{describe(exc)}") from exc
+
+        client = build(DEFAULT_TIMEOUT if timeout is None else timeout)
+        if timeout is None:
+            fit = _cluster_timeout(MAX_CALL_SECONDS, _cluster_nodes(client))
+            if fit < DEFAULT_TIMEOUT:
+                client.close()
+                if fit < 0.01:
+                    raise ConfigurationError(
+                        f"this Redis Cluster has too many nodes for the shared tier's bound of "
+                        f"{MAX_CALL_SECONDS:.1f} s", hint=_cluster_hint(client, MAX_CALL_SECONDS))
+                client = build(fit)
+        try:
+            return cls(client, namespace=namespace, breaker=breaker, _owned=True)
+        except BaseException:
+            client.close()
+            raise
+
     def close(self) -> None:
-        """Close the client if this tier built it (``from_url``/``from_sentinel``; for the
-        latter also its connections to the sentinels, which ``master_for``'s client does not
-        own)."""
+        """Close the client if this tier built it (``from_url``/``from_sentinel``/
+        ``from_cluster``; for ``from_sentinel`` also its connections to the sentinels, which
+        ``master_for``'s client does not own)."""
         if self._owned:
             self.client.close()
             manager = getattr(getattr(self.client, "connection_pool", None),
@@ -348,29 +483,33 @@ class RedisTier:
 
     def get(self, stem: str) -> bytes | None:
         """The record under ``stem``, or None. Raises ``SharedTierError`` on an outage."""
-        return self._run(lambda: self.client.get(self.key(stem)))  # type: ignore[no-any-return]
+        key = self.key(stem)
+        return self._run(lambda: self.client.get(key), key)  # type: ignore[no-any-return]
 
     def mget(self, stems: Sequence[str]) -> list[bytes | None]:
-        """The records under ``stems`` in one ``MGET`` (per slot on a cluster)."""
+        """The records under ``stems`` in one ``MGET`` (on a cluster one pipeline of them,
+        one per slot, to each master)."""
         if not stems:
             return []
         keys = [self.key(stem) for stem in stems]
-        return list(self._run(lambda: self.client.mget(keys)))
+        return self._run(lambda: self._mget(keys))
 
     def put(self, stem: str, record: bytes, expires_at_ms: int) -> bool:
         """Compare-and-set ``record`` (see the module docstring); True if stored."""
-        version = record[len(RECORD_MAGIC):RECORD_PREFIX_SIZE]
-        return bool(self._run(lambda: self._put(keys=[self.key(stem)],
-                                                args=[record, version, expires_at_ms])))
+        key, version = self.key(stem), record[len(RECORD_MAGIC):RECORD_PREFIX_SIZE]
+        return bool(self._run(lambda: self._put(keys=[key],
+                                                args=[record, version, expires_at_ms]), key))
 
     def delete_if(self, stem: str, record: bytes) -> bool:
         """Remove the record under ``stem`` if it is still exactly ``record``."""
-        return bool(self._run(lambda: self._delete_if(keys=[self.key(stem)], args=[record])))
+        key = self.key(stem)
+        return bool(self._run(lambda: self._delete_if(keys=[key], args=[record]), key))
 
     def replace_if(self, stem: str, old: bytes, new: bytes, expires_at_ms: int) -> bool:
         """Replace the record under ``stem`` by ``new`` only if it is still exactly ``old``."""
-        return bool(self._run(lambda: self._replace_if(keys=[self.key(stem)],
-                                                       args=[old, new, expires_at_ms])))
+        key = self.key(stem)
+        return bool(self._run(lambda: self._replace_if(keys=[key],
+                                                       args=[old, new, expires_at_ms]), key))
 
     def report_key(self, host_id: str) -> str:
         """The Redis key of a host's usage report."""
@@ -378,16 +517,16 @@ class RedisTier:
 
     def put_report(self, host_id: str, report: bytes, expires_at_ms: int) -> None:
         """Store a host's sealed usage report until ``expires_at_ms``."""
-        self._run(lambda: self.client.set(self.report_key(host_id), report,
-                                          pxat=expires_at_ms))
+        key = self.report_key(host_id)
+        self._run(lambda: self.client.set(key, report, pxat=expires_at_ms), key)
 
     def reports(self) -> dict[str, bytes]:
         """Every host's sealed usage report (``SCAN`` + ``MGET``)."""
         prefix = f"{self.namespace}:r:"
 
         def scan() -> dict[str, bytes]:
-            keys = list(self.client.scan_iter(match=f"{prefix}*", count=500))
-            values = self.client.mget(keys) if keys else []
+            keys = self._scan(f"{prefix}*")
+            values = self._mget(keys) if keys else []
             found = {}
             for key, value in zip(keys, values, strict=True):
                 text = key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
@@ -399,13 +538,13 @@ class RedisTier:
 
     def delete_report(self, host_id: str) -> bool:
         """Remove a host's report; True if there was one."""
-        return bool(self._run(lambda: self.client.delete(self.report_key(host_id))))
+        key = self.report_key(host_id)
+        return bool(self._run(lambda: self.client.delete(key), key))
 
     def stems(self) -> Iterator[str]:
         """Every stem with a record (``SCAN``, batches of 500)."""
         prefix = f"{self.namespace}:e:"
-        for key in self._run(lambda: list(self.client.scan_iter(match=f"{prefix}*",
-                                                                 count=500))):
+        for key in self._run(lambda: self._scan(f"{prefix}*")):
             text = key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
             yield text[len(prefix):]
 
@@ -417,48 +556,147 @@ class RedisTier:
         Raises:
             SharedTierError: the server did not answer.
         """
-        def ask() -> ServerInfo:
-            info = self.client.info("server")
+        def ask(**node: Any) -> tuple[Any, Any]:
+            info = self.client.info("server", **node)
             try:
-                answer = self.client.config_get("maxmemory-policy")
+                answer = self.client.config_get("maxmemory-policy", **node)
             except redis.exceptions.ResponseError:  # CONFIG not allowed (ACL, managed Redis)
                 answer = None
-            return _server_info(info, answer)
+            return info, answer
 
-        return self._call(ask)
+        if not self._cluster:
+            return _server_info(*self._call(ask))
+        # every master, one call each (redis-py would ask its default node only)
+        infos, answers = {}, {}
+        for node in self.client.get_primaries():
+            infos[node.name], answers[node.name] = self._call(partial(ask, target_nodes=node))
+        return _server_info(infos, answers if None not in answers.values() else None)
 
-    def _check_server(self) -> None:
-        version = _version_of(self.client.info("server"))
+    def _check_server(self, key: str | None = None) -> None:
+        """Check the version of the server (on a cluster: of ``key``'s master, which the
+        call is going to need anyway, else of redis-py's default node)."""
+        node: dict[str, Any] = {}
+        if self._cluster and key is not None:
+            with contextlib.suppress(redis.exceptions.RedisClusterException):
+                node["target_nodes"] = self.client.nodes_manager.get_node_from_slot(
+                    self.client.keyslot(key))
+        try:
+            info = self.client.info("server", **node)
+        except BaseException:
+            if self._cluster and not node:  # its default node failed: another one next time
+                with contextlib.suppress(Exception):
+                    self.client.replace_default_node()
+            raise
+        version = _version_of(info)
         if _too_old(version):
             self._unusable = (f"Redis {version} is older than 6.2: the shared tier needs "
                               "SET ... PXAT")
         self._checked = version
 
+    def breaker_of(self, stem: str) -> CircuitBreaker:
+        """The breaker of the calls on ``stem``: on a cluster that of the master holding its
+        slot now (made like :attr:`breaker`), else :attr:`breaker`."""
+        return self._breaker_for(self.key(stem))
+
     # ---- internals
 
-    def _run(self, fn: Callable[[], T]) -> T:
+    def _breaker_for(self, key: str | None) -> CircuitBreaker:
+        if key is None or not self._cluster:
+            return self.breaker
+        try:
+            node = self.client.nodes_manager.get_node_from_slot(self.client.keyslot(key))
+        except redis.exceptions.RedisClusterException:  # no node holds the slot now
+            return self.breaker
+        with self._node_breakers_lock:
+            breaker = self._node_breakers.get(node.name)
+            if breaker is None:
+                model = self.breaker
+                breaker = self._node_breakers[node.name] = CircuitBreaker(
+                    model.failure_threshold, model.reset_after, clock=model.clock)
+            return breaker
+
+    def _mget(self, keys: Sequence[str]) -> list[bytes | None]:
+        if self._cluster:
+            return _cluster_mget(self.client, keys)
+        return list(self.client.mget(keys))
+
+    def _scan(self, pattern: str) -> list[Any]:
+        """The keys matching ``pattern`` (``SCAN``, batches of 500); on a cluster master by
+        master, each page one call to one master."""
+        if not self._cluster:
+            return list(self.client.scan_iter(match=pattern, count=500))
+        return [key for node in self.client.get_primaries()
+                for key in self.client.scan_iter(match=pattern, count=500, target_nodes=node)]
+
+    def _run(self, fn: Callable[[], T], key: str | None = None) -> T:
+        """``fn`` once the server is checked; ``key``: the one key it is about (on a cluster
+        its master's breaker counts)."""
         if self._unusable is not None:
             raise SharedTierError(self._unusable, hint="upgrade Redis to 6.2 or later")
+        breaker = self._breaker_for(key)
         if self._checked is None:
-            self._call(self._check_server)
+            self._call(partial(self._check_server, key), breaker)
             if self._unusable is not None:
                 raise SharedTierError(self._unusable, hint="upgrade Redis to 6.2 or later")
-        return self._call(fn)
+        return self._call(fn, breaker)
 
-    def _call(self, fn: Callable[[], T]) -> T:
-        if not self.breaker.allow():
+    def _call(self, fn: Callable[[], T], breaker: CircuitBreaker | None = None) -> T:
+        breaker = breaker or self.breaker
+        if not breaker.allow():
             raise SharedTierError("the shared tier's circuit breaker is open (Redis failed "
                                   "recently)")
         try:
             result = fn()
-        except (redis.exceptions.RedisError, OSError) as exc:
-            self.breaker.record_failure()
+        except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException,
+                OSError) as exc:  # RedisClusterException (no slot map, ...) is no RedisError
+            breaker.record_failure()
             raise SharedTierError(f"Redis failed: {describe(exc)}") from exc
         except BaseException:
-            self.breaker.record_failure()
+            breaker.record_failure()
             raise
-        self.breaker.record_success()
+        breaker.record_success()
         return result
+
+
+def _script(client: Any, script: str) -> Callable[..., Any]:
+    """``client.register_script(script)``; on a cluster an ``EVAL`` on the master of the
+    key: a registered script's ``NOSCRIPT`` fallback loads it on every master, and fails
+    while any one is down."""
+    if not _is_cluster(client):
+        return client.register_script(script)  # type: ignore[no-any-return]
+
+    def run(keys: Sequence[str], args: Sequence[Any]) -> Any:
+        return client.eval(script, len(keys), *keys, *args)
+
+    return run
+
+
+def _cluster_mget(client: Any, keys: Sequence[str]) -> list[bytes | None]:
+    """``keys``' values through a ``RedisCluster``, in order: one pipeline to each master
+    holding some of them, of one ``MGET`` per slot (keys of different slots cannot share
+    one). Neither retried nor sent again one by one, as ``mget_nonatomic`` would (each of a
+    frozen master's ``MGET`` commands in turn, with its retries): a master that fails fails the
+    call. A ``MOVED`` answer updates the slot map for the next call."""
+    groups: dict[str, tuple[Any, dict[int, list[int]]]] = {}
+    for index, key in enumerate(keys):
+        slot = client.keyslot(key)
+        node = client.nodes_manager.get_node_from_slot(slot)
+        groups.setdefault(node.name, (node, {}))[1].setdefault(slot, []).append(index)
+    values: list[bytes | None] = [None] * len(keys)
+    for node, slots in groups.values():
+        with client.get_redis_connection(node).pipeline(transaction=False) as pipe:
+            for indexes in slots.values():
+                pipe.execute_command("MGET", *(keys[index] for index in indexes))
+            answers = pipe.execute(raise_on_error=False)
+        for answer in answers:
+            if isinstance(answer, redis.exceptions.MovedError):
+                client.nodes_manager.move_slot(answer)
+        for indexes, answer in zip(slots.values(), answers, strict=True):
+            if isinstance(answer, BaseException):
+                raise answer
+            for index, value in zip(indexes, answer, strict=True):
+                values[index] = value
+    return values
 
 
 def _check_namespace(namespace: object) -> None:
@@ -472,16 +710,22 @@ def _server_info(info: Any, policy_answer: Any) -> ServerInfo:
     """A :class:`ServerInfo` from ``INFO server`` and ``CONFIG GET maxmemory-policy`` (None
     when that is not allowed)."""
     version = _version_of(info)
-    policy: str | None = None
+    policies: set[str] = set()
     if isinstance(policy_answer, dict):
-        raw = policy_answer.get("maxmemory-policy", policy_answer.get(b"maxmemory-policy"))
-        policy = raw.decode() if isinstance(raw, bytes) else raw
+        # a cluster's masters answer one each, by node name
+        per_node = [answer for answer in policy_answer.values() if isinstance(answer, dict)]
+        for answer in per_node or [policy_answer]:
+            raw = answer.get("maxmemory-policy", answer.get(b"maxmemory-policy"))
+            if raw is not None:
+                policies.add(raw.decode() if isinstance(raw, bytes) else str(raw))
+    policy = ", ".join(sorted(policies)) if policies else None
     problems = []
     if _too_old(version):
         problems.append(f"Redis {version} is older than 6.2 (PXAT is needed)")
-    if policy is not None and not policy.startswith("volatile-") and policy != "noeviction":
-        problems.append(f"maxmemory-policy is {policy}: under memory pressure it may evict "
-                        "keys without an expiry; use a volatile-* policy")
+    for each in sorted(policies):
+        if not each.startswith("volatile-") and each != "noeviction":
+            problems.append(f"maxmemory-policy is {each}: under memory pressure it may evict "
+                            "keys without an expiry; use a volatile-* policy")
     return ServerInfo(version, policy, tuple(problems))
 
 
