@@ -117,7 +117,7 @@ class Fleet:
     def __init__(self, server: RedisServer, work: Path, count: int) -> None:
         self.work = work
         self.ring = vault.KeyRing([vault.Key.generate()])
-        self.tier = RedisTier.from_url(server.url, timeout=0.25)
+        self.tier = RedisTier.from_url(server.url)
         self.client = self.tier.client  # the floors' plain redis-py calls: the same client
         self.source = MemorySource()
         self.names = [f"company-{i}" for i in range(count)]

@@ -32,7 +32,7 @@ from tests.realparts import RedisClusterGroup
 from vault._store.entries import name_stem
 from vault.cache import CacheEvent, FallbackCache
 from vault.cache._shared import pack_record
-from vault.cache.redis import MAX_CALL_SECONDS, RedisTier
+from vault.cache.redis import DEFAULT_TIMEOUT, MAX_CALL_SECONDS, RedisTier
 from vault.errors import ConfigurationError, SharedTierError, SourceUnavailableError
 from vault.testing import MemorySource
 
@@ -42,7 +42,7 @@ except ImportError:  # redis-py before 7: no maintenance notifications to config
     MaintNotificationsConfig = None  # type: ignore[assignment,misc]
 
 SLACK = 1.0  # seconds allowed on top of a call's documented worst case
-FITTED = 0.218  # from_cluster's timeout for 3 nodes: (2.0 - 0.25) / (2 * (3 + 1)), in ms
+FITTED = min(DEFAULT_TIMEOUT, 0.218)  # the default, or the fit for three nodes if it is shorter
 
 needs_maint = pytest.mark.skipif(MaintNotificationsConfig is None,
                                  reason="redis-py < 7 has no maint_notifications_config")

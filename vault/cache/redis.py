@@ -85,7 +85,10 @@ __all__ = ["DEFAULT_NAMESPACE", "DEFAULT_TIMEOUT", "MAX_CALL_SECONDS", "MIN_SERV
            "AsyncRedisTier", "LoopBridge", "RedisTier", "ServerInfo"]
 
 DEFAULT_NAMESPACE = "credseal"
-DEFAULT_TIMEOUT = 0.25  # seconds: connect and read timeouts of the clients built here
+DEFAULT_TIMEOUT = 0.125  # seconds: connect and read timeouts of the clients built here
+#: replies a new connection's handshake waits for (HELLO or AUTH, CLIENT SETINFO twice):
+#: counted in a standalone or Sentinel client's worst case
+HANDSHAKE_READS = 3
 MAX_CALL_SECONDS = 2.0  # the documented bound on one call's worst case
 MIN_SERVER_VERSION = (6, 2)
 T = TypeVar("T")
@@ -93,7 +96,15 @@ _CLUSTER_DOWN_PAUSE = 0.25  # redis-py sleeps this long after CLUSTERDOWN, then 
 
 # KEYS[1]: the key; ARGV[1]: the record; ARGV[2]: its clear version (20 digits); ARGV[3]: PXAT.
 # Equal-length digit strings compare as numbers; an equal version may refresh the record.
-_PUT = f"""
+# What credseal never writes is no record: a value that is not a string (GET would fail
+# with WRONGTYPE for every reader), or one without an expiry (every record has one).
+_NOT_OURS = """
+local kind = redis.call('TYPE', KEYS[1])['ok']
+if kind ~= 'none' and (kind ~= 'string' or redis.call('PTTL', KEYS[1]) == -1) then
+  redis.call('DEL', KEYS[1])
+end
+"""
+_PUT = _NOT_OURS + f"""
 local cur = redis.call('GET', KEYS[1])
 if cur and string.sub(cur, 1, {len(RECORD_MAGIC)}) == '{RECORD_MAGIC.decode()}'
     and string.len(cur) >= {RECORD_PREFIX_SIZE}
@@ -103,19 +114,22 @@ end
 redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[3])
 return 1
 """
-_REPLACE_IF = """
+_REPLACE_IF = _NOT_OURS + """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3])
   return 1
 end
 return 0
 """
-_DELETE_IF = """
+_DELETE_IF = _NOT_OURS + """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
 return 0
 """
+#: the replies a server makes for a key that holds no string: not a record (a reader that
+#: gets it removes the key through _DELETE_IF)
+NOT_A_STRING = b""
 
 
 @dataclass(frozen=True)
@@ -128,9 +142,14 @@ class ServerInfo:
     problems: tuple[str, ...]
 
 
-def _worst_case(connection: Any, retry: Any, lookup: float = 0.0) -> tuple[float, str | None]:
-    """A connection's worst-case seconds per call, or (inf, the setting to fix); ``lookup``
-    is added to every attempt (a Sentinel client asks the sentinels for the master first)."""
+def _worst_case(connection: Any, retry: Any, lookup: float = 0.0,
+                handshake_reads: int = 0) -> tuple[float, str | None]:
+    """A connection's worst-case seconds per call, or (inf, the setting to fix). ``lookup``
+    is added to every connect (a Sentinel client asks the sentinels for the master first).
+    With ``handshake_reads``: redis-py 8 retries the connect itself inside every attempt of
+    a command, and a new connection's handshake (``HELLO``, ``CLIENT SETINFO``...) waits for
+    replies of its own, so an attempt is ``(retries + 1)`` connects, those reads and the
+    command's own read."""
     read = getattr(connection, "socket_timeout", None)
     connect = getattr(connection, "socket_connect_timeout", None)
     if read is None:
@@ -152,6 +171,10 @@ def _worst_case(connection: Any, retry: Any, lookup: float = 0.0) -> tuple[float
             backoff = float(policy._cap)
         else:
             return math.inf, f"retry (a backoff of unknown bound: {type(policy).__name__})"
+    if handshake_reads:
+        attempt = (retries + 1) * (float(connect) + lookup) + (handshake_reads + 1) * float(read)
+        pauses = (retries + 1) * retries + retries  # between connects, and between attempts
+        return (retries + 1) * attempt + pauses * backoff, None
     return (retries + 1) * (float(read) + float(connect) + lookup) + retries * backoff, None
 
 
@@ -172,7 +195,8 @@ def _sentinel_lookup(client: Any) -> tuple[float, str | None]:
     for sentinel in getattr(manager, "sentinels", None) or ():
         connection, _ = _connection_of(sentinel)
         try:
-            worst, setting = _worst_case(connection, connection.retry)
+            worst, setting = _worst_case(connection, connection.retry,
+                                         handshake_reads=HANDSHAKE_READS)
         finally:
             _discard(connection)
         if setting is not None:
@@ -265,11 +289,20 @@ def check_client(client: Any, bound: float) -> float:
     Raises:
         ConfigurationError: it can wait longer than ``bound`` (names the setting).
     """
-    connection, cluster = _connection_of(client)
-    lookup, setting = _sentinel_lookup(client)
+    try:
+        connection, cluster = _connection_of(client)
+        lookup, setting = _sentinel_lookup(client)
+    except ConfigurationError:
+        raise
+    except Exception as exc:  # redis-py refused a setting: its text may quote the URL
+        raise ConfigurationError(f"redis-py refused the client's connection settings "
+                                 f"({type(exc).__name__})",
+                                 hint="check the URL's options (TLS files, ssl_cert_reqs)"
+                                 ) from None
     try:
         if setting is None:
-            worst, setting = _worst_case(connection, connection.retry, lookup)
+            worst, setting = _worst_case(connection, connection.retry, lookup,
+                                         0 if cluster is not None else HANDSHAKE_READS)
         else:
             worst = math.inf
     finally:
@@ -369,7 +402,7 @@ class RedisTier:
         kwargs = {**_bounded_kwargs(timeout), **client_kwargs, "decode_responses": False}
         try:
             client = redis.Redis.from_url(url, **kwargs)
-        except ValueError as exc:
+        except (ValueError, redis.exceptions.RedisError) as exc:  # their text may quote it
             raise ConfigurationError(f"not a Redis URL ({type(exc).__name__})",
                                      hint="redis://host:port/db, rediss:// for TLS, or "
                                      "unix:///path") from None
@@ -387,10 +420,13 @@ class RedisTier:
         from redis.sentinel import Sentinel
 
         bounded = _bounded_kwargs(timeout)
-        # Every connect asks the sentinels in turn (and the master's retry may ask twice):
-        # each sentinel gets an equal share of what the bound leaves, and no retry.
-        share = (MAX_CALL_SECONDS / 2 - 2 * timeout) / (2 * max(1, len(sentinels)))
-        quick = max(0.02, min(timeout, share))
+        # Every connect asks the sentinels in turn: no retry of the master's (a call after a
+        # failover reconnects: the next one finds the new master), and each sentinel gets an
+        # equal share of what the bound leaves after the master's own connect and reads.
+        bounded["retry"] = Retry(NoBackoff(), 0)
+        left = 0.9 * MAX_CALL_SECONDS - (HANDSHAKE_READS + 2) * timeout
+        per_sentinel = HANDSHAKE_READS + 2  # its connect, its handshake, the question
+        quick = max(0.02, min(timeout, left / (per_sentinel * max(1, len(sentinels)))))
         sentinel_settings = {**bounded, "socket_timeout": quick, "socket_connect_timeout": quick,
                              "retry": Retry(NoBackoff(), 0), **(sentinel_kwargs or {})}
         sentinel = Sentinel(list(sentinels), sentinel_kwargs=sentinel_settings,  # type: ignore[no-untyped-call]
@@ -484,7 +520,16 @@ class RedisTier:
     def get(self, stem: str) -> bytes | None:
         """The record under ``stem``, or None. Raises ``SharedTierError`` on an outage."""
         key = self.key(stem)
-        return self._run(lambda: self.client.get(key), key)  # type: ignore[no-any-return]
+
+        def get() -> Any:
+            try:
+                return self.client.get(key)
+            except redis.exceptions.ResponseError as exc:
+                if "WRONGTYPE" in str(exc):
+                    return NOT_A_STRING  # not a record: the reader removes it
+                raise
+
+        return self._run(get, key)  # type: ignore[no-any-return]
 
     def mget(self, stems: Sequence[str]) -> list[bytes | None]:
         """The records under ``stems`` in one ``MGET`` (on a cluster one pipeline of them,
@@ -647,8 +692,15 @@ class RedisTier:
                                   "recently)")
         try:
             result = fn()
-        except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException,
-                OSError) as exc:  # RedisClusterException (no slot map, ...) is no RedisError
+        except redis.exceptions.ResponseError as exc:
+            # The server answered (an error of this command): no outage, unless it is a
+            # replica refusing writes or a server out of memory.
+            if isinstance(exc, redis.exceptions.ReadOnlyError) or "OOM" in str(exc)[:8]:
+                breaker.record_failure()
+            else:
+                breaker.record_success()
+            raise SharedTierError(f"Redis refused: {describe(exc)}") from exc
+        except Exception as exc:  # RedisError, RedisClusterException, OSError, a bad reply
             breaker.record_failure()
             raise SharedTierError(f"Redis failed: {describe(exc)}") from exc
         except BaseException:
@@ -794,7 +846,7 @@ class AsyncRedisTier:
         kwargs = {**_async_kwargs(timeout), **client_kwargs, "decode_responses": False}
         try:
             client = redis.asyncio.Redis.from_url(url, **kwargs)
-        except ValueError:
+        except (ValueError, redis.exceptions.RedisError):
             raise ConfigurationError("not a Redis URL", hint="redis://host:port/db, rediss:// "
                                      "for TLS, or unix:///path") from None
         return cls(client, namespace=namespace, breaker=breaker, _owned=True)
@@ -816,7 +868,15 @@ class AsyncRedisTier:
 
     async def get(self, stem: str) -> bytes | None:
         """The record under ``stem``, or None."""
-        result: bytes | None = await self._run(lambda: self.client.get(self.key(stem)))
+        async def get() -> Any:
+            try:
+                return await self.client.get(self.key(stem))
+            except redis.exceptions.ResponseError as exc:
+                if "WRONGTYPE" in str(exc):
+                    return NOT_A_STRING
+                raise
+
+        result: bytes | None = await self._run(get)
         return result
 
     async def mget(self, stems: Sequence[str]) -> list[bytes | None]:
@@ -903,7 +963,13 @@ class AsyncRedisTier:
                                   "recently)")
         try:
             result = await fn()
-        except (redis.exceptions.RedisError, OSError) as exc:
+        except redis.exceptions.ResponseError as exc:  # as RedisTier._call
+            if isinstance(exc, redis.exceptions.ReadOnlyError) or "OOM" in str(exc)[:8]:
+                self.breaker.record_failure()
+            else:
+                self.breaker.record_success()
+            raise SharedTierError(f"Redis refused: {describe(exc)}") from exc
+        except Exception as exc:
             self.breaker.record_failure()
             raise SharedTierError(f"Redis failed: {describe(exc)}") from exc
         except BaseException:
