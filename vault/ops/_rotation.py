@@ -269,6 +269,10 @@ def _rewrap_target(target: RewrapTarget, ring: KeyRing,
             progress(target.name, done, total)
     if target.name == "entries":  # many items: batched, with overlapping writes
         return rewrap(target, ring, progress=report, workers=REWRAP_WORKERS, batch=REWRAP_BATCH)
+    batched = getattr(target, "rewrap_batched", None)  # a sealed primary table: its own walk
+    if batched is not None:
+        result: RewrapReport = batched(ring, report)
+        return result
     return rewrap(target, ring, progress=report)
 
 

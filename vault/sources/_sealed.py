@@ -20,15 +20,25 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from vault import _clock, codec
 from vault._crypto import format as fmt
 from vault._crypto.keys import KeyRing
-from vault.errors import DecryptionError, FormatError, UnknownKeyError
+from vault._store.rewrap import RewrapReport
+from vault.errors import (
+    ConfigurationError,
+    DecryptionError,
+    FormatError,
+    RewrapError,
+    UnknownKeyError,
+    VaultError,
+)
 from vault.keysources import KeySource
 
-__all__ = ["MARK_NAME", "ROW_PREFIX", "RowSeal", "is_sealed"]
+__all__ = ["MARK_NAME", "ROW_PREFIX", "RowSeal", "TableTarget", "is_sealed"]
 
 logger = logging.getLogger("vault.sources")
 
@@ -60,7 +70,7 @@ class RowSeal:
     def __init__(self, keys: KeyRing | KeySource, table: str, *, migrating: bool) -> None:
         self.table, self.migrating = table, migrating
         raw = table.encode("ascii")  # check_table_name: a lowercase identifier
-        self._prefix = ROW_PREFIX + bytes([len(raw)]) + raw
+        self.prefix = ROW_PREFIX + bytes([len(raw)]) + raw
         self._source: KeySource | None = None
         if isinstance(keys, KeyRing):
             self._ring = keys
@@ -91,7 +101,7 @@ class RowSeal:
     def seal_plaintext(self, name: str, plaintext: bytes) -> bytes:
         """The envelope of codec JSON ``plaintext`` for row ``name``."""
         return self._ring.seal(kind=fmt.KIND_ROW, name=self.row_name(name),
-                               plaintext=self._prefix + plaintext, created_at=_clock.now_ms(),
+                               plaintext=self.prefix + plaintext, created_at=_clock.now_ms(),
                                expires_at=fmt.MAX_TIMESTAMP)
 
     def open(self, name: str, stored: bytes | str | memoryview) -> Any:
@@ -116,10 +126,10 @@ class RowSeal:
                               hint="`credseal migrate --primary` seals a table's rows")
         assert not isinstance(stored, str)  # is_sealed: bytes only
         plaintext = self._open(bytes(stored), kind=fmt.KIND_ROW, name=self.row_name(name))
-        if plaintext[:len(self._prefix)] != self._prefix:
+        if plaintext[:len(self.prefix)] != self.prefix:
             raise DecryptionError(f"row {name!r} is sealed for another table, not "
                                   f"{self.table} (copied between tables)")
-        return plaintext[len(self._prefix):]
+        return plaintext[len(self.prefix):]
 
     def _open(self, data: bytes, *, kind: int, name: str) -> bytes:
         try:
@@ -177,3 +187,166 @@ class RowSeal:
     def marked(self) -> bool:
         """Whether this process has seen the table's "sealed" mark."""
         return self._marked
+
+
+class TableTarget:
+    """A sealed table as a rewrap target (``name`` "primary"): ``credseal rotate`` rewraps its
+    rows, ``retire`` asks it, ``credseal migrate --primary`` seals a plaintext table with it.
+
+    The walk is keyset-paginated in primary-key (name) order; each batch is one transaction
+    of compare-and-set updates (``WHERE name = .. AND value = <old>``: a row a service wrote
+    meanwhile keeps its newer value), every new envelope is opened again before its batch is
+    written (Tink's rule), and the batch's transaction also writes the table mark with the
+    walk's cursor, so a killed rewrap resumes after the last batch it committed.
+
+    Args:
+        source: a sealed ``SQLiteSource`` or ``PostgresSource`` (``keys=``).
+        batch: rows per batch (one transaction each).
+    """
+
+    name = "primary"
+
+    def __init__(self, source: Any, batch: int = 500) -> None:
+        sealed = getattr(source, "sealed", None)
+        if not isinstance(sealed, RowSeal):
+            raise ConfigurationError("the primary is not sealed: give its source keys=",
+                                     hint="PostgresSource(dsn, keys=...) or SQLiteSource(path, "
+                                          "keys=...)")
+        self.source, self.seal, self.batch = source, sealed, batch
+
+    def __repr__(self) -> str:
+        return f"TableTarget({self.source!r})"
+
+    # the RewrapTarget protocol's item calls do not apply: the walk is batched
+    def items(self) -> list[str]:
+        """Nothing one by one: :meth:`rewrap_batched` walks the table."""
+        return []
+
+    def prepare(self, item: str, ring: KeyRing, wait: bool = True) -> Any:
+        """Not used (see :meth:`rewrap_batched`)."""
+        raise NotImplementedError("a table is rewrapped in batches")
+
+    def _walk(self, after: str = "") -> Iterator[list[tuple[str, Any]]]:
+        while True:
+            rows = self.source.rows_after(after, self.batch)
+            if not rows:
+                return
+            yield rows
+            after = rows[-1][0]
+
+    def _mark_doc(self) -> dict[str, Any] | None:
+        try:
+            return self.seal.read_mark(self.source.mark_row())
+        except VaultError:
+            return None
+
+    def rewrap_batched(self, ring: KeyRing,
+                       progress: Callable[[int, int], None] | None = None) -> RewrapReport:
+        """Rewrap every row not under ``ring.primary`` (resuming after the cursor a killed
+        run left for this primary), and seal plaintext rows (a migration). Returns the
+        counts; a row that does not open is a failure, named, and stays as it is."""
+        doc = self._mark_doc() or {}
+        cursor = doc.get("rewrap") if isinstance(doc.get("rewrap"), dict) else None
+        after = str(cursor.get("after", "")) if cursor and \
+            cursor.get("to") == ring.primary.id else ""
+        counts = {"rewrapped": 0, "current": 0, "failed": 0, "skipped": 0}
+        by_key: dict[str, int] = {}
+        failures: list[tuple[str, str]] = []
+        done = 0
+        for rows in self._walk(after):
+            pairs: list[tuple[str, Any, bytes]] = []
+            olds: list[str] = []
+            for name, stored in rows:
+                done += 1
+                try:
+                    new, old_id = self._reseal(name, stored, ring)
+                except VaultError as exc:
+                    counts["failed"] += 1
+                    failures.append((name, f"{type(exc).__name__}: {exc.message}"))
+                    continue
+                if new is None:
+                    counts["current"] += 1
+                    continue
+                pairs.append((name, stored, new))
+                olds.append(old_id)
+            mark = self.seal.mark("sealed" if self.seal.marked else "migrating",
+                                  rewrap={"to": ring.primary.id, "after": rows[-1][0]})
+            replaced = self.source.replace_rows(pairs, mark)
+            counts["rewrapped"] += replaced
+            counts["skipped"] += len(pairs) - replaced
+            for old_id in olds[:replaced] if replaced == len(pairs) else ():
+                by_key[old_id] = by_key.get(old_id, 0) + 1
+            if progress is not None:
+                progress(done, done)
+        # the walk ended: clear the cursor (a later rotation starts at the beginning)
+        final = self.seal.mark("sealed" if self.seal.marked else "migrating")
+        self.source.replace_rows([], final)
+        if self.seal.marked:
+            self.seal.read_mark(final)
+        return RewrapReport(**counts, by_key=by_key, failures=tuple(failures))
+
+    def _reseal(self, name: str, stored: Any, ring: KeyRing) -> tuple[bytes | None, str]:
+        """The new envelope of a row (None: already under the primary) and its old key id."""
+        if not is_sealed(stored):  # plaintext (a migration): sealed as it is
+            plaintext = stored.encode("utf-8") if isinstance(stored, str) else bytes(stored)
+            codec.loads(plaintext)  # raises SerializationError: not a value, left alone
+            new = ring.seal(kind=fmt.KIND_ROW, name=name, plaintext=self.seal.prefix + plaintext,
+                            created_at=_clock.now_ms(), expires_at=fmt.MAX_TIMESTAMP)
+            old_id = "plaintext"
+        else:
+            data = bytes(stored)
+            header, header_bytes, payload = fmt.parse(data)
+            old_id = header.key_id.hex()
+            if old_id == ring.primary.id:
+                return None, old_id
+            if old_id not in ring:
+                raise UnknownKeyError(old_id)
+            inner = ring.open_parsed(header, header_bytes, payload, kind=fmt.KIND_ROW,
+                                     name=name)
+            if inner[:len(self.seal.prefix)] != self.seal.prefix:
+                raise DecryptionError(f"row {name!r} is sealed for another table")
+            plaintext = inner[len(self.seal.prefix):]
+            new = ring.seal(kind=fmt.KIND_ROW, name=name, plaintext=inner,
+                            created_at=header.created_at, expires_at=fmt.MAX_TIMESTAMP)
+        # Open what was sealed before it replaces anything (Tink's rewrap rule).
+        reopened = ring.open(new, kind=fmt.KIND_ROW, name=name)[1]
+        if reopened[len(self.seal.prefix):] != plaintext:
+            raise RewrapError(f"the rewrapped row {name!r} did not open to the same value")
+        return new, old_id
+
+    def key_ids(self) -> Counter[str]:
+        """Rows per key id from unverified headers (``plaintext`` for plaintext rows)."""
+        counts: Counter[str] = Counter()
+        for rows in self._walk():
+            for _, stored in rows:
+                if not is_sealed(stored):
+                    counts["plaintext"] += 1
+                    continue
+                try:
+                    counts[fmt.parse(bytes(stored))[0].key_id.hex()] += 1
+                except FormatError:
+                    counts["unreadable"] += 1
+        return counts
+
+    def sealed_under(self, key_id: str) -> list[str]:
+        """The names of the rows that authenticate under ``key_id`` (or cannot be checked:
+        the ring lacks it); a row whose header claims it but fails to open is not listed."""
+        held = []
+        ring = self.seal.ring
+        for rows in self._walk():
+            for name, stored in rows:
+                if not is_sealed(stored):
+                    continue
+                try:
+                    header = fmt.parse(bytes(stored))[0]
+                except FormatError:
+                    continue
+                if header.key_id.hex() != key_id:
+                    continue
+                if key_id in ring:
+                    try:
+                        ring.open(bytes(stored), kind=fmt.KIND_ROW, name=name)
+                    except (DecryptionError, FormatError):
+                        continue
+                held.append(name)
+        return held

@@ -103,6 +103,10 @@ class _Common:
             "RETURNING {}").format(ident, _micros(sql.SQL("cur.updated_at")))
         self._delete = sql.SQL("DELETE FROM {} WHERE name = %s").format(ident)
         self._any_row = sql.SQL("SELECT 1 FROM {} LIMIT 1").format(ident)
+        self._page = sql.SQL("SELECT name, value FROM {} WHERE name > %s AND name <> %s "
+                             "ORDER BY name LIMIT %s").format(ident)
+        self._replace = sql.SQL("UPDATE {} SET value = %s WHERE name = %s AND value = %s"
+                                ).format(ident)
         # One statement each, always one row; greatest() ignores NULL (no deleted row).
         self._delete_versioned = sql.SQL(
             "WITH gone AS (DELETE FROM {} WHERE name = %s RETURNING updated_at) SELECT {}"
@@ -282,8 +286,42 @@ class PostgresSource(_Common):
 
     def _read_mark(self) -> None:
         assert self.sealed is not None
+        self.sealed.read_mark(self.mark_row())
+
+    # ---- a walk over the table (rewrap and migration of sealed rows)
+
+    def rows_after(self, after: str, limit: int) -> list[tuple[str, Any]]:
+        """Up to ``limit`` (name, stored value) rows with names above ``after`` in name order
+        (keyset pagination on the primary key), the table mark excluded."""
+        rows = self._run(lambda conn: conn.execute(self._page, (after, MARK_NAME, limit))
+                         .fetchall())
+        return [(str(name), bytes(value)) for name, value in rows]
+
+    def replace_rows(self, rows: list[tuple[str, Any, Any]], mark: bytes | None = None) -> int:
+        """In one transaction, replace each (name, old, new) row's value by ``new`` only where
+        it still is ``old`` (``UPDATE ... WHERE name = %s AND value = %s``: a row a service
+        wrote meanwhile keeps its newer value; the version is kept, the value being the
+        same), and write ``mark`` (the table mark, with a rewrap's cursor) if given. Returns
+        how many rows were replaced."""
+        def replace(conn: Conn) -> int:
+            with conn.transaction():
+                done = 0
+                if rows:
+                    cursor = conn.cursor()
+                    # executemany pipelines the statements: one round trip for the batch
+                    cursor.executemany(self._replace, [(new, name, old)
+                                                       for name, old, new in rows])
+                    done = max(0, cursor.rowcount)  # the sum over the batch
+                if mark is not None:
+                    conn.execute(self._upsert, (MARK_NAME, mark))
+                return done
+
+        return self._run(replace)
+
+    def mark_row(self) -> bytes | None:
+        """The stored table mark (None if there is none)."""
         row = self._run(lambda conn: conn.execute(self._select, (MARK_NAME,)).fetchone())
-        self.sealed.read_mark(None if row is None else bytes(row[0]))
+        return None if row is None else bytes(row[0])
 
     def load(self, name: str) -> Any:
         """Return the value stored under ``name``, or ``None``.

@@ -92,6 +92,9 @@ class SQLiteSource:
                         "updated_at = excluded.updated_at")
         self._delete = f"DELETE FROM {quoted} WHERE name = ?"  # noqa: S608  # nosec B608
         self._count = f"SELECT count(*) FROM {quoted}"  # noqa: S608  # nosec B608
+        self._page = (f"SELECT name, value FROM {quoted} WHERE name > ? AND name <> ? "  # noqa: S608  # nosec B608
+                      "ORDER BY name LIMIT ?")
+        self._replace = (f"UPDATE {quoted} SET value = ? WHERE name = ? AND value = ?")  # noqa: S608  # nosec B608
         self._create = (f"CREATE TABLE IF NOT EXISTS {quoted} (name TEXT PRIMARY KEY, "
                         "value TEXT NOT NULL, updated_at REAL NOT NULL)")
 
@@ -271,6 +274,33 @@ class SQLiteSource:
         if not is_sealed(stored) and self.sealed.migrating and not self.sealed.marked:
             self._read_mark()  # a plaintext row while migrating: is the table sealed by now?
         return self.sealed.open(name, stored)
+
+    # ---- a walk over the table (rewrap and migration of sealed rows)
+
+    def rows_after(self, after: str, limit: int) -> list[tuple[str, Any]]:
+        """Up to ``limit`` (name, stored value) rows with names above ``after`` in name order
+        (keyset pagination), the table mark excluded."""
+        return self._run(lambda conn: conn.execute(self._page, (after, MARK_NAME, limit))
+                         .fetchall())
+
+    def replace_rows(self, rows: list[tuple[str, Any, Any]], mark: bytes | None = None) -> int:
+        """In one transaction, replace each (name, old, new) row's value by ``new`` only where
+        it still is ``old`` (compare-and-set: a row a service wrote meanwhile keeps its newer
+        value; its version is kept, the value being the same), and write ``mark`` (the table
+        mark, with a rewrap's cursor) if given. Returns how many rows were replaced."""
+        def replace(conn: sqlite3.Connection) -> int:
+            done = sum(conn.execute(self._replace, (new, name, old)).rowcount
+                       for name, old, new in rows)
+            if mark is not None:
+                self._write(conn, MARK_NAME, mark)
+            return done
+
+        return self._immediate(replace)
+
+    def mark_row(self) -> Any:
+        """The stored table mark (None if there is none)."""
+        row = self._run(lambda conn: conn.execute(self._select, (MARK_NAME,)).fetchone())
+        return None if row is None else row[0]
 
     def _read_mark(self) -> None:
         assert self.sealed is not None
