@@ -16,6 +16,7 @@ expected, **never the value** (pydantic's own messages quote the input, so they 
 | ``CREDSEAL_PRIMARY`` | the primary's URL (secret): ``sqlite:///<path>``, ``postgresql://...`` | |
 | ``CREDSEAL_PRIMARY_TABLE`` | its table | the source's default |
 | ``CREDSEAL_KDF_PROFILE`` | KDF profile of new keyfiles (init, passwd) | rfc9106-low-memory |
+| ``CREDSEAL_PRIMARY_SEALED`` | ``true``: the primary's rows are sealed (``keys=``) | false |
 | ``CREDSEAL_REDIS_URL`` | the fleet's shared tier (secret): ``redis://``, ``rediss://`` | |
 | ``CREDSEAL_REDIS_SENTINELS`` | or its Sentinels: ``host:port,host:port`` | |
 | ``CREDSEAL_REDIS_SERVICE`` | the Sentinel service (master) name | |
@@ -111,6 +112,7 @@ _EXPECTED = {
     "kdf_profile": f"one of {', '.join(sorted(kdf.PROFILES))}",
     "primary": "a URL: sqlite:///<absolute path> or postgresql://...",
     "primary_table": "a lowercase table name, optionally schema-qualified",
+    "primary_sealed": "true or false",
     "redis_url": "a Redis URL: redis://, rediss:// or unix://",
     "redis_sentinels": "host:port pairs, comma-separated",
     "redis_service": "the Sentinel service (master) name",
@@ -306,6 +308,7 @@ class VaultSettings(BaseSettings):
     primary_table: str | None = None
     keys_file: Path | None = None
     passphrase_file: Path | None = None
+    primary_sealed: bool = False
     redis_url: SecretStr | None = None
     redis_sentinels: str | None = None
     redis_service: str | None = None
@@ -491,9 +494,13 @@ def source_from_settings(settings: VaultSettings, passphrase: bytes | str | None
                                profile=settings.kdf_profile or kdf.DEFAULT_PROFILE)
 
 
-def open_primary(settings: VaultSettings | None = None) -> Source:
+def open_primary(settings: VaultSettings | None = None, *, keys: Any = None,
+                 migrating: bool = False) -> Source:
     """The primary source that ``CREDSEAL_PRIMARY`` names (for the CLI's ``journal resolve
-    --apply``; services usually build their source themselves).
+    --apply``, ``rotate`` and ``migrate --primary``, and ``open_cache``).
+
+    With ``CREDSEAL_PRIMARY_SEALED`` set (or ``migrating``) its rows are sealed envelopes:
+    ``keys`` (a ring or key source; default: the settings' key source) seals and opens them.
 
     ``sqlite:///<absolute path>`` opens a :class:`~vault.sources.SQLiteSource` (the file must
     exist); ``postgresql://...`` (or ``postgres://``) a ``vault.sources.postgres``
@@ -503,6 +510,10 @@ def open_primary(settings: VaultSettings | None = None) -> Source:
         ConfigurationError: the setting is missing or not such a URL.
     """
     settings = settings if settings is not None else VaultSettings()
+    sealed: dict[str, Any] = {}
+    if settings.primary_sealed or migrating:
+        sealed = {"keys": keys if keys is not None else source_from_settings(settings),
+                  "migrating": migrating}
     if settings.primary is None:
         raise ConfigurationError("CREDSEAL_PRIMARY is not set: expected the primary source's "
                                  "URL", hint="export CREDSEAL_PRIMARY=sqlite:///var/lib/app/app"
@@ -514,8 +525,8 @@ def open_primary(settings: VaultSettings | None = None) -> Source:
             raise ConfigurationError("CREDSEAL_PRIMARY: a sqlite URL needs an absolute path "
                                      "(sqlite:///<path>)")
         if settings.primary_table is None:
-            return SQLiteSource(path)
-        return SQLiteSource(path, table=settings.primary_table)
+            return SQLiteSource(path, **sealed)
+        return SQLiteSource(path, table=settings.primary_table, **sealed)
     if url.startswith(("postgresql://", "postgres://")):
         try:
             from vault.sources.postgres import PostgresSource  # an optional extra
@@ -523,8 +534,8 @@ def open_primary(settings: VaultSettings | None = None) -> Source:
             raise ConfigurationError("CREDSEAL_PRIMARY names PostgreSQL but psycopg is not "
                                      "installed", hint="pip install 'credseal[postgres]'") from None
         if settings.primary_table is None:
-            return PostgresSource(url)
-        return PostgresSource(url, table=settings.primary_table)
+            return PostgresSource(url, **sealed)
+        return PostgresSource(url, table=settings.primary_table, **sealed)
     raise ConfigurationError("CREDSEAL_PRIMARY: expected sqlite:///<path> or postgresql://...")
 
 

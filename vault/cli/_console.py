@@ -20,11 +20,18 @@ from typing import Any, TextIO
 
 from vault import _files as files
 from vault._store.store import Vault
-from vault.cache import SharedTarget, shared_target
-from vault.config import VaultSettings, open_shared, parse_duration, source_from_settings
+from vault.cache import shared_target
+from vault.config import (
+    VaultSettings,
+    open_primary,
+    open_shared,
+    parse_duration,
+    source_from_settings,
+)
 from vault.errors import ConfigurationError, KeySourceError
 from vault.keysources import KeySource
 from vault.ops import bind_directory
+from vault.sources import TableTarget
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -256,13 +263,28 @@ def open_keyed(con: Console, *, read_only: bool = False) -> tuple[KeySource, Vau
     return source, v
 
 
-def shared_targets(con: Console, v: Vault) -> tuple[list[SharedTarget], Callable[[], None]]:
-    """The shared tier (``CREDSEAL_REDIS_*``) as a rewrap target of ``v``, if configured,
-    and what closes it."""
-    tier = open_shared(con.settings())
-    if tier is None:
-        return [], lambda: None
-    return [shared_target(tier, v)], tier.close
+def shared_targets(con: Console, v: Vault,
+                   keys: KeySource | None = None) -> tuple[list[Any], Callable[[], None]]:
+    """The rewrap targets beyond the directory, and what closes them: the shared tier
+    (``CREDSEAL_REDIS_*``) and a sealed primary table (``CREDSEAL_PRIMARY`` with
+    ``CREDSEAL_PRIMARY_SEALED``, opened with ``keys``)."""
+    settings = con.settings()
+    targets: list[Any] = []
+    closers: list[Callable[[], None]] = []
+    tier = open_shared(settings)
+    if tier is not None:
+        targets.append(shared_target(tier, v))
+        closers.append(tier.close)
+    if settings.primary is not None and settings.primary_sealed:
+        primary = open_primary(settings, keys=keys)
+        targets.append(TableTarget(primary))
+        closers.append(getattr(primary, "close", lambda: None))
+
+    def close() -> None:
+        for closer in closers:
+            closer()
+
+    return targets, close
 
 
 def progress_bar(con: Console) -> Callable[[str, int, int], None] | None:

@@ -76,7 +76,7 @@ examples:
 def cmd_rotate(args: argparse.Namespace, con: Console) -> int:
     con.check_output()
     source, v = open_keyed(con)
-    extra, close_shared = shared_targets(con, v)
+    extra, close_shared = shared_targets(con, v, source)
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if in_main else None
     try:
@@ -141,8 +141,9 @@ def _rotation_dict(result: ops.RotationResult) -> dict[str, Any]:
             "new_key_id": result.new_key_id, "entries": report(result.entries),
             "journal": report(result.journal), "seconds": round(result.seconds, 3),
             "resumed": result.resumed is not None}
-    if "shared" in result.reports:
-        data["shared"] = report(result.reports["shared"])
+    for extra in ("shared", "primary"):
+        if extra in result.reports:
+            data[extra] = report(result.reports[extra])
     return data
 
 
@@ -172,7 +173,13 @@ def _print_rotation(con: Console, result: ops.RotationResult) -> None:
         con.out(f"shared    {shared.rewrapped} rewrapped, {shared.current} already current, "
                 f"{shared.failed} failed, {shared.skipped} skipped (changed meanwhile, or "
                 "forged and removed)")
-    for name, why in (*e.failures, *j.failures, *(shared.failures if shared else ())):
+    primary = result.reports.get("primary")
+    if primary is not None:
+        con.out(f"primary   {primary.rewrapped} rows rewrapped, {primary.current} already "
+                f"current, {primary.failed} failed, {primary.skipped} skipped (written "
+                "meanwhile)")
+    for name, why in (*e.failures, *j.failures, *(shared.failures if shared else ()),
+                      *(primary.failures if primary else ())):
         con.out(f"failed    {name}: {why}")
 
 
@@ -204,13 +211,14 @@ examples:
 def cmd_retire(args: argparse.Namespace, con: Console) -> int:
     con.check_output()
     source, v = open_keyed(con)
-    extra, close_shared = shared_targets(con, v)
+    extra, close_shared = shared_targets(con, v, source)
     try:
-        if args.forget_host and not extra:
+        tiers = [t for t in extra if hasattr(t, "forget_host")]
+        if args.forget_host and not tiers:
             raise ConfigurationError("--forget-host needs the shared tier: set "
                                      "CREDSEAL_REDIS_URL (or CREDSEAL_REDIS_SENTINELS)")
         for host in args.forget_host:
-            if not extra[0].forget_host(host):
+            if not tiers[0].forget_host(host):
                 raise ConfigurationError(f"no usage report of host {host!r:.40} in the shared "
                                          "tier", hint="`credseal status` lists the hosts")
             con.note(f"forgot host {host}: its usage report is gone from the shared tier")
@@ -351,6 +359,9 @@ def _migrate_arguments(parser: argparse.ArgumentParser) -> None:
                              "timestamp}}")
     origin.add_argument("--from-auth-folder", metavar="DIR",
                         help="a Baileys multi-file auth folder (creds.json, pre-key-1.json, ...)")
+    origin.add_argument("--primary", action="store_true",
+                        help="seal the plaintext rows of the primary table (CREDSEAL_PRIMARY) "
+                             "in place, in batches, resumable; then mark it sealed")
     parser.add_argument("--prefix", help="entry name prefix (default: company for a cache "
                                          "file; required for an auth folder)")
     parser.add_argument("--include-expired", action="store_true",
@@ -381,10 +392,46 @@ to say what they are. migration.md in the documentation is the runbook (`credsea
 says where it is).
 
 examples:
+  credseal migrate --primary                 # with CREDSEAL_PRIMARY: count what it would seal
+  credseal migrate --primary --apply
   credseal migrate --from-cache-file /srv/app/creds-cache.json
   credseal migrate --from-cache-file /srv/app/creds-cache.json --bytes-by-shape=revive --apply
   credseal migrate --from-auth-folder ./auth_info --prefix wa/shop-1 --apply --remove-plaintext
 """)
+def _migrate_primary(args: argparse.Namespace, con: Console) -> int:
+    """``migrate --primary`` (``vault.ops.migrate_primary``)."""
+    source, v = open_keyed(con)
+    primary = open_primary(con.settings(), keys=source, migrating=True)
+    try:
+        done = ops.migrate_primary(v, primary, apply=args.apply, progress=progress_bar(con))
+    finally:
+        close = getattr(primary, "close", None)
+        if close is not None:
+            close()
+    report = done.report
+    if args.json:
+        data: dict[str, Any] = {"applied": done.applied, "plaintext_rows": done.plaintext_rows,
+                                "sealed_rows": done.sealed_rows, "marked": done.marked}
+        if report is not None:
+            data.update(rows=report.rewrapped, current=report.current, failed=report.failed,
+                        skipped=report.skipped, failures=[{"name": n, "reason": why}
+                                                          for n, why in report.failures])
+        con.emit_json(data)
+    elif report is None:
+        con.out(f"dry run: {done.plaintext_rows} plaintext rows would be sealed; "
+                f"{sum(done.sealed_rows.values())} rows are sealed already")
+        con.note("run it again with --apply; services keep running (with "
+                 "CREDSEAL_PRIMARY_SEALED and migrating=True until it is done)")
+    else:
+        con.out(f"sealed {report.rewrapped} rows ({report.current} already sealed, "
+                f"{report.skipped} written meanwhile, {report.failed} failed)")
+        for name, why in report.failures:
+            con.out(f"failed    {name!r}: {why}")
+        if done.marked:
+            con.out("the table is marked sealed: no source reads a plaintext row of it now")
+    return EXIT_OK if report is None or done.marked else EXIT_FAILED
+
+
 def cmd_migrate(args: argparse.Namespace, con: Console) -> int:
     """Plan, and with --apply import, verify and maybe remove the plaintext (see the epilog).
 
@@ -396,6 +443,8 @@ def cmd_migrate(args: argparse.Namespace, con: Console) -> int:
     value) and --apply refuses until --bytes-by-shape says. A source without any (Baileys 7
     writes marked Buffers only) needs no flag.
     """
+    if args.primary:
+        return _migrate_primary(args, con)
     if args.remove_plaintext and not args.apply:
         raise ConfigurationError("--remove-plaintext needs --apply")
     if args.discard_skipped and not args.remove_plaintext:

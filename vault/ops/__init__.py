@@ -35,9 +35,11 @@ from vault.ops._journal import JournalItem, JournalReport, journal_report, resol
 from vault.ops._prune import PrunePlan, PruneResult, apply_prune, plan_prune
 from vault.ops._reports import Report
 from vault.ops._rotation import (
+    PrimaryMigration,
     RetireResult,
     RotationResult,
     check_unused,
+    migrate_primary,
     retire,
     rewrap_targets,
     rotate,
@@ -55,6 +57,7 @@ __all__ = [
     "JournalReport",
     "KeyUsage",
     "ListReport",
+    "PrimaryMigration",
     "PrunePlan",
     "PruneResult",
     "Report",
@@ -72,6 +75,7 @@ __all__ = [
     "inspect_entry",
     "journal_report",
     "list_entries",
+    "migrate_primary",
     "plan_prune",
     "quarantine_entry",
     "resolve_conflicts",

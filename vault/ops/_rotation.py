@@ -33,11 +33,15 @@ from vault.config import current_context
 from vault.errors import ConfigurationError, KeyInUseError, KeySourceError, VaultError
 from vault.keysources import BoundKeySource, KeySource, ManagedKeySource
 from vault.ops._binding import bind_directory, source_name
+from vault.ops._reports import Report
+from vault.sources import TableTarget
 
 __all__ = [
+    "PrimaryMigration",
     "RetireResult",
     "RotationResult",
     "check_unused",
+    "migrate_primary",
     "retire",
     "rewrap_targets",
     "rotate",
@@ -453,3 +457,45 @@ def retire(vault: Vault, source: KeySource, key_id: str, *,
         return RetireResult(key_id, "retired", directories=shown, forgotten=tuple(gone))
     audit.append("retire", key_id=key_id, outcome="published", entries_checked=checked)
     return RetireResult(key_id, "published", ring.without(key_id), directories=shown)
+
+
+@dataclass(frozen=True)
+class PrimaryMigration(Report):
+    """What ``migrate_primary`` did: ``applied`` (False: a dry run, only counted),
+    ``plaintext_rows`` and ``sealed_rows`` (per key id) before, the ``report`` of the walk
+    and whether the table is now ``marked`` sealed."""
+
+    applied: bool
+    plaintext_rows: int
+    sealed_rows: dict[str, int]
+    report: RewrapReport | None = None
+    marked: bool = False
+
+
+def migrate_primary(vault: Vault, primary: Any, *, apply: bool,
+                    progress: Progress | None = None,
+                    context: Context | None = None) -> PrimaryMigration:
+    """Seal a plaintext primary table in place (``credseal migrate --primary``): count it
+    (dry run), or seal every plaintext row under the primary key, batch by batch with
+    compare-and-set (a row a service wrote meanwhile is kept), then write the sealed table
+    mark. Resumable; audited.
+
+    Args:
+        primary: a sealed ``SQLiteSource``/``PostgresSource`` built with ``migrating=True``.
+    """
+    target = TableTarget(primary)
+    before = dict(target.key_ids())
+    plaintext = before.pop("plaintext", 0)
+    if not apply:
+        return PrimaryMigration(False, plaintext, before)
+
+    def report_progress(done: int, total: int) -> None:
+        if progress is not None:
+            progress("primary", done, total)
+
+    report = target.rewrap_batched(vault.keys, report_progress)
+    marked = report.failed == 0 and bool(primary.mark_sealed())
+    audit_of(vault, context or current_context()).append(
+        "migrate-primary", outcome="sealed" if marked else "failed", rows=report.rewrapped,
+        failed=report.failed)
+    return PrimaryMigration(True, plaintext, before, report, marked)

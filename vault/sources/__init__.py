@@ -50,8 +50,9 @@ from vault.sources._base import (
     value_digest,
 )
 from vault.sources._outage import is_outage
+from vault.sources._sealed import TableTarget
 from vault.sources.sqlite import SQLiteSource
 
 __all__ = ["ABSENT", "AsyncConditionalSource", "AsyncSource", "AsyncVersionedSource",
-           "ConditionalSource", "SQLiteSource", "Source", "ThreadedAsyncSource",
+           "ConditionalSource", "SQLiteSource", "Source", "TableTarget", "ThreadedAsyncSource",
            "VersionedSource", "check_storable", "is_outage", "supports_versions", "value_digest"]
