@@ -31,6 +31,10 @@ def test_migrate_rotate_and_retire_a_sealed_primary(cli: Cli) -> None:
             plain.save(name, {"secret": PLAINTEXT, "name": name})
     env = {"key_source": "env", "primary": f"sqlite://{db}"}
 
+    mixed = cli.run("status", "--json", keys=ring.to_text(), primary_sealed="true", **env)
+    report = json.loads(mixed.stdout)
+    assert report["primary_rows"] == {"plaintext": 40} and mixed.returncode == 1
+    assert any("mixed" in problem for problem in report["problems"])
     dry = cli.run("migrate", "--primary", "--json", keys=ring.to_text(), **env)
     assert dry.returncode == 0, dry.stderr
     assert json.loads(dry.stdout) == {"applied": False, "plaintext_rows": 40,
@@ -43,6 +47,8 @@ def test_migrate_rotate_and_retire_a_sealed_primary(cli: Cli) -> None:
     assert (result["rows"], result["failed"], result["marked"]) == (40, 0, True)
     rows = stored(db)
     assert all(isinstance(v, bytes) and v.startswith(b"CVLT") for v in rows.values())
+    status = cli.run("status", keys=ring.to_text(), primary_sealed="true", **env)
+    assert f"primary     40 rows (40 under {ring.primary.id})" in status.stdout
     assert not any(PLAINTEXT.encode() in v for v in rows.values() if isinstance(v, bytes))
 
     published = cli.run("rotate", keys=ring.to_text(), primary_sealed="true", **env)

@@ -125,6 +125,13 @@ def cmd_status(args: argparse.Namespace, con: Console) -> int:
         by_key = ", ".join(f"{n} under {key}" for key, n in sorted(report.shared_records.items()))
         con.out(f"shared      {sum(report.shared_records.values())} records"
                 + (f" ({by_key})" if by_key else ""))
+    if report.primary_error is not None:
+        con.out(f"primary     error: {report.primary_error}")
+    elif report.primary_rows is not None:
+        by_key = ", ".join(f"{n} {'plaintext' if key == 'plaintext' else 'under ' + key}"
+                           for key, n in sorted(report.primary_rows.items()))
+        con.out(f"primary     {sum(report.primary_rows.values())} rows"
+                + (f" ({by_key})" if by_key else ""))
     for host in report.shared_hosts:
         keys = sorted(set(host.entries) | set(host.journal))
         con.out(f"host        {host.host_id}  {host.host}:{host.directory}  "

@@ -28,7 +28,13 @@ from vault._store.journal import JOURNAL_DIR, RECORD_SUFFIX, Journal
 from vault._store.state import STATE_FILE, RotationLock, StateFile
 from vault._store.store import DEFAULT_TTL, Vault, entries_of
 from vault.cache import shared_target
-from vault.config import VaultSettings, current_context, open_shared, source_from_settings
+from vault.config import (
+    VaultSettings,
+    current_context,
+    open_primary,
+    open_shared,
+    source_from_settings,
+)
 from vault.errors import ConfigurationError, EntryExpiredError, VaultError
 from vault.keysources import (
     KEYFILE_NAME,
@@ -39,6 +45,7 @@ from vault.keysources import (
 )
 from vault.ops._binding import bind_directory
 from vault.ops._reports import Report
+from vault.sources import TableTarget
 
 __all__ = [
     "EntryCheck",
@@ -266,6 +273,11 @@ class StatusReport(Report):
     shared_error: str | None = None
     #: the fleet's hosts by their authenticated usage reports (needs the key source)
     shared_hosts: tuple[HostUsage, ...] = ()
+    #: a sealed primary's rows per key id ("plaintext" for rows not sealed yet; unverified
+    #: headers); None: no sealed primary configured (``CREDSEAL_PRIMARY_SEALED``)
+    primary_rows: dict[str, int] | None = None
+    #: why the primary could not be counted
+    primary_error: str | None = None
 
     def prometheus(self) -> str:
         """This report in Prometheus' text exposition format, for node_exporter's textfile
@@ -360,6 +372,10 @@ def status(settings: VaultSettings, *, now: datetime | None = None) -> StatusRep
         problems.append(f"{conflicts} journaled writes conflict with the source's value: "
                         "`credseal journal` lists them")
     shared_records, shared_error, hosts = _shared_usage(settings, directory)
+    primary_rows, primary_error = _primary_usage(settings)
+    if primary_rows and primary_rows.get("plaintext"):
+        problems.append(f"the primary table is mixed: {primary_rows['plaintext']} plaintext "
+                        "rows (`credseal migrate --primary --apply` seals them)")
     if shared_records:
         known = {key.id: key.state for key in usage}
         for key_id, n in sorted(shared_records.items()):
@@ -377,7 +393,28 @@ def status(settings: VaultSettings, *, now: datetime | None = None) -> StatusRep
             0.0, now.timestamp() - oldest / 1000),
         journal_conflicts=conflicts, warnings=tuple(warnings), rotation=rotation,
         quarantined=_quarantined(directory), shared_records=shared_records,
-        shared_error=shared_error, shared_hosts=hosts)
+        shared_error=shared_error, shared_hosts=hosts, primary_rows=primary_rows,
+        primary_error=primary_error)
+
+
+def _primary_usage(settings: VaultSettings) -> tuple[dict[str, int] | None, str | None]:
+    """A sealed primary's rows per key id (headers only), or why they could not be read."""
+    if settings.primary is None or not settings.primary_sealed:
+        return None, None
+    try:
+        primary = open_primary(settings)
+    except VaultError as exc:
+        return None, exc.message
+    try:
+        return dict(TableTarget(primary).key_ids()), None
+    except VaultError as exc:
+        return {}, exc.message
+    except Exception as exc:  # the database is down: its driver's error, a status line
+        return {}, f"{type(exc).__name__}: the primary did not answer"
+    finally:
+        close = getattr(primary, "close", None)
+        if close is not None:
+            close()
 
 
 def _shared_usage(settings: VaultSettings, directory: Path
