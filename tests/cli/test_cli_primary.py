@@ -69,6 +69,15 @@ def test_migrate_rotate_and_retire_a_sealed_primary(cli: Cli) -> None:
     with SQLiteSource(db, keys=new_ring) as sealed:
         assert dict(TableTarget(sealed).key_ids()) == {new_ring.primary.id: 40}
         assert sealed.load(NAMES[7]) == {"secret": PLAINTEXT, "name": NAMES[7]}
+    verified = cli.run("verify", "--json", keys=new_ring.to_text(), primary_sealed="true", **env)
+    assert verified.returncode == 0, verified.stdout
+    assert json.loads(verified.stdout)["primary_checked"] == 40
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("UPDATE credentials SET value = (SELECT value FROM credentials WHERE name = ?) "
+                 "WHERE name = ?", (NAMES[1], NAMES[2]))  # a row moved to another name
+    conn.close()
+    broken = cli.run("verify", keys=new_ring.to_text(), primary_sealed="true", **env)
+    assert broken.returncode == 1 and f"primary row '{NAMES[2]}'" in broken.stdout
     retired = cli.run("retire", ring.primary.id, keys=new_ring.to_text(), primary_sealed="true",
                       **env)
     assert retired.returncode == 0, retired.stderr

@@ -209,7 +209,13 @@ def cmd_verify(args: argparse.Namespace, con: Console) -> int:
         con.out(f"audit log: {report.audit_lines} lines, {report.audit_verified} verified, "
                 f"{report.audit_unverifiable} unverifiable"
                 + (f"; PROBLEM: {report.audit_problem}" if report.audit_problem else ""))
-    return EXIT_FAILED if failed or report.audit_problem else EXIT_OK
+        if report.primary_checked is not None:
+            for name, why in report.primary_failures:
+                con.out(f"failed   primary row {name!r}: {why}")
+            con.out(f"primary: {report.primary_checked} rows, "
+                    f"{len(report.primary_failures)} failed")
+    return EXIT_FAILED if failed or report.audit_problem or report.primary_failures \
+        else EXIT_OK
 
 
 @command("ls", json=True, help="list the entries: names, key ids, times (unverified)",

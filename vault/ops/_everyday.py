@@ -520,6 +520,10 @@ class VerifyReport(Report):
     audit_verified: int = 0
     audit_unverifiable: int = 0
     audit_problem: str | None = None
+    #: a sealed primary's rows (``CREDSEAL_PRIMARY_SEALED``): how many were checked, and
+    #: (name, why) of those that did not open; None when there is no sealed primary
+    primary_checked: int | None = None
+    primary_failures: tuple[tuple[str, str], ...] = ()
 
     def count(self, status: str) -> int:
         """How many checks have ``status`` ("ok", "expired" or "failed")."""
@@ -579,7 +583,20 @@ def verify(settings: VaultSettings, *, passphrase: bytes | str | None = None,
     except VaultError as exc:
         lines = verified = unverifiable = 0
         problem = exc.message
+    primary_checked: int | None = None
+    primary_failures: list[tuple[str, str]] = []
+    if names is None and settings.primary is not None and settings.primary_sealed:
+        primary = open_primary(settings, keys=source)
+        try:
+            rows = TableTarget(primary).verify()
+        finally:
+            close = getattr(primary, "close", None)
+            if close is not None:
+                close()
+        primary_checked = len(rows)
+        primary_failures = [(name, why) for name, why in rows if why is not None]
     return VerifyReport(directory=vault.directory, checks=tuple(checks),
                         seconds=time.monotonic() - started, audit_lines=lines,
                         audit_verified=verified, audit_unverifiable=unverifiable,
-                        audit_problem=problem)
+                        audit_problem=problem, primary_checked=primary_checked,
+                        primary_failures=tuple(primary_failures))

@@ -350,3 +350,19 @@ class TableTarget:
                         continue
                 held.append(name)
         return held
+
+    def verify(self) -> list[tuple[str, str | None]]:
+        """Authenticate every row with the ring: (name, None) for a row that opens as this
+        table's row of that name, (name, why) for one that does not (plaintext included)."""
+        results: list[tuple[str, str | None]] = []
+        for rows in self._walk():
+            for name, stored in rows:
+                try:
+                    if not is_sealed(stored):
+                        raise FormatError("a plaintext row")
+                    self.seal.open(name, stored)
+                except VaultError as exc:
+                    results.append((name, f"{type(exc).__name__}: {exc.message}"))
+                else:
+                    results.append((name, None))
+        return results
