@@ -65,3 +65,16 @@ def test_fleet_benchmark_runs(redis_server: Any, tmp_path: Path) -> None:
                       prefetch_rounds=1, frozen_gets=20, out=lines.append)
     text = "\n".join(lines)
     assert text.count("goal") >= 4 and "Traceback" not in text
+
+
+def test_primary_benchmark_runs(pg: Any) -> None:
+    """The sealed-primary benchmark rotates a tiny table with every candidate on the session's
+    PostgreSQL (ours checks every row is under the new key) and prints its goals."""
+    from bench import bench_primary
+
+    lines: list[str] = []
+    bench_primary.bench(pg, count=1_200, sizes=[600], rounds=1, growth_rounds=1,
+                        table=pg.fresh_table_name("bench"), out=lines.append)
+    text = "\n".join(lines)
+    assert "goal >= 0.8x" in text and "goal <= 1.3x" in text and "n_dead_tup" in text
+    assert text.count("rows/s by median") == len(bench_primary.CANDIDATES)

@@ -350,3 +350,81 @@ def test_frozen_sentinels_cost_no_more_than_the_bound(redis_sentinel: RedisSenti
         for proc in frozen:
             os.killpg(proc.pid, signal.SIGCONT)
         tier.close()
+
+
+def test_a_failover_under_host_processes(pg: Any, redis_sentinel: RedisSentinelGroup,
+                                         tmp_path: Any) -> None:
+    """The same story with service processes (tests/helpers/fleet_host.py) on a real
+    PostgreSQL: they read and save through a database outage while the master is killed;
+    no call hangs past the bound, no acknowledged save is lost, no host is served a value
+    older than one it has seen or written."""
+    import os
+
+    from tests.cache.test_fleet import Host
+    from tests.helpers.backends import PostgresBackend
+    from vault.cache.redis import RedisTier
+
+    backend = PostgresBackend(pg)
+    own = {"a": ["a-0", "a-1"], "b": ["b-0", "b-1"]}
+    with backend.source() as source:
+        for names in own.values():
+            for name in names:
+                source.save(name, {"n": 0})
+    ring = vault.KeyRing([vault.Key.generate()])
+    env = {**os.environ, "CREDSEAL_KEYS": ring.to_text(), "TEST_PG_DSN": pg.dsn,
+           "TEST_REDIS_SENTINELS": ",".join(f"{h}:{p}" for h, p in redis_sentinel.sentinels),
+           "TEST_REDIS_SERVICE": redis_sentinel.service_name}
+    bound = RedisTier.from_sentinel(redis_sentinel.sentinels,
+                                    redis_sentinel.service_name).worst_case_seconds
+    hosts = {key: Host(tmp_path / f"host-{key}", backend.table, env) for key in own}
+    acked = {name: 0 for names in own.values() for name in names}
+    seen: dict[tuple[str, str], int] = {}
+    slowest = 0.0
+    counter = itertools.count(1)
+
+    def timed_ask(host: Host, *action: Any) -> dict[str, Any]:
+        nonlocal slowest
+        started = time.monotonic()
+        answer = host.ask(*action)
+        slowest = max(slowest, time.monotonic() - started)
+        assert "error" not in answer or action[0] == "get", (action, answer)
+        return answer
+
+    def round_() -> None:
+        for key, host in hosts.items():
+            for name in own[key]:
+                n = next(counter)
+                timed_ask(host, "save", name, {"n": n})
+                acked[name] = n
+            for name in acked:
+                answer = timed_ask(host, "get", name)
+                value = answer.get("value")
+                if isinstance(value, dict):
+                    previous = seen.get((key, name), 0)
+                    assert value["n"] >= previous, (key, name, value, previous)
+                    seen[(key, name)] = value["n"]
+
+    try:
+        for _ in range(3):
+            round_()
+        backend.down()
+        for _ in range(3):
+            round_()
+        old = redis_sentinel.kill_master()
+        deadline = time.monotonic() + 6
+        while time.monotonic() < deadline:
+            round_()
+        redis_sentinel.wait_for_failover(old, timeout=30)
+        for _ in range(3):
+            round_()
+        backend.up()
+        time.sleep(0.6)  # the hosts' breakers
+        for host in hosts.values():
+            for name in acked:
+                host.ask("get", name)  # replays each host's journal first
+        with backend.source() as source:
+            assert {name: source.load(name)["n"] for name in acked} == acked
+        assert slowest <= bound + 1.5, slowest
+    finally:
+        logs = [host.stop() for host in hosts.values()]
+    assert not any("Traceback" in log for log in logs), logs

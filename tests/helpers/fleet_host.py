@@ -1,9 +1,10 @@
 """One host of a fleet, as a child process: a FallbackCache on PostgreSQL and Redis.
 
 Usage: python -m tests.helpers.fleet_host CREDSEAL_DIR TABLE, with TEST_PG_DSN, TEST_REDIS_URL
-and CREDSEAL_KEYS (the ring: one for the whole fleet, the env key source's way) in the
-environment. It reads one action per line on stdin and answers each with one line, both in
-the codec's tagged JSON (values hold bytes):
+(or TEST_REDIS_SENTINELS, ``host:port,...``, and TEST_REDIS_SERVICE) and CREDSEAL_KEYS
+(the ring: one for the whole fleet, the env key source's way) in the environment. It reads
+one action per line on stdin and answers each with one line, both in the codec's tagged JSON
+(values hold bytes):
 ``["get", name]``, ``["save", name, value]``, ``["delete", name]``, ``["prefetch", [names]]``,
 ``["sync"]`` (wait for copies taken from Redis to be in the vault), ``["pending"]``,
 ``["events"]`` (the event kinds since the last ask). Values never go in argv.
@@ -34,8 +35,14 @@ def main() -> None:
     source = PostgresSource(os.environ["TEST_PG_DSN"], table=table, connect_timeout=2,
                             statement_timeout=2)
     # Short breaker resets, so that a test sees both tiers come back within seconds.
-    tier = RedisTier.from_url(os.environ["TEST_REDIS_URL"],
-                              breaker=CircuitBreaker(failure_threshold=1, reset_after=0.5))
+    tier_breaker = CircuitBreaker(failure_threshold=1, reset_after=0.5)
+    if os.environ.get("TEST_REDIS_SENTINELS"):  # host:port,host:port and the service name
+        sentinels = [(h, int(p)) for h, _, p in (item.rpartition(":") for item in
+                                                 os.environ["TEST_REDIS_SENTINELS"].split(","))]
+        tier = RedisTier.from_sentinel(sentinels, os.environ["TEST_REDIS_SERVICE"],
+                                       breaker=tier_breaker)
+    else:
+        tier = RedisTier.from_url(os.environ["TEST_REDIS_URL"], breaker=tier_breaker)
     cache = FallbackCache(source, vault.Vault(directory, keys=ring, ttl=3600), shared=tier,
                           on_event=events.append,
                           breaker=CircuitBreaker(failure_threshold=1, reset_after=0.5))
