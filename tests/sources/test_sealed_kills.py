@@ -73,8 +73,14 @@ def run_kills(pg: PostgresServer, kills: int, seed: int) -> None:
         with PostgresSource(pg.dsn, table=table, keys=new) as probe:
             for _ in range(kills):
                 proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE)
-                time.sleep(rng.uniform(0.5, 1.3))  # its start takes about 0.4 s
+                                        stderr=subprocess.DEVNULL)
+                assert proc.stdout is not None
+                # Killed after a random number of committed batches, or a moment later: at
+                # any point of a batch, its cryptography or its transaction.
+                for _ in range(rng.randrange(1, 12)):
+                    if not proc.stdout.readline():
+                        break
+                time.sleep(rng.uniform(0, 0.02))
                 proc.send_signal(signal.SIGKILL)
                 out, _ = proc.communicate(timeout=30)
                 doc = probe.sealed.read_mark(probe.mark_row()) or {}  # type: ignore[union-attr]
