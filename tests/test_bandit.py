@@ -24,4 +24,5 @@ def test_bandit_reports_no_medium_or_high_finding(tmp_path: Path) -> None:
     nosec = sorted(str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py")
                    if "# nosec" in path.read_text())
     assert nosec == ["sources/sqlite.py"]
-    assert data["metrics"]["_totals"]["skipped_tests"] == 3
+    # one per SQLite statement with the table spliced in (versions, the sealed table's walk)
+    assert data["metrics"]["_totals"]["skipped_tests"] == 8

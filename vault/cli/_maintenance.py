@@ -380,24 +380,6 @@ def _migrate_arguments(parser: argparse.ArgumentParser) -> None:
                              "expired or malformed (they exist only in the plaintext)")
 
 
-@command("migrate", json=True, arguments=_migrate_arguments,
-         help="import a plaintext credential cache into the vault (dry run by default)",
-         epilog="""\
-Dry run by default: lists what would be imported, never values. --apply imports with the
-original timestamps and verifies that every entry opens to the same value; only then, with
---remove-plaintext, the plaintext is overwritten and deleted (refused while records skipped as
-expired or malformed exist only there, unless --discard-skipped). Objects that are bytes only
-by their shape ({"0": 5, "1": 7}) are listed by the dry run; --apply needs --bytes-by-shape
-to say what they are. migration.md in the documentation is the runbook (`credseal --help`
-says where it is).
-
-examples:
-  credseal migrate --primary                 # with CREDSEAL_PRIMARY: count what it would seal
-  credseal migrate --primary --apply
-  credseal migrate --from-cache-file /srv/app/creds-cache.json
-  credseal migrate --from-cache-file /srv/app/creds-cache.json --bytes-by-shape=revive --apply
-  credseal migrate --from-auth-folder ./auth_info --prefix wa/shop-1 --apply --remove-plaintext
-""")
 def _migrate_primary(args: argparse.Namespace, con: Console) -> int:
     """``migrate --primary`` (``vault.ops.migrate_primary``)."""
     source, v = open_keyed(con)
@@ -432,6 +414,24 @@ def _migrate_primary(args: argparse.Namespace, con: Console) -> int:
     return EXIT_OK if report is None or done.marked else EXIT_FAILED
 
 
+@command("migrate", json=True, arguments=_migrate_arguments,
+         help="import a plaintext credential cache into the vault (dry run by default)",
+         epilog="""\
+Dry run by default: lists what would be imported, never values. --apply imports with the
+original timestamps and verifies that every entry opens to the same value; only then, with
+--remove-plaintext, the plaintext is overwritten and deleted (refused while records skipped as
+expired or malformed exist only there, unless --discard-skipped). Objects that are bytes only
+by their shape ({"0": 5, "1": 7}) are listed by the dry run; --apply needs --bytes-by-shape
+to say what they are. migration.md in the documentation is the runbook (`credseal --help`
+says where it is).
+
+examples:
+  credseal migrate --primary                 # with CREDSEAL_PRIMARY: count what it would seal
+  credseal migrate --primary --apply
+  credseal migrate --from-cache-file /srv/app/creds-cache.json
+  credseal migrate --from-cache-file /srv/app/creds-cache.json --bytes-by-shape=revive --apply
+  credseal migrate --from-auth-folder ./auth_info --prefix wa/shop-1 --apply --remove-plaintext
+""")
 def cmd_migrate(args: argparse.Namespace, con: Console) -> int:
     """Plan, and with --apply import, verify and maybe remove the plaintext (see the epilog).
 
