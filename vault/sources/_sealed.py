@@ -22,7 +22,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from vault import _clock, codec
@@ -194,13 +193,11 @@ class TableTarget:
     """A sealed table as a rewrap target (``name`` "primary"): ``credseal rotate`` rewraps its
     rows, ``retire`` asks it, ``credseal migrate --primary`` seals a plaintext table with it.
 
-    The walk is keyset-paginated in primary-key (name) order; batch k is written (in a worker
-    thread) while batch k+1 is sealed, so the server's work and ours overlap; each batch is
-    one transaction of compare-and-set updates (``WHERE name = .. AND value = <old>``: a row
-    a service wrote meanwhile keeps its newer value), every new envelope is opened again
-    before its batch is written (Tink's rule), and the batch's transaction also writes the
-    table mark with the walk's cursor, so a killed rewrap resumes after the last batch it
-    committed.
+    The walk is keyset-paginated in primary-key (name) order; each batch is one transaction
+    of compare-and-set updates (``WHERE name = .. AND value = <old>``: a row a service wrote
+    meanwhile keeps its newer value), every new envelope is opened again before its batch is
+    written (Tink's rule), and the batch's transaction also writes the table mark with the
+    walk's cursor, so a killed rewrap resumes after the last batch it committed.
 
     Args:
         source: a sealed ``SQLiteSource`` or ``PostgresSource`` (``keys=``).
@@ -256,11 +253,7 @@ class TableTarget:
         by_key: dict[str, int] = {}
         failures: list[tuple[str, str]] = []
         done = 0
-
-        def prepare(rows: list[tuple[str, Any]]) -> tuple[list[tuple[str, Any, bytes]],
-                                                          list[str], bytes]:
-            """The batch's cryptography: (name, old, new) pairs, old key ids, the mark."""
-            nonlocal done
+        for rows in self._walk(after):
             pairs: list[tuple[str, Any, bytes]] = []
             olds: list[str] = []
             for name, stored in rows:
@@ -278,30 +271,13 @@ class TableTarget:
                 olds.append(old_id)
             mark = self.seal.mark("sealed" if self.seal.marked else "migrating",
                                   rewrap={"to": ring.primary.id, "after": rows[-1][0]})
-            return pairs, olds, mark
-
-        # Batch k is written in a worker thread while this one seals batch k+1: the server's
-        # work and ours overlap. The next page is read before batch k is handed over (the
-        # source has one connection), and batch k commits before batch k+1 is handed over.
-        pages = self._walk(after)
-        rows = next(pages, None)
-        prepared = None if rows is None else prepare(rows)
-        with ThreadPoolExecutor(1, thread_name_prefix="credseal-rewrap") as writer:
-            while prepared is not None:
-                following = next(pages, None)
-                pairs, olds, mark = prepared
-                written = writer.submit(self.source.replace_rows, pairs, mark)
-                try:
-                    prepared = None if following is None else prepare(following)
-                finally:
-                    replaced = written.result()
-                counts["rewrapped"] += replaced
-                counts["skipped"] += len(pairs) - replaced
-                # per old key, the batches without a row skipped (exact while skipped is 0)
-                for old_id in olds if replaced == len(pairs) else ():
-                    by_key[old_id] = by_key.get(old_id, 0) + 1
-                if progress is not None:
-                    progress(done, done)
+            replaced = self.source.replace_rows(pairs, mark)
+            counts["rewrapped"] += replaced
+            counts["skipped"] += len(pairs) - replaced
+            for old_id in olds[:replaced] if replaced == len(pairs) else ():
+                by_key[old_id] = by_key.get(old_id, 0) + 1
+            if progress is not None:
+                progress(done, done)
         # the walk ended: clear the cursor (a later rotation starts at the beginning)
         final = self.seal.mark("sealed" if self.seal.marked else "migrating")
         self.source.replace_rows([], final)
