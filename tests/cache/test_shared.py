@@ -512,3 +512,22 @@ def _clock_now() -> int:
     from vault import _clock
 
     return _clock.now_ms()
+
+
+def test_the_shared_rewrap_reads_a_batch_at_a_time(host: Host, tier: MemoryTier,
+                                                   ring: vault.KeyRing) -> None:
+    """rotate's path (rewrap_batched): one MGET per batch, every record moved, a rerun has
+    nothing to do (resumable)."""
+    from vault.cache import shared_target
+
+    a = host("a", report_interval=None)
+    for i in range(25):
+        a.save(f"n{i}", {"i": i})
+    target = shared_target(tier, a.vault)
+    target.batch = 10
+    new_ring = ring.with_primary(vault.Key.generate())
+    tier.calls.clear()
+    report = target.rewrap_batched(new_ring)
+    assert (report.rewrapped, report.failed, report.by_key) == (25, 0, {ring.primary.id: 25})
+    assert [op for op, _ in tier.calls].count("mget") == 3
+    assert target.rewrap_batched(new_ring).current == 25

@@ -36,7 +36,7 @@ from vault import _clock, codec
 from vault._crypto import format as fmt
 from vault._crypto.keys import KeyRing
 from vault._store.entries import EntryStore, name_stem, utc
-from vault._store.rewrap import Outcome, PendingWrite
+from vault._store.rewrap import Outcome, PendingWrite, RewrapReport
 from vault._store.stamp import MAX_VERSION, Order, source_order, stamp, tombstone, unstamp
 from vault._store.state import StateFile
 from vault.cache._health import (
@@ -412,11 +412,12 @@ class _SharedPending(PendingWrite):
 class SharedTarget:
     """The shared tier as a rewrap target (``name`` "shared"): items are record stems.
 
-    A rewrap re-seals a record's envelope under the primary with the same name, times and
-    stamp (opened again before it is written: Tink's rule) and replaces the record only if it
-    is still the same bytes, so a copy a host wrote meanwhile is never overwritten. A record
-    that fails to authenticate is removed (compare-and-delete) and counted as skipped; one
-    under a key the ring lacks fails, and stays.
+    A rewrap (:meth:`rewrap_batched`: one ``MGET`` per batch) re-seals a record's envelope
+    under the primary with the same name, times and stamp (opened again before it is
+    written: Tink's rule) and replaces the record only if it is still the same bytes, so a
+    copy a host wrote meanwhile is never overwritten. A record that fails to authenticate is
+    removed (compare-and-delete) and counted as skipped; one under a key the ring lacks
+    fails, and stays.
     """
 
     name = "shared"
@@ -455,6 +456,11 @@ class SharedTarget:
         raw = self.tier.get(item)
         if raw is None:
             return "skipped", None
+        return self._prepare_raw(item, raw, ring)
+
+    def _prepare_raw(self, item: str, raw: bytes,
+                     ring: KeyRing) -> tuple[str, str | None] | PendingWrite:
+        """:meth:`prepare` of a record already read."""
         clear = record_order(raw)
         try:
             if clear is None:
@@ -481,6 +487,37 @@ class SharedTarget:
                               "the same plaintext; nothing was replaced")
         return _SharedPending(self.tier, item, raw, pack_record(clear, sealed),
                               header.expires_at, old_id)
+
+    def rewrap_batched(self, ring: KeyRing,
+                       progress: Callable[[int, int], None] | None = None) -> RewrapReport:
+        """Rewrap every record not under ``ring.primary``, a batch of ``batch`` records at a
+        time: one ``MGET`` reads the batch, each record is resealed and opened again, and
+        each is replaced only if still the same bytes (what a host wrote meanwhile stays).
+        Resumable: a rerun finds the records already moved current."""
+        counts = {"rewrapped": 0, "current": 0, "failed": 0, "skipped": 0}
+        by_key: dict[str, int] = {}
+        failures: list[tuple[str, str]] = []
+        stems = self.items()
+        for start in range(0, len(stems), self.batch):
+            chunk = stems[start:start + self.batch]
+            for stem, raw in zip(chunk, self.tier.mget(chunk), strict=True):
+                try:
+                    if not isinstance(raw, bytes):
+                        counts["skipped"] += 1  # gone meanwhile (or not a string: no record)
+                        continue
+                    result = self._prepare_raw(stem, raw, ring)
+                    outcome, old_id = result.commit() if isinstance(result, PendingWrite) \
+                        else result
+                except VaultError as exc:
+                    counts["failed"] += 1
+                    failures.append((stem, f"{type(exc).__name__}: {exc.message}"))
+                    continue
+                counts[outcome] += 1
+                if old_id is not None:
+                    by_key[old_id] = by_key.get(old_id, 0) + 1
+            if progress is not None:
+                progress(min(start + self.batch, len(stems)), len(stems))
+        return RewrapReport(**counts, by_key=by_key, failures=tuple(failures))
 
     def reports(self) -> tuple[list[UsageReport], int]:
         """The hosts' usage reports that authenticate, and how many did not."""
