@@ -25,7 +25,7 @@ from vault.cache import FallbackCache
 from vault.errors import ConfigurationError, DecryptionError, FormatError
 from vault.sources.postgres import AsyncPostgresSource, PostgresSource
 from vault.sources.sqlite import SQLiteSource
-from vault.testing import AsyncVersionedSourceContract, MemorySource, VersionedSourceContract
+from vault.testing import AsyncVersionedSourceContract, VersionedSourceContract
 
 CRED = {"token": CANARY_VALUE, "noiseKey": bytes(range(32))}
 
@@ -255,8 +255,3 @@ def test_postgres_refuses_plaintext_and_moved_rows(pg: PostgresServer, table: st
         with pytest.raises(DecryptionError):
             sealed.load("c2")
         assert sealed.load("c1") == CRED
-
-
-def test_memory_source_is_not_touched() -> None:
-    """The sealed option is the built-in sources'; MemorySource keeps plain values."""
-    assert MemorySource({"a": 1}).load("a") == 1

@@ -313,20 +313,15 @@ class EntryStore:
         return header, plaintext
 
     def load(self, name: str, now_ms: int) -> tuple[fmt.Header, Any]:
-        """:meth:`open` with the TTL, then the value decoded."""
-        header, _, value = self.load_stamped(name, now_ms)
-        return header, value
-
-    def load_stamped(self, name: str, now_ms: int) -> tuple[fmt.Header, int | None, Any]:
-        """:meth:`load`, with the source version the copy records (None: unversioned).
+        """:meth:`open` with the TTL, then the value decoded (a versioned copy's stamp is
+        stripped; ``docs/format.md`` section 13).
 
         Raises:
             as :meth:`open`; EntryNotFoundError also for a tombstone (never written locally);
             SerializationError: the plaintext is not a codec value.
         """
         header, plaintext = self.open(name, now_ms)
-        version, value = self.decode(name, plaintext)
-        return header, version, value
+        return header, self.decode(name, plaintext)[1]
 
     @staticmethod
     def decode(name: str, plaintext: bytes) -> tuple[int | None, Any]:

@@ -350,11 +350,6 @@ class SharedCopies:
                     self._written.clear()
                 self._written[name] = (version, self.clock())
 
-    def forget(self, name: str) -> None:
-        """Forget what this process wrote of ``name`` (its next write goes to the tier)."""
-        with self._lock:
-            self._written.pop(name, None)
-
     # ---- usage reports
 
     def publish_report(self, journal_key_ids: Counter[str], host: str | None) -> None:

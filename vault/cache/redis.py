@@ -692,22 +692,27 @@ class RedisTier:
                                   "recently)")
         try:
             result = fn()
-        except redis.exceptions.ResponseError as exc:
-            # The server answered (an error of this command): no outage, unless it is a
-            # replica refusing writes or a server out of memory.
-            if isinstance(exc, redis.exceptions.ReadOnlyError) or "OOM" in str(exc)[:8]:
-                breaker.record_failure()
-            else:
-                breaker.record_success()
-            raise SharedTierError(f"Redis refused: {describe(exc)}") from exc
         except Exception as exc:  # RedisError, RedisClusterException, OSError, a bad reply
-            breaker.record_failure()
-            raise SharedTierError(f"Redis failed: {describe(exc)}") from exc
+            raise _failure(exc, breaker) from exc
         except BaseException:
             breaker.record_failure()
             raise
         breaker.record_success()
         return result
+
+
+def _failure(exc: Exception, breaker: CircuitBreaker) -> SharedTierError:
+    """What a failed call of either tier raises, and what it tells ``breaker``: an answer of
+    the server (an error of this command) is no outage, unless it is a replica refusing
+    writes or a server out of memory; anything else is (a connection, a bad reply)."""
+    if isinstance(exc, redis.exceptions.ResponseError):
+        if isinstance(exc, redis.exceptions.ReadOnlyError) or "OOM" in str(exc)[:8]:
+            breaker.record_failure()
+        else:
+            breaker.record_success()
+        return SharedTierError(f"Redis refused: {describe(exc)}")
+    breaker.record_failure()
+    return SharedTierError(f"Redis failed: {describe(exc)}")
 
 
 def _script(client: Any, script: str) -> Callable[..., Any]:
@@ -963,15 +968,8 @@ class AsyncRedisTier:
                                   "recently)")
         try:
             result = await fn()
-        except redis.exceptions.ResponseError as exc:  # as RedisTier._call
-            if isinstance(exc, redis.exceptions.ReadOnlyError) or "OOM" in str(exc)[:8]:
-                self.breaker.record_failure()
-            else:
-                self.breaker.record_success()
-            raise SharedTierError(f"Redis refused: {describe(exc)}") from exc
         except Exception as exc:
-            self.breaker.record_failure()
-            raise SharedTierError(f"Redis failed: {describe(exc)}") from exc
+            raise _failure(exc, self.breaker) from exc
         except BaseException:
             self.breaker.record_failure()
             raise
