@@ -19,12 +19,17 @@ removes the dead rows before they are counted. The candidates, each from its fir
 last commit, the order changing from round to round:
 
 1. ours: ``TableTarget(PostgresSource(dsn, table=t, keys=[B, A])).rewrap_batched(ring)``:
-   keyset pages of 500, every row opened, sealed under B and opened again, one transaction
-   per batch of compare-and-set updates plus the table mark with the walk's cursor.
-2. the floor: plain psycopg, the same statements (the same page ``SELECT``, the same
-   ``executemany`` of ``UPDATE ... WHERE name = %s AND value = <old>``, the same upsert of the
-   mark row per batch and at the end, the same read of the mark first) with no cryptography:
-   the new value is the old bytes reversed. Goal: ours >= 0.8x the floor's rows/s.
+   keyset pages of 500 (binary results), every row opened, sealed under B and opened again,
+   one transaction per batch: one statement of compare-and-set updates
+   (``UPDATE ... FROM (VALUES ...) WHERE t.name = v.name AND t.value = v.old``) plus the
+   table mark with the walk's cursor, sent in pipeline mode so that the next page is sealed
+   while the server writes this one.
+2. the floor: plain psycopg, the same statements (the same page ``SELECT``, the same batch
+   statement with the mark, the same read of the mark first and write at the end) one after
+   the other, with no cryptography: the new value is the old bytes reversed. Goal: ours >=
+   0.8x the floor's rows/s. Context, no goal: the floor with the first version's statements
+   (an ``executemany`` of single-row ``UPDATE ... WHERE name = %s AND value = <old>`` and an
+   upsert of the mark per batch).
 3. context, no goal: the plain-SQL bulk shape: the same page reads, the new values ``COPY``-ed
    (binary) into a temporary staging table, then ``UPDATE t SET value = s.value FROM staging s
    WHERE t.name = s.name`` (no compare-and-set): once for the whole table in one transaction,
@@ -60,7 +65,7 @@ from bench.timing import verdict
 from tests.realparts import PostgresServer
 from vault import codec
 from vault.sources._sealed import MARK_NAME, RowSeal, TableTarget
-from vault.sources.postgres import PostgresSource
+from vault.sources.postgres import PostgresSource, replace_parameters, replace_statement
 
 TABLE = "bench_sealed_primary"
 BATCH = 500
@@ -173,6 +178,33 @@ class Database:
                 return now
             time.sleep(0.05)
 
+    def wal_lsn(self) -> str:
+        row = self.conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+        assert row is not None
+        return str(row[0])
+
+    def wal_since(self, lsn: str) -> int:
+        """Bytes of WAL written since ``lsn``."""
+        row = self.conn.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)",
+                                (lsn,)).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def full_page_writes(self, on: bool) -> None:
+        """Turn ``full_page_writes`` on (as in production) or back to the bench's setting."""
+        if on:
+            self.conn.execute("ALTER SYSTEM SET full_page_writes = on")
+        else:
+            self.conn.execute("ALTER SYSTEM RESET full_page_writes")
+        self.conn.execute("SELECT pg_reload_conf()")
+        deadline = time.monotonic() + STATS_WAIT
+        while time.monotonic() < deadline:
+            row = self.conn.execute("SHOW full_page_writes").fetchone()
+            if row is not None and (row[0] == "on") == on:
+                return
+            time.sleep(0.05)
+        raise RuntimeError("full_page_writes did not change")
+
     def server_version(self) -> str:
         row = self.conn.execute("SHOW server_version").fetchone()
         return str(row[0]) if row else "?"
@@ -241,9 +273,47 @@ class Statements:
 
 
 def run_floor(db: Database, count: int) -> Result:
-    """The same reads and compare-and-set writes, no cryptography (the old bytes reversed)."""
+    """The same reads and compare-and-set writes as ours, no cryptography (the new value is
+    the old bytes reversed): the library's own statements (``PostgresSource``'s page
+    ``SELECT`` with binary results, ``replace_statement`` through a ``RawCursor``, one
+    statement per batch with the mark), one after the other on one connection."""
     q = Statements(db.table.table)
+    parts = tuple(db.table.table.split("."))
     mark = db.table.mark  # a sealed mark's size; the floor writes it as it is
+    done = 0
+    with psycopg.connect(db.dsn, autocommit=True) as conn:
+        conn.execute("SET plan_cache_mode = force_custom_plan")
+        start, cpu = time.perf_counter(), time.process_time()
+        conn.execute(q.select, (MARK_NAME,)).fetchone()
+        raw = psycopg.RawCursor(conn)
+        after = ""
+        batches = 0
+        while True:
+            rows = conn.execute(q.page, (after, MARK_NAME, BATCH), binary=True).fetchall()
+            if not rows:
+                break
+            triples = [(name, value, value[::-1]) for name, value in rows]
+            statement = replace_statement(parts, len(triples), True)
+            with conn.transaction():
+                done += len(raw.execute(statement, replace_parameters(triples, mark),
+                                        binary=True).fetchall())
+            batches += 1
+            after = rows[-1][0]
+            if len(rows) < BATCH:
+                break
+        with conn.transaction():
+            raw.execute(replace_statement(parts, 0, True), replace_parameters([], mark))
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+    assert done == count, (done, count)
+    return Result(elapsed, cpu, count + batches + 1)
+
+
+def run_floor_executemany(db: Database, count: int) -> Result:
+    """Context, no goal: the floor with the statements of the first version (an
+    ``executemany`` of single-row ``UPDATE ... WHERE name = %s AND value = %s`` and an upsert
+    of the mark per batch, text results)."""
+    q = Statements(db.table.table)
+    mark = db.table.mark
     done = 0
     with psycopg.connect(db.dsn, autocommit=True) as conn:
         start, cpu = time.perf_counter(), time.process_time()
@@ -326,9 +396,11 @@ def run_bulk_batched(db: Database, count: int) -> Result:
 
 
 OURS, FLOOR = "ours (TableTarget.rewrap_batched)", "floor (same SQL, no crypto)"
+FLOOR_MANY = "floor, first version's SQL (executemany)"
 BULK, BULK_BATCHED = "bulk: COPY + one UPDATE FROM", "bulk: COPY + UPDATE FROM per 500"
 CANDIDATES: dict[str, Callable[[Database, int], Result]] = {
-    OURS: run_ours, FLOOR: run_floor, BULK: run_bulk_whole, BULK_BATCHED: run_bulk_batched}
+    OURS: run_ours, FLOOR: run_floor, FLOOR_MANY: run_floor_executemany, BULK: run_bulk_whole,
+    BULK_BATCHED: run_bulk_batched}
 
 
 @dataclass(frozen=True)
@@ -337,6 +409,7 @@ class Run:
     cpu: float
     before: dict[str, int]
     after: dict[str, int]
+    wal: int  # bytes of WAL the server wrote during the run
 
 
 def measure(db: Database, count: int, names: list[str], rounds: int, first: int = 0
@@ -348,10 +421,11 @@ def measure(db: Database, count: int, names: list[str], rounds: int, first: int 
         shift = (first + r) % len(names)
         for name in names[shift:] + names[:shift]:
             db.seed(count)
-            before = db.stats()
+            before, lsn = db.stats(), db.wal_lsn()
             result = CANDIDATES[name](db, count)
+            wal = db.wal_since(lsn)
             runs[name].append(Run(result.seconds, result.cpu, before,
-                                  db.stats_after(before, result.updates)))
+                                  db.stats_after(before, result.updates), wal))
     return runs
 
 
@@ -427,6 +501,22 @@ def bench(server: PostgresServer, *, count: int, sizes: list[int], rounds: int,
         out("bloat after one rotation (first round; autovacuum off on the table):")
         for name in names:
             out(bloat_line(name, main[name][0]))
+        out("WAL written by one rotation (median; full_page_writes off, the bench's setting):")
+        table_mb = main[OURS][0].before["total"]
+        for name in names:
+            wal = statistics.median(r.wal for r in main[name])
+            out(f"  {name:<36} {_mb(wal)} ({wal / count:,.0f} B per row, "
+                f"{wal / table_mb:.2f}x the table's size before)")
+        db.full_page_writes(True)
+        try:
+            db.seed(count)  # ends with a CHECKPOINT: every page's first change logs it whole
+            lsn = db.wal_lsn()
+            run_ours(db, count)
+            wal = db.wal_since(lsn)
+        finally:
+            db.full_page_writes(False)
+        out(f"  ours with full_page_writes on (production), right after a checkpoint: "
+            f"{_mb(wal)} ({wal / count:,.0f} B per row, {wal / table_mb:.2f}x the table)")
 
         growth: dict[int, dict[str, list[float]]] = {}
         for i, size in enumerate(sizes):

@@ -77,4 +77,5 @@ def test_primary_benchmark_runs(pg: Any) -> None:
                         table=pg.fresh_table_name("bench"), out=lines.append)
     text = "\n".join(lines)
     assert "goal >= 0.8x" in text and "goal <= 1.3x" in text and "n_dead_tup" in text
+    assert "WAL written" in text and "full_page_writes on" in text
     assert text.count("rows/s by median") == len(bench_primary.CANDIDATES)

@@ -8,7 +8,7 @@ import pytest
 
 from vault._crypto import aead
 from vault._crypto import format as fmt
-from vault.errors import DecryptionError, FormatError
+from vault.errors import DecryptionError, FormatError, RewrapError
 
 KEY = bytes(range(32))
 KEY_ID = aead.key_id(KEY)
@@ -113,3 +113,34 @@ def test_hkdf_matches_rfc5869(ikm: str, salt: str, info: str, okm: str) -> None:
     got = aead._hkdf_sha256_64(bytes.fromhex(ikm), bytes.fromhex(salt), bytes.fromhex(info))
     assert got[:42].hex() == okm
 
+
+
+def test_seal_verified_opens_like_seal() -> None:
+    """seal_verified's envelope is an ordinary envelope: open_payload reads it."""
+    key = aead.random_key()
+    envelope = aead.seal_verified(key, aead.key_id(key), kind=fmt.KIND_ROW, name="n",
+                                  plaintext=b"value", created_at=1, expires_at=2)
+    header, header_bytes, payload = fmt.parse(envelope)
+    assert aead.open_payload(key, header, header_bytes, payload) == b"value"
+    assert (header.kind, header.name, header.created_at, header.expires_at) == \
+        (fmt.KIND_ROW, "n", 1, 2)
+
+
+@pytest.mark.parametrize("fault", ["header", "payload"])
+def test_seal_verified_refuses_an_envelope_that_does_not_open(
+        fault: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check can fail: a fault between the seal and the bytes returned (here a parse that
+    reads another nonce, or a flipped ciphertext byte) raises RewrapError, nothing returned."""
+    real_parse = fmt.parse
+
+    def faulty(data: bytes) -> tuple[fmt.Header, bytes, bytes]:
+        header, header_bytes, payload = real_parse(data)
+        if fault == "header":
+            return header._replace(nonce=bytes(12)), header_bytes, payload
+        return header, header_bytes, payload[:-1] + bytes([payload[-1] ^ 1])
+
+    monkeypatch.setattr(aead.fmt, "parse", faulty)
+    key = aead.random_key()
+    with pytest.raises(RewrapError):
+        aead.seal_verified(key, aead.key_id(key), kind=fmt.KIND_ROW, name="n",
+                           plaintext=b"value", created_at=1, expires_at=2)

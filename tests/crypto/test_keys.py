@@ -186,3 +186,38 @@ def test_ring_open_uses_the_named_key_only() -> None:
         ring.open(sealed, kind=fmt.KIND_JOURNAL, name="n")
     with pytest.raises(UnknownKeyError):
         vault.KeyRing([a]).open(sealed, kind=fmt.KIND_ENTRY, name="n")
+
+
+def test_reseal_moves_an_envelope_to_the_primary() -> None:
+    """reseal opens under the old key and seals under the primary with the same name and
+    timestamps; an envelope already under the primary is left alone (not opened)."""
+    a, b = vault.Key.generate(), vault.Key.generate()
+    old = vault.KeyRing([a]).seal(kind=fmt.KIND_ROW, name="n", plaintext=b"PFXvalue",
+                                  created_at=5, expires_at=fmt.MAX_TIMESTAMP)
+    ring = vault.KeyRing([b, a])
+    new, old_id = ring.reseal(old, kind=fmt.KIND_ROW, name="n", prefix=b"PFX")
+    assert new is not None and old_id.hex() == a.id
+    header, plaintext = vault.KeyRing([b]).open(new, kind=fmt.KIND_ROW, name="n")
+    assert plaintext == b"PFXvalue" and header.key_id.hex() == b.id
+    assert (header.created_at, header.expires_at) == (5, fmt.MAX_TIMESTAMP)
+    assert ring.reseal(new, kind=fmt.KIND_ROW, name="n") == (None, header.key_id)
+
+
+def test_reseal_refuses_what_does_not_open() -> None:
+    a, b = vault.Key.generate(), vault.Key.generate()
+    old = vault.KeyRing([a]).seal(kind=fmt.KIND_ROW, name="n", plaintext=b"PFXvalue",
+                                  created_at=5, expires_at=6)
+    ring = vault.KeyRing([b, a])
+    with pytest.raises(DecryptionError):
+        ring.reseal(old, kind=fmt.KIND_ROW, name="other")
+    with pytest.raises(DecryptionError):
+        ring.reseal(old, kind=fmt.KIND_ENTRY, name="n")
+    with pytest.raises(DecryptionError, match="another table"):
+        ring.reseal(old, kind=fmt.KIND_ROW, name="n", prefix=b"XYZ",
+                    wrong_prefix="sealed for another table")
+    with pytest.raises(UnknownKeyError):
+        vault.KeyRing([b]).reseal(old, kind=fmt.KIND_ROW, name="n")
+    forged = bytearray(old)
+    forged[-1] ^= 1
+    with pytest.raises(DecryptionError):
+        ring.reseal(bytes(forged), kind=fmt.KIND_ROW, name="n")

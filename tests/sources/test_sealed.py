@@ -236,6 +236,41 @@ def test_postgres_sees_ciphertext_only(pg: PostgresServer, table: str,
             conn.execute("SELECT pg_reload_conf()")
 
 
+def test_migration_and_rotation_log_ciphertext_only(pg: PostgresServer, table: str,
+                                                    ring: vault.KeyRing) -> None:
+    """With log_statement = all, sealing a plaintext table in place and rotating it put no
+    value in the log: a migration's compare-and-set compares digests, not the plaintext."""
+    from vault.sources._sealed import TableTarget
+
+    with PostgresSource(pg.dsn, table=table) as plain:  # a plaintext table, written before
+        plain.create_schema()
+        for i in range(30):
+            plain.save(f"c{i}", {"token": f"{CANARY_VALUE}-{i}", "n": i})
+    with pg.connect() as conn:
+        conn.execute("ALTER SYSTEM SET log_statement = 'all'")
+        conn.execute("SELECT pg_reload_conf()")
+    try:
+        start = pg.log_path.stat().st_size
+        with PostgresSource(pg.dsn, table=table, keys=ring, migrating=True) as migrating:
+            report = TableTarget(migrating, batch=8).rewrap_batched(ring)
+            assert (report.rewrapped, report.failed) == (30, 0)
+            assert migrating.mark_sealed()
+        new = ring.with_primary(vault.Key.generate())
+        with PostgresSource(pg.dsn, table=table, keys=new) as sealed:
+            assert TableTarget(sealed, batch=8).rewrap_batched(new).rewrapped == 30
+            assert sealed.load("c7") == {"token": f"{CANARY_VALUE}-7", "n": 7}
+        with pg.log_path.open("rb") as log:
+            log.seek(start)
+            text = log.read().lower()
+        assert text.count(b"parameters:") >= 8  # the batches were logged with parameters
+        assert CANARY_VALUE.encode().lower() not in text
+        assert CANARY_VALUE.encode().hex().encode() not in text
+    finally:
+        with pg.connect() as conn:
+            conn.execute("ALTER SYSTEM RESET log_statement")
+            conn.execute("SELECT pg_reload_conf()")
+
+
 def test_postgres_refuses_plaintext_and_moved_rows(pg: PostgresServer, table: str,
                                                    ring: vault.KeyRing) -> None:
     with PostgresSource(pg.dsn, table=table) as plain:

@@ -4,6 +4,9 @@ that survives a crash."""
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -44,6 +47,31 @@ def make_source(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]
         source.close()
 
 
+def hook_walk(source: Any, *, submit: Any = None, page: Any = None) -> None:
+    """Make ``source``'s walks call ``submit(rows, mark)`` before each batch is sent and
+    ``page(after)`` before each page is read (the pipelined PostgreSQL walk and SQLite's)."""
+    real_walk = source.walk
+
+    def walk() -> Any:
+        made = real_walk()
+        real_submit, real_page = made.submit, made.page
+
+        def hooked_submit(rows: list[Any], mark: bytes | None) -> None:
+            if submit is not None:
+                submit(rows, mark)
+            real_submit(rows, mark)
+
+        def hooked_page(after: str, limit: int) -> list[Any]:
+            if page is not None:
+                page(after)
+            return list(real_page(after, limit))
+
+        made.submit, made.page = hooked_submit, hooked_page
+        return made
+
+    source.walk = walk
+
+
 def key_ids(source: Any) -> dict[str, int]:
     return dict(TableTarget(source).key_ids())
 
@@ -58,25 +86,25 @@ def test_rotation_rewraps_every_row_and_keeps_newer_writes(make_source: Any) -> 
     rotated = make_source(keys=new)
     target = TableTarget(rotated, batch=50)
 
-    # A service writes a row between the pages of the walk: its value is kept.
+    # A service writes rows while the walk runs: their values are kept. (The walk reads a
+    # page before it writes the previous one: at the second write, page 3 has been read.)
     pages = 0
-    real_replace = rotated.replace_rows
 
-    def replace(rows: list[Any], mark: bytes | None = None) -> int:
+    def replace(rows: list[Any], mark: bytes | None) -> None:
         nonlocal pages
         pages += 1
         if pages == 2:
-            source.save(NAMES[120], {"i": "written meanwhile"})  # on a later page
+            source.save(NAMES[170], {"i": "written meanwhile"})  # on a page not yet read
             source.save(NAMES[60], {"i": "written in this batch"})  # this page: CAS loses
-        return real_replace(rows, mark)
 
-    rotated.replace_rows = replace  # type: ignore[method-assign]
+    hook_walk(rotated, submit=replace)
     report = target.rewrap_batched(new)
-    rotated.replace_rows = real_replace  # type: ignore[method-assign]
     assert report.failed == 0 and report.rewrapped + report.skipped + report.current == 230
     assert report.skipped == 1  # the row written between read and write kept its value
+    # by key, exactly: the rows replaced, the skipped one not counted
+    assert report.by_key == {old.primary.id: report.rewrapped} and report.rewrapped == 229
     assert rotated.load(NAMES[60]) == {"i": "written in this batch"}
-    assert rotated.load(NAMES[120]) == {"i": "written meanwhile"}
+    assert rotated.load(NAMES[170]) == {"i": "written meanwhile"}
     assert [rotated.load(n) for n in NAMES[:3]] == [{"i": 0}, {"i": 1}, {"i": 2}]
     # The row kept by the CAS was written under the old key by the old-ring service (the
     # one written on a later page was read after it, and rewrapped): a second pass moves it;
@@ -95,16 +123,14 @@ def test_a_crashed_rotation_resumes_after_its_last_batch(make_source: Any) -> No
     new = old.with_primary(vault.Key.generate())
     crashing = make_source(keys=new)
     calls = 0
-    real = crashing.replace_rows
 
-    def replace(rows: list[Any], mark: bytes | None = None) -> int:
+    def replace(rows: list[Any], mark: bytes | None) -> None:
         nonlocal calls
         calls += 1
         if calls == 3:
-            raise KeyboardInterrupt  # killed before the third batch committed
-        return real(rows, mark)
+            raise KeyboardInterrupt  # killed before the third batch was sent
 
-    crashing.replace_rows = replace  # type: ignore[method-assign]
+    hook_walk(crashing, submit=replace)
     with pytest.raises(KeyboardInterrupt):
         TableTarget(crashing, batch=50).rewrap_batched(new)
     assert key_ids(crashing) == {new.primary.id: 100, old.primary.id: 130}
@@ -112,13 +138,7 @@ def test_a_crashed_rotation_resumes_after_its_last_batch(make_source: Any) -> No
     assert all(crashing.load(n) == {"i": i} for i, n in enumerate(NAMES))
     resumed = make_source(keys=new)
     seen: list[str] = []
-    real2 = resumed.rows_after
-
-    def rows_after(after: str, limit: int) -> list[Any]:
-        seen.append(after)
-        return real2(after, limit)
-
-    resumed.rows_after = rows_after  # type: ignore[method-assign]
+    hook_walk(resumed, page=seen.append)
     report = TableTarget(resumed, batch=50).rewrap_batched(new)
     assert seen[0] == NAMES[99]  # started after the last committed batch
     assert report.rewrapped == 130 and key_ids(resumed) == {new.primary.id: 230}
@@ -171,3 +191,90 @@ def test_a_forged_row_fails_and_stays(make_source: Any) -> None:
     assert report.failed == 1 and report.failures[0][0] == "a"
     assert fmt.parse(bytes(dict(source.rows_after("", 10))["a"]))[0].key_id.hex() == \
         ring.primary.id
+
+
+def test_progress_counts_up_to_the_rows_left(make_source: Any) -> None:
+    old = vault.KeyRing([vault.Key.generate()])
+    source = make_source(keys=old)
+    source.create_schema()
+    for i, name in enumerate(NAMES):
+        source.save(name, {"i": i})
+    new = old.with_primary(vault.Key.generate())
+    calls: list[tuple[int, int]] = []
+    report = TableTarget(make_source(keys=new), batch=100).rewrap_batched(
+        new, progress=lambda done, total: calls.append((done, total)))
+    # after each batch commits: the rows walked so far, of the 230 counted at the start
+    assert calls == [(100, 230), (200, 230), (230, 230)]
+    assert report.rewrapped == 230
+
+
+def test_a_batch_larger_than_the_socket_buffer(pg: PostgresServer) -> None:
+    """Batches of megabytes (12 KB rows, 300 a batch: about 7 MB of parameters) are sent
+    whole while the walk seals the next page, and every row comes back intact."""
+    table = pg.fresh_table_name("big")
+    old = vault.KeyRing([vault.Key.generate()])
+    values = {f"creds-{i:03d}": {"blob": bytes([i % 256]) * 9_000, "i": i} for i in range(650)}
+    with PostgresSource(pg.dsn, table=table, keys=old) as source:
+        source.create_schema()
+        for name, value in values.items():
+            source.save(name, value)
+    new = old.with_primary(vault.Key.generate())
+    with PostgresSource(pg.dsn, table=table, keys=new) as rotated:
+        # The walk's backend frozen (SIGSTOP) for 0.3 s as the second batch goes out: its
+        # socket fills, the send waits for it, then goes on.
+        real_walk, frozen = rotated.walk, []
+
+        def walk() -> Any:
+            made = real_walk()
+            real_submit = made.submit
+
+            def submit(rows: list[Any], mark: bytes | None) -> None:
+                if len(frozen) == 1:
+                    pid = made._conn.pgconn.backend_pid
+                    os.kill(pid, signal.SIGSTOP)
+                    threading.Timer(0.3, os.kill, (pid, signal.SIGCONT)).start()
+                frozen.append(len(rows))
+                real_submit(rows, mark)
+
+            made.submit = submit
+            return made
+
+        rotated.walk = walk  # type: ignore[method-assign]
+        report = TableTarget(rotated, batch=300).rewrap_batched(new)
+        assert frozen == [300, 300, 50, 0]
+        assert (report.rewrapped, report.skipped, report.failed) == (650, 0, 0)
+        assert key_ids(rotated) == {new.primary.id: 650}
+    with PostgresSource(pg.dsn, table=table, keys=vault.KeyRing([new.primary])) as fresh:
+        assert all(fresh.load(name) == value for name, value in values.items())
+
+
+def test_a_batch_the_server_refuses_stops_the_walk_and_resumes(pg: PostgresServer) -> None:
+    """A batch that fails on the server (a trigger raises for one of its rows) raises; the
+    batches before it are committed with their cursor, nothing of it is, and the next run
+    starts after the last committed batch."""
+    import psycopg
+
+    table = pg.fresh_table_name("refused")
+    old = vault.KeyRing([vault.Key.generate()])
+    with PostgresSource(pg.dsn, table=table, keys=old) as source:
+        source.create_schema()
+        for i, name in enumerate(NAMES):
+            source.save(name, {"i": i})
+    with pg.connect() as conn:
+        conn.execute(f"CREATE FUNCTION {table}_refuse() RETURNS trigger LANGUAGE plpgsql AS "
+                     "$$ BEGIN RAISE EXCEPTION 'refused by a trigger'; END $$")
+        conn.execute(f"CREATE TRIGGER refuse BEFORE UPDATE ON {table} FOR EACH ROW "
+                     f"WHEN (NEW.name = '{NAMES[120]}') EXECUTE FUNCTION {table}_refuse()")
+    new = old.with_primary(vault.Key.generate())
+    with PostgresSource(pg.dsn, table=table, keys=new) as rotated:
+        with pytest.raises(psycopg.Error, match="refused by a trigger"):
+            TableTarget(rotated, batch=50).rewrap_batched(new)
+        assert key_ids(rotated) == {new.primary.id: 100, old.primary.id: 130}
+        assert all(rotated.load(n) == {"i": i} for i, n in enumerate(NAMES))
+        with pg.connect() as conn:
+            conn.execute(f"DROP TRIGGER refuse ON {table}")
+        seen: list[str] = []
+        hook_walk(rotated, page=seen.append)
+        report = TableTarget(rotated, batch=50).rewrap_batched(new)
+        assert seen[0] == NAMES[99] and report.rewrapped == 130
+        assert key_ids(rotated) == {new.primary.id: 230}

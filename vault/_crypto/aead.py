@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from vault._crypto import format as fmt
-from vault.errors import DecryptionError, FormatError
+from vault.errors import DecryptionError, FormatError, RewrapError
 
 KEY_SIZE = 32
 HKDF_INFO = b"credvault v1 envelope"
@@ -26,7 +26,8 @@ WRAP_NONCE_SIZE = 12
 _SHA256 = SHA256()
 _FRESH_SIZE = fmt.SALT_SIZE + fmt.NONCE_SIZE
 
-__all__ = ["KEY_SIZE", "key_id", "open_payload", "random_key", "seal", "unwrap", "wrap"]
+__all__ = ["KEY_SIZE", "key_id", "open_payload", "random_key", "seal", "seal_verified", "unwrap",
+           "wrap"]
 
 
 def random_key() -> bytes:
@@ -97,6 +98,47 @@ def _seal_from_parts(material: bytes, material_id: bytes, kind: int, name: str,
     header = fmt.pack_fields(kind, material_id, salt, nonce, okm[32:], created_at, expires_at,
                              len(plaintext) + fmt.TAG_SIZE, name)
     return header + AESGCM(okm[:32]).encrypt(nonce, plaintext, header)
+
+
+def seal_verified(material: bytes, material_id: bytes, *, kind: int, name: str,
+                  plaintext: bytes, created_at: int, expires_at: int) -> bytes:
+    """:func:`seal`, then open the new envelope again before returning it (a rewrap's check,
+    Tink's rule: nothing replaces an old envelope before its successor has been opened).
+
+    The new bytes are parsed as any reader parses them, every header field is checked
+    against what was sealed (kind, name, key id, salt, nonce, timestamps), the commitment
+    against the derived key and the tag by decrypting; the plaintext must come back equal.
+    Only the derivation (deterministic: the same ring key and salt give the same key) is not
+    run a second time: its result is kept from the seal.
+
+    Raises:
+        FormatError: as :func:`seal`. RewrapError: the new envelope did not open to the same
+        plaintext (nothing should replace anything).
+    """
+    if len(plaintext) > fmt.MAX_PLAINTEXT_LENGTH:
+        raise FormatError(f"plaintext of {len(plaintext)} bytes exceeds the format limit of "
+                          f"{fmt.MAX_PLAINTEXT_LENGTH}")
+    fresh = os.urandom(_FRESH_SIZE)
+    salt, nonce = fresh[:fmt.SALT_SIZE], fresh[fmt.SALT_SIZE:]
+    okm = _hkdf_sha256_64(material, salt, HKDF_INFO)
+    header = fmt.pack_fields(kind, material_id, salt, nonce, okm[32:], created_at, expires_at,
+                             len(plaintext) + fmt.TAG_SIZE, name)
+    cipher = AESGCM(okm[:32])
+    envelope = header + cipher.encrypt(nonce, plaintext, header)
+    # Opened again from the bytes that will be stored.
+    parsed, header_bytes, payload = fmt.parse(envelope)
+    if parsed[:7] != (kind, material_id, salt, nonce, okm[32:], created_at, expires_at) \
+            or parsed.name != name:
+        raise RewrapError("the new envelope's header is not the one sealed")
+    if not hmac.compare_digest(okm[32:], parsed.commitment):
+        raise RewrapError("the new envelope failed its key commitment")
+    try:
+        reopened = cipher.decrypt(parsed.nonce, payload, header_bytes)
+    except InvalidTag:
+        raise RewrapError("the new envelope failed authentication") from None
+    if reopened != plaintext:
+        raise RewrapError("the new envelope did not open to the same plaintext")
+    return envelope
 
 
 def open_payload(material: bytes, header: fmt.Header, header_bytes: bytes,

@@ -299,6 +299,47 @@ class KeyRing:
         return aead.seal(key._material, key._id_bytes, kind=kind, name=name,
                          plaintext=plaintext, created_at=created_at, expires_at=expires_at)
 
+    def seal_verified(self, *, kind: int, name: str, plaintext: bytes, created_at: int,
+                      expires_at: int) -> bytes:
+        """:meth:`seal`, the new envelope opened again before it is returned (a rewrap's
+        check; ``aead.seal_verified``). Raises ``RewrapError`` if it does not open."""
+        key = self.primary
+        return aead.seal_verified(key._material, key._id_bytes, kind=kind, name=name,
+                                  plaintext=plaintext, created_at=created_at,
+                                  expires_at=expires_at)
+
+    def reseal(self, data: bytes, *, kind: int, name: str, prefix: bytes = b"",
+               wrong_prefix: str = "the plaintext does not carry the expected binding"
+               ) -> tuple[bytes | None, bytes]:
+        """A rewrap of one envelope: open ``data`` (expected ``kind`` named ``name``), check
+        that its plaintext starts with ``prefix``, and seal the plaintext again under the
+        primary with the same name and timestamps, the new envelope opened again before it is
+        returned (:meth:`seal_verified`). Returns the new envelope (None: ``data`` is already
+        under the primary, and is not opened) and the old key id (raw bytes).
+
+        Raises:
+            FormatError: malformed. UnknownKeyError: sealed under a key id the ring lacks.
+            DecryptionError: wrong kind or name, failed authentication, or a plaintext that
+            does not start with ``prefix`` (the message ``wrong_prefix``). RewrapError: the
+            new envelope did not open.
+        """
+        header, header_bytes, payload = fmt.parse(data)
+        primary = self._keys[0]
+        old_id = header.key_id
+        if old_id == primary._id_bytes:
+            return None, old_id
+        if header.kind != kind or header.name != name:
+            raise DecryptionError("entry failed authentication")
+        key = self._by_raw_id.get(old_id)
+        if key is None:
+            raise UnknownKeyError(old_id.hex())
+        plaintext = aead.open_payload(key._material, header, header_bytes, payload)
+        if not plaintext.startswith(prefix):
+            raise DecryptionError(wrong_prefix)
+        return aead.seal_verified(primary._material, primary._id_bytes, kind=kind, name=name,
+                                  plaintext=plaintext, created_at=header.created_at,
+                                  expires_at=header.expires_at), old_id
+
     def open(self, data: bytes, *, kind: int, name: str) -> tuple[fmt.Header, bytes]:
         """Open an envelope expected to be ``kind`` named ``name`` (section 6, steps 1-10).
 

@@ -32,11 +32,11 @@ from vault.errors import (
     ConfigurationError,
     DecryptionError,
     FormatError,
-    RewrapError,
     UnknownKeyError,
     VaultError,
 )
 from vault.keysources import KeySource
+from vault.sources._walk import SequentialWalk, TableWalk
 
 __all__ = ["MARK_NAME", "ROW_PREFIX", "RowSeal", "TableTarget", "is_sealed"]
 
@@ -226,7 +226,8 @@ class TableTarget:
         """Not used (see :meth:`rewrap_batched`)."""
         raise NotImplementedError("a table is rewrapped in batches")
 
-    def _walk(self, after: str = "") -> Iterator[list[tuple[str, Any]]]:
+    def _pages(self, after: str = "") -> Iterator[list[tuple[str, Any]]]:
+        """The table's rows, a page at a time, in name order (read-only walks)."""
         while True:
             rows = self.source.rows_after(after, self.batch)
             if not rows:
@@ -244,7 +245,14 @@ class TableTarget:
                        progress: Callable[[int, int], None] | None = None) -> RewrapReport:
         """Rewrap every row not under ``ring.primary`` (resuming after the cursor a killed
         run left for this primary), and seal plaintext rows (a migration). Returns the
-        counts; a row that does not open is a failure, named, and stays as it is."""
+        counts; a row that does not open is a failure, named, and stays as it is.
+
+        ``progress(done, total)`` after each batch commits (``total``: the rows left when
+        the walk started, counted then; rows written meanwhile may add to ``done``).
+
+        The source's walk (``vault.sources._walk``) may send a batch and return before it
+        commits: the next page is read and sealed while the server writes the previous
+        one. One batch at most is in flight, and batches commit in order."""
         doc = self._mark_doc() or {}
         cursor = doc.get("rewrap") if isinstance(doc.get("rewrap"), dict) else None
         after = str(cursor.get("after", "")) if cursor and \
@@ -253,71 +261,76 @@ class TableTarget:
         by_key: dict[str, int] = {}
         failures: list[tuple[str, str]] = []
         done = 0
-        for rows in self._walk(after):
-            pairs: list[tuple[str, Any, bytes]] = []
-            olds: list[str] = []
-            for name, stored in rows:
-                done += 1
-                try:
-                    new, old_id = self._reseal(name, stored, ring)
-                except VaultError as exc:
-                    counts["failed"] += 1
-                    failures.append((name, f"{type(exc).__name__}: {exc.message}"))
-                    continue
-                if new is None:
-                    counts["current"] += 1
-                    continue
-                pairs.append((name, stored, new))
-                olds.append(old_id)
-            mark = self.seal.mark("sealed" if self.seal.marked else "migrating",
-                                  rewrap={"to": ring.primary.id, "after": rows[-1][0]})
-            replaced = self.source.replace_rows(pairs, mark)
-            counts["rewrapped"] += replaced
-            counts["skipped"] += len(pairs) - replaced
-            for old_id in olds[:replaced] if replaced == len(pairs) else ():
+        walker = getattr(self.source, "walk", None)
+        walk: TableWalk = walker() if walker is not None else SequentialWalk(self.source)
+
+        def account(replaced: list[str], olds: dict[str, str] | None) -> None:
+            if olds is None:  # nothing was in flight
+                return
+            counts["rewrapped"] += len(replaced)
+            counts["skipped"] += len(olds) - len(replaced)
+            for name in replaced:
+                old_id = olds[name]
                 by_key[old_id] = by_key.get(old_id, 0) + 1
             if progress is not None:
-                progress(done, done)
-        # the walk ended: clear the cursor (a later rotation starts at the beginning)
-        final = self.seal.mark("sealed" if self.seal.marked else "migrating")
-        self.source.replace_rows([], final)
+                progress(done, max(total, done))
+
+        with walk:
+            total = walk.count_after(after) if progress is not None else 0
+            rows = walk.page(after, self.batch)
+            flying: dict[str, str] | None = None  # the batch in flight: name -> old key id
+            while rows:
+                pairs: list[tuple[str, Any, bytes]] = []
+                olds: dict[str, str] = {}
+                for name, stored in rows:
+                    try:
+                        new, old_id = self._reseal(name, stored, ring)
+                    except VaultError as exc:
+                        counts["failed"] += 1
+                        failures.append((name, f"{type(exc).__name__}: {exc.message}"))
+                        continue
+                    if new is None:
+                        counts["current"] += 1
+                        continue
+                    pairs.append((name, stored, new))
+                    olds[name] = old_id
+                account(walk.collect(), flying)  # the previous batch committed
+                done += len(rows)
+                last = rows[-1][0]
+                rows = walk.page(last, self.batch) if len(rows) == self.batch else []
+                mark = self.seal.mark("sealed" if self.seal.marked else "migrating",
+                                      rewrap={"to": ring.primary.id, "after": last})
+                walk.submit(pairs, mark)
+                flying = olds
+            account(walk.collect(), flying)
+            # the walk ended: clear the cursor (a later rotation starts at the beginning)
+            final = self.seal.mark("sealed" if self.seal.marked else "migrating")
+            walk.submit([], final)
+            walk.collect()
         if self.seal.marked:
             self.seal.read_mark(final)
         return RewrapReport(**counts, by_key=by_key, failures=tuple(failures))
 
     def _reseal(self, name: str, stored: Any, ring: KeyRing) -> tuple[bytes | None, str]:
-        """The new envelope of a row (None: already under the primary) and its old key id."""
+        """The new envelope of a row (None: already under the primary) and its old key id.
+
+        The new envelope is opened again before it is returned (``KeyRing.reseal``, Tink's
+        rule); a failure raises ``RewrapError`` and the row stays as it is."""
+        prefix = self.seal.prefix
         if not is_sealed(stored):  # plaintext (a migration): sealed as it is
             plaintext = stored.encode("utf-8") if isinstance(stored, str) else bytes(stored)
             codec.loads(plaintext)  # raises SerializationError: not a value, left alone
-            new = ring.seal(kind=fmt.KIND_ROW, name=name, plaintext=self.seal.prefix + plaintext,
-                            created_at=_clock.now_ms(), expires_at=fmt.MAX_TIMESTAMP)
-            old_id = "plaintext"
-        else:
-            data = bytes(stored)
-            header, header_bytes, payload = fmt.parse(data)
-            old_id = header.key_id.hex()
-            if old_id == ring.primary.id:
-                return None, old_id
-            if old_id not in ring:
-                raise UnknownKeyError(old_id)
-            inner = ring.open_parsed(header, header_bytes, payload, kind=fmt.KIND_ROW,
-                                     name=name)
-            if inner[:len(self.seal.prefix)] != self.seal.prefix:
-                raise DecryptionError(f"row {name!r} is sealed for another table")
-            plaintext = inner[len(self.seal.prefix):]
-            new = ring.seal(kind=fmt.KIND_ROW, name=name, plaintext=inner,
-                            created_at=header.created_at, expires_at=fmt.MAX_TIMESTAMP)
-        # Open what was sealed before it replaces anything (Tink's rewrap rule).
-        reopened = ring.open(new, kind=fmt.KIND_ROW, name=name)[1]
-        if reopened[len(self.seal.prefix):] != plaintext:
-            raise RewrapError(f"the rewrapped row {name!r} did not open to the same value")
-        return new, old_id
+            return ring.seal_verified(kind=fmt.KIND_ROW, name=name, plaintext=prefix + plaintext,
+                                      created_at=_clock.now_ms(),
+                                      expires_at=fmt.MAX_TIMESTAMP), "plaintext"
+        new, old_id = ring.reseal(stored, kind=fmt.KIND_ROW, name=name, prefix=prefix,
+                                  wrong_prefix=f"row {name!r} is sealed for another table")
+        return new, old_id.hex()
 
     def key_ids(self) -> Counter[str]:
         """Rows per key id from unverified headers (``plaintext`` for plaintext rows)."""
         counts: Counter[str] = Counter()
-        for rows in self._walk():
+        for rows in self._pages():
             for _, stored in rows:
                 if not is_sealed(stored):
                     counts["plaintext"] += 1
@@ -333,7 +346,7 @@ class TableTarget:
         the ring lacks it); a row whose header claims it but fails to open is not listed."""
         held = []
         ring = self.seal.ring
-        for rows in self._walk():
+        for rows in self._pages():
             for name, stored in rows:
                 if not is_sealed(stored):
                     continue
@@ -355,7 +368,7 @@ class TableTarget:
         """Authenticate every row with the ring: (name, None) for a row that opens as this
         table's row of that name, (name, why) for one that does not (plaintext included)."""
         results: list[tuple[str, str | None]] = []
-        for rows in self._walk():
+        for rows in self._pages():
             for name, stored in rows:
                 try:
                     if not is_sealed(stored):

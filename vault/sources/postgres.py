@@ -41,8 +41,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import hashlib
 import math
+import select
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -63,6 +67,7 @@ from vault.errors import ConfigurationError
 from vault.keysources import KeySource
 from vault.sources._base import ABSENT, check_storable, check_table_name, value_digest
 from vault.sources._sealed import MARK_NAME, RowSeal, is_sealed
+from vault.sources._walk import SequentialWalk
 
 if TYPE_CHECKING:
     from psycopg_pool import AsyncConnectionPool, ConnectionPool
@@ -105,8 +110,9 @@ class _Common:
         self._any_row = sql.SQL("SELECT 1 FROM {} LIMIT 1").format(ident)
         self._page = sql.SQL("SELECT name, value FROM {} WHERE name > %s AND name <> %s "
                              "ORDER BY name LIMIT %s").format(ident)
-        self._replace = sql.SQL("UPDATE {} SET value = %s WHERE name = %s AND value = %s"
-                                ).format(ident)
+        self._count_after = sql.SQL("SELECT count(*) FROM {} WHERE name > %s AND name <> %s"
+                                    ).format(ident)
+        self._parts = parts
         # One statement each, always one row; greatest() ignores NULL (no deleted row).
         self._delete_versioned = sql.SQL(
             "WITH gone AS (DELETE FROM {} WHERE name = %s RETURNING updated_at) SELECT {}"
@@ -213,6 +219,161 @@ def _version(row: tuple[Any, ...] | None) -> int:
     return int(row[0])
 
 
+@functools.lru_cache(maxsize=64)
+def replace_statement(table: tuple[str, ...], count: int, with_mark: bool,
+                      by_digest: bool = False) -> str:
+    """The statement of one rewrap batch on ``table`` (its identifier parts), with
+    PostgreSQL's own ``$n`` placeholders (for a ``psycopg.RawCursor``: nothing parses the long
+    text client-side).
+
+    Parameters: ``count`` (name, old, new) triples, then the batch's first and last names
+    (the key range: an index range scan, never the whole table), then, ``with_mark``, the
+    mark's name and value. Each row is replaced only where its value still is ``old``
+    (compare-and-set: a row a service wrote meanwhile keeps its newer value; its version is
+    kept, the value being the same); the mark is upserted with the next version, in the same
+    statement, so in the same transaction. Returns the names replaced.
+
+    ``by_digest``: each ``old`` is the SHA-256 of the old value, compared with
+    ``sha256(t.value)``: for plaintext rows (a migration), whose values would otherwise
+    appear in statement logs as parameters.
+    """
+    ident = sql.Identifier(*table)
+    current = sql.SQL("sha256(t.value)" if by_digest else "t.value")
+
+    def arg(n: int) -> sql.SQL:
+        return sql.SQL("$" + str(n))
+
+    parts: list[sql.Composable] = []
+    if count:
+        rows = sql.SQL(",").join(
+            sql.SQL("({}::text,{}::bytea,{}::bytea)").format(arg(3 * i + 1), arg(3 * i + 2),
+                                                             arg(3 * i + 3))
+            for i in range(count))
+        parts.append(sql.SQL(
+            "done AS (UPDATE {table} AS t SET value = v.new FROM (VALUES {rows}) AS "
+            "v (name, old, new) WHERE t.name BETWEEN {low}::text AND {high}::text AND "
+            "t.name = v.name AND {current} = v.old RETURNING t.name)").format(
+                table=ident, rows=rows, low=arg(3 * count + 1), high=arg(3 * count + 2),
+                current=current))
+    if with_mark:
+        first = 3 * count + 3 if count else 1
+        parts.append(sql.SQL(
+            "mark AS (INSERT INTO {table} AS cur (name, value, updated_at) VALUES "
+            "({name}::text, {value}::bytea, clock_timestamp()) ON CONFLICT (name) DO UPDATE "
+            "SET value = EXCLUDED.value, updated_at = greatest(clock_timestamp(), "
+            "cur.updated_at + interval '1 microsecond') RETURNING 1)").format(
+                table=ident, name=arg(first), value=arg(first + 1)))
+    # a data-modifying WITH runs to completion whether the query reads it or not
+    query = sql.SQL("SELECT name FROM done" if count else "SELECT NULL::text WHERE false")
+    return sql.SQL("WITH {} {}").format(sql.SQL(", ").join(parts), query).as_string(None)
+
+
+def by_digest(rows: list[tuple[str, Any, Any]]) -> bool:
+    """Whether a batch compares digests: it replaces a plaintext row (a migration)."""
+    return not all(is_sealed(old) for _, old, _ in rows)
+
+
+def replace_parameters(rows: list[tuple[str, Any, Any]], mark: bytes | None,
+                       digest: bool = False) -> list[Any]:
+    """The parameters of :func:`replace_statement` for ``rows`` and ``mark`` (``digest``:
+    the SHA-256 of each old value instead of the value)."""
+    if digest:
+        rows = [(name, hashlib.sha256(bytes(old)).digest(), new) for name, old, new in rows]
+    params: list[Any] = [item for name, old, new in rows for item in (name, old, new)]
+    if rows:
+        params += [rows[0][0], rows[-1][0]]
+    if mark is not None:
+        params += [MARK_NAME, mark]
+    return params
+
+
+class _PipelinedWalk:
+    """A walk (``vault.sources._walk``) on a connection of its own in pipeline mode: a batch
+    is sent whole (``BEGIN``, the batch's statement, ``COMMIT``) and ``submit`` returns at
+    once, so the next batch's cryptography runs while the server writes this one.
+
+    ``plan_cache_mode = force_custom_plan``: each batch's statement is planned with its own
+    key range (a generic plan could scan the whole table for every batch).
+    """
+
+    def __init__(self, source: PostgresSource) -> None:
+        self._source = source
+        self._stack = contextlib.ExitStack()
+        self._conn: Conn | None = None
+        self._pending: psycopg.RawCursor[Any] | None = None
+
+    def __enter__(self) -> _PipelinedWalk:
+        assert self._source._conninfo is not None
+        conn = psycopg.Connection.connect(self._source._conninfo, autocommit=True)
+        self._stack.callback(conn.close)
+        try:
+            conn.execute("SET plan_cache_mode = force_custom_plan")
+            self._stack.enter_context(conn.pipeline())
+        except BaseException:
+            self._stack.close()
+            raise
+        self._conn = conn
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        # Leaving the pipeline syncs: a batch in flight commits (or fails) before the close.
+        self._pending, self._conn = None, None
+        self._stack.__exit__(*exc_info)
+
+    def _connection(self) -> Conn:
+        if self._conn is None:
+            raise RuntimeError("the walk is not open (use it as a context manager)")
+        return self._conn
+
+    def count_after(self, after: str) -> int:
+        row = self._connection().execute(self._source._count_after,
+                                         (after, MARK_NAME)).fetchone()
+        return int(row[0]) if row else 0
+
+    def page(self, after: str, limit: int) -> list[tuple[str, bytes]]:
+        cursor = self._connection().cursor(binary=True)  # bytea as bytes, no hex on the wire
+        cursor.execute(self._source._page, (after, MARK_NAME, limit))
+        return [(str(name), bytes(value)) for name, value in cursor.fetchall()]
+
+    def submit(self, rows: list[tuple[str, Any, bytes]], mark: bytes | None) -> None:
+        conn = self._connection()
+        if self._pending is not None:
+            raise RuntimeError("a batch is still in flight: collect() it first")
+        if not rows and mark is None:
+            return
+        digest = by_digest(rows)
+        statement = replace_statement(self._source._parts, len(rows), mark is not None, digest)
+        conn.execute("BEGIN")
+        cursor = psycopg.RawCursor(conn)
+        cursor.execute(statement, replace_parameters(rows, mark, digest), binary=True)
+        conn.execute("COMMIT")
+        self._pending = cursor
+        self._flush(conn)
+
+    def _flush(self, conn: Conn) -> None:
+        """Send what libpq still holds of the batch (pipeline mode returns once the
+        commands are queued; a batch larger than the socket's buffer would wait for the
+        next call, and the server with it), reading results meanwhile."""
+        pgconn = conn.pgconn
+        deadline = time.monotonic() + self._source.statement_timeout
+        poller = select.poll()
+        poller.register(pgconn.socket, select.POLLIN | select.POLLOUT)
+        while pgconn.flush():  # 1: more to send
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise psycopg.OperationalError("the server took no data for the statement "
+                                               "timeout: a rewrap batch was not sent")
+            for _fd, events in poller.poll(remaining * 1000):
+                if events & select.POLLIN:
+                    pgconn.consume_input()
+
+    def collect(self) -> list[str]:
+        cursor, self._pending = self._pending, None
+        if cursor is None:
+            return []
+        return [str(row[0]) for row in cursor.fetchall()]
+
+
 class PostgresSource(_Common):
     """A :class:`~vault.sources.VersionedSource` in a PostgreSQL table.
 
@@ -293,30 +454,40 @@ class PostgresSource(_Common):
     def rows_after(self, after: str, limit: int) -> list[tuple[str, Any]]:
         """Up to ``limit`` (name, stored value) rows with names above ``after`` in name order
         (keyset pagination on the primary key), the table mark excluded."""
-        rows = self._run(lambda conn: conn.execute(self._page, (after, MARK_NAME, limit))
-                         .fetchall())
+        rows = self._run(lambda conn: conn.execute(self._page, (after, MARK_NAME, limit),
+                                                   binary=True).fetchall())
         return [(str(name), bytes(value)) for name, value in rows]
 
-    def replace_rows(self, rows: list[tuple[str, Any, Any]], mark: bytes | None = None) -> int:
+    def count_after(self, after: str) -> int:
+        """How many rows have names above ``after`` (the table mark excluded)."""
+        row = self._run(lambda conn: conn.execute(self._count_after, (after, MARK_NAME))
+                        .fetchone())
+        return int(row[0]) if row else 0
+
+    def replace_rows(self, rows: list[tuple[str, Any, Any]], mark: bytes | None = None
+                     ) -> list[str]:
         """In one transaction, replace each (name, old, new) row's value by ``new`` only where
-        it still is ``old`` (``UPDATE ... WHERE name = %s AND value = %s``: a row a service
-        wrote meanwhile keeps its newer value; the version is kept, the value being the
-        same), and write ``mark`` (the table mark, with a rewrap's cursor) if given. Returns
-        how many rows were replaced."""
-        def replace(conn: Conn) -> int:
-            with conn.transaction():
-                done = 0
-                if rows:
-                    cursor = conn.cursor()
-                    # executemany pipelines the statements: one round trip for the batch
-                    cursor.executemany(self._replace, [(new, name, old)
-                                                       for name, old, new in rows])
-                    done = max(0, cursor.rowcount)  # the sum over the batch
-                if mark is not None:
-                    conn.execute(self._upsert, (MARK_NAME, mark))
-                return done
+        it still is ``old`` (a row a service wrote meanwhile keeps its newer value; the
+        version is kept, the value being the same), and write ``mark`` (the table mark, with
+        a rewrap's cursor) if given: one statement (:func:`replace_statement`). Returns the
+        names replaced. A batch with a plaintext row (a migration) compares SHA-256 digests
+        of the values, so that no plaintext is a statement parameter (server logs)."""
+        if not rows and mark is None:
+            return []
+        digest = by_digest(rows)
+        statement = replace_statement(self._parts, len(rows), mark is not None, digest)
+        params = replace_parameters(rows, mark, digest)
+
+        def replace(conn: Conn) -> list[str]:
+            cursor = psycopg.RawCursor(conn)
+            return [str(row[0]) for row in cursor.execute(statement, params).fetchall()]
 
         return self._run(replace)
+
+    def walk(self) -> _PipelinedWalk | SequentialWalk:
+        """A walk over the table for a rewrap (``vault.sources._walk``): pipelined on a
+        connection of its own with a DSN, call by call through the pool with a pool."""
+        return SequentialWalk(self) if self._pool is not None else _PipelinedWalk(self)
 
     def mark_row(self) -> bytes | None:
         """The stored table mark (None if there is none)."""

@@ -40,6 +40,7 @@ from vault.keysources import KeySource
 from vault.sources import _base
 from vault.sources._base import ABSENT, check_storable, check_table_name, value_digest
 from vault.sources._sealed import MARK_NAME, RowSeal, is_sealed
+from vault.sources._walk import SequentialWalk
 
 __all__ = ["DEFAULT_TABLE", "SQLiteSource"]
 
@@ -95,6 +96,7 @@ class SQLiteSource:
         self._page = (f"SELECT name, value FROM {quoted} WHERE name > ? AND name <> ? "  # noqa: S608  # nosec B608
                       "ORDER BY name LIMIT ?")
         self._replace = (f"UPDATE {quoted} SET value = ? WHERE name = ? AND value = ?")  # noqa: S608  # nosec B608
+        self._count_after = f"SELECT count(*) FROM {quoted} WHERE name > ? AND name <> ?"  # noqa: S608  # nosec B608
         self._create = (f"CREATE TABLE IF NOT EXISTS {quoted} (name TEXT PRIMARY KEY, "
                         "value TEXT NOT NULL, updated_at REAL NOT NULL)")
 
@@ -283,19 +285,30 @@ class SQLiteSource:
         return self._run(lambda conn: conn.execute(self._page, (after, MARK_NAME, limit))
                          .fetchall())
 
-    def replace_rows(self, rows: list[tuple[str, Any, Any]], mark: bytes | None = None) -> int:
+    def count_after(self, after: str) -> int:
+        """How many rows have names above ``after`` (the table mark excluded)."""
+        row = self._run(lambda conn: conn.execute(self._count_after, (after, MARK_NAME))
+                        .fetchone())
+        return int(row[0]) if row else 0
+
+    def replace_rows(self, rows: list[tuple[str, Any, Any]], mark: bytes | None = None
+                     ) -> list[str]:
         """In one transaction, replace each (name, old, new) row's value by ``new`` only where
         it still is ``old`` (compare-and-set: a row a service wrote meanwhile keeps its newer
         value; its version is kept, the value being the same), and write ``mark`` (the table
-        mark, with a rewrap's cursor) if given. Returns how many rows were replaced."""
-        def replace(conn: sqlite3.Connection) -> int:
-            done = sum(conn.execute(self._replace, (new, name, old)).rowcount
-                       for name, old, new in rows)
+        mark, with a rewrap's cursor) if given. Returns the names replaced."""
+        def replace(conn: sqlite3.Connection) -> list[str]:
+            done = [name for name, old, new in rows
+                    if conn.execute(self._replace, (new, name, old)).rowcount == 1]
             if mark is not None:
                 self._write(conn, MARK_NAME, mark)
             return done
 
         return self._immediate(replace)
+
+    def walk(self) -> SequentialWalk:
+        """A walk over the table for a rewrap (``vault.sources._walk``), call by call."""
+        return SequentialWalk(self)
 
     def mark_row(self) -> Any:
         """The stored table mark (None if there is none)."""

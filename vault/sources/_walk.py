@@ -1,0 +1,74 @@
+"""A walk over a table's rows in primary-key order: what a rewrap of sealed rows reads and
+writes (``vault.sources._sealed.TableTarget``).
+
+A walk hands out keyset pages (``page``), takes each batch's compare-and-set writes with
+the table mark (``submit``) and reports which rows they replaced (``collect``). A walk may
+send a batch and return before it commits, so that the next batch's cryptography runs while
+the server writes this one; ``collect`` waits for it. At most one batch is in flight, so
+batches commit in order, each in one transaction with its cursor.
+
+:class:`SequentialWalk` does each call in turn with the source's own ``rows_after``,
+``replace_rows`` and ``count_after`` (SQLite, and PostgreSQL through a pool);
+``PostgresSource`` with a DSN walks on a connection of its own in pipeline mode
+(``vault.sources.postgres``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+__all__ = ["SequentialWalk", "TableWalk"]
+
+
+class TableWalk(Protocol):
+    """What ``TableTarget`` needs of a walk (a context manager)."""
+
+    def __enter__(self) -> TableWalk: ...
+
+    def __exit__(self, *exc_info: object) -> None: ...
+
+    def count_after(self, after: str) -> int:
+        """How many rows have names above ``after`` (the mark excluded)."""
+        ...
+
+    def page(self, after: str, limit: int) -> list[tuple[str, bytes]]:
+        """Up to ``limit`` (name, stored value) rows above ``after``, in name order."""
+        ...
+
+    def submit(self, rows: list[tuple[str, Any, bytes]], mark: bytes | None) -> None:
+        """Send one batch: each (name, old, new) replaced only where the value still is
+        ``old``, and ``mark`` written, in one transaction (it may commit later)."""
+        ...
+
+    def collect(self) -> list[str]:
+        """Wait for the batch in flight; the names it replaced ([] if none is in flight).
+
+        Raises whatever the batch's transaction raised (it did not commit)."""
+        ...
+
+
+class SequentialWalk:
+    """A walk that does each call when it is made, through the source's own methods."""
+
+    def __init__(self, source: Any) -> None:
+        self.source = source
+        self._done: list[str] | None = None
+
+    def __enter__(self) -> SequentialWalk:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._done = None
+
+    def count_after(self, after: str) -> int:
+        return int(self.source.count_after(after))
+
+    def page(self, after: str, limit: int) -> list[tuple[str, bytes]]:
+        return list(self.source.rows_after(after, limit))
+
+    def submit(self, rows: list[tuple[str, Any, bytes]], mark: bytes | None) -> None:
+        self._done = list(self.source.replace_rows(rows, mark))
+
+    def collect(self) -> list[str]:
+        done, self._done = self._done or [], None
+        return done
