@@ -66,6 +66,11 @@ def test_migrate_rotate_and_retire_a_sealed_primary(cli: Cli) -> None:
     assert rotated.returncode == 0, rotated.stderr
     report = json.loads(rotated.stdout)
     assert report["primary"]["rewrapped"] == 40 and report["primary"]["failed"] == 0
+    # the audit record counts the table's rows per old key
+    last = json.loads((cli.dir / "audit.jsonl").read_text().splitlines()[-1])
+    assert last["action"] == "rotate"
+    assert last["targets"]["primary"] == {"rewrapped": 40, "failed": 0, "skipped": 0,
+                                          "by_key": {ring.primary.id: 40}}
     with SQLiteSource(db, keys=new_ring) as sealed:
         assert dict(TableTarget(sealed).key_ids()) == {new_ring.primary.id: 40}
         assert sealed.load(NAMES[7]) == {"secret": PLAINTEXT, "name": NAMES[7]}

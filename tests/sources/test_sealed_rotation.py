@@ -56,10 +56,10 @@ def hook_walk(source: Any, *, submit: Any = None, page: Any = None) -> None:
         made = real_walk()
         real_submit, real_page = made.submit, made.page
 
-        def hooked_submit(rows: list[Any], mark: bytes | None) -> None:
+        def hooked_submit(rows: list[Any], mark: bytes | None, *more: Any) -> None:
             if submit is not None:
                 submit(rows, mark)
-            real_submit(rows, mark)
+            real_submit(rows, mark, *more)
 
         def hooked_page(after: str, limit: int) -> list[Any]:
             if page is not None:
@@ -86,8 +86,8 @@ def test_rotation_rewraps_every_row_and_keeps_newer_writes(make_source: Any) -> 
     rotated = make_source(keys=new)
     target = TableTarget(rotated, batch=50)
 
-    # A service writes rows while the walk runs: their values are kept. (The walk reads a
-    # page before it writes the previous one: at the second write, page 3 has been read.)
+    # A service writes rows while the walk runs: their values are kept. (The walk reads
+    # ahead: when the second batch is sent, the first three pages have been read.)
     pages = 0
 
     def replace(rows: list[Any], mark: bytes | None) -> None:
@@ -228,13 +228,13 @@ def test_a_batch_larger_than_the_socket_buffer(pg: PostgresServer) -> None:
             made = real_walk()
             real_submit = made.submit
 
-            def submit(rows: list[Any], mark: bytes | None) -> None:
+            def submit(rows: list[Any], mark: bytes | None, *more: Any) -> None:
                 if len(frozen) == 1:
                     pid = made._conn.pgconn.backend_pid
                     os.kill(pid, signal.SIGSTOP)
                     threading.Timer(0.3, os.kill, (pid, signal.SIGCONT)).start()
                 frozen.append(len(rows))
-                real_submit(rows, mark)
+                real_submit(rows, mark, *more)
 
             made.submit = submit
             return made
@@ -278,3 +278,17 @@ def test_a_batch_the_server_refuses_stops_the_walk_and_resumes(pg: PostgresServe
         report = TableTarget(rotated, batch=50).rewrap_batched(new)
         assert seen[0] == NAMES[99] and report.rewrapped == 130
         assert key_ids(rotated) == {new.primary.id: 230}
+
+
+def test_a_table_target_needs_a_sync_source_and_a_sane_batch(tmp_path: Path) -> None:
+    from vault.errors import ConfigurationError
+    from vault.sources.postgres import AsyncPostgresSource
+
+    ring = vault.KeyRing([vault.Key.generate()])
+    async_source = AsyncPostgresSource("postgresql://127.0.0.1:9/none", keys=ring)
+    with pytest.raises(ConfigurationError, match="sync source"):
+        TableTarget(async_source)
+    with SQLiteSource(tmp_path / "app.db", keys=ring) as source:
+        for batch in (0, -1, 10_001, True):
+            with pytest.raises(ConfigurationError, match="batch"):
+                TableTarget(source, batch=batch)

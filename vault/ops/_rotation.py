@@ -252,7 +252,8 @@ def rotate(vault: Vault, source: KeySource, *, rewrap_only: bool = False,
                      rewrapped=entries.rewrapped, current=entries.current, failed=entries.failed,
                      skipped=entries.skipped, by_key=entries.by_key,
                      journal_rewrapped=records.rewrapped, journal_failed=records.failed,
-                     targets={name: {"rewrapped": r.rewrapped, "failed": r.failed}
+                     targets={name: {"rewrapped": r.rewrapped, "failed": r.failed,
+                                     "skipped": r.skipped, "by_key": r.by_key}
                               for name, r in reports.items()},
                      resumed=resume_id is not None)
         # The key change is complete (promoted; every target visited): nothing to resume. A

@@ -17,6 +17,7 @@ a sealed ``KIND_STATE`` row that says so; from then on no source reads plaintext
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 import time
@@ -212,6 +213,13 @@ class TableTarget:
             raise ConfigurationError("the primary is not sealed: give its source keys=",
                                      hint="PostgresSource(dsn, keys=...) or SQLiteSource(path, "
                                           "keys=...)")
+        if inspect.iscoroutinefunction(getattr(source, "load", None)):
+            raise ConfigurationError("a table is rewrapped through a sync source, not "
+                                     f"{type(source).__name__}",
+                                     hint="PostgresSource(dsn, table=..., keys=...) for the "
+                                          "rewrap; the services keep their async source")
+        if not isinstance(batch, int) or isinstance(batch, bool) or not 1 <= batch <= 10_000:
+            raise ConfigurationError("batch must be a whole number of rows from 1 to 10,000")
         self.source, self.seal, self.batch = source, sealed, batch
 
     def __repr__(self) -> str:
@@ -277,7 +285,9 @@ class TableTarget:
 
         with walk:
             total = walk.count_after(after) if progress is not None else 0
-            rows = walk.page(after, self.batch)
+            size = self.batch
+            rows = walk.page(after, size)
+            ahead = walk.page(rows[-1][0], size) if len(rows) == size else []
             flying: dict[str, str] | None = None  # the batch in flight: name -> old key id
             while rows:
                 pairs: list[tuple[str, Any, bytes]] = []
@@ -294,15 +304,18 @@ class TableTarget:
                         continue
                     pairs.append((name, stored, new))
                     olds[name] = old_id
-                account(walk.collect(), flying)  # the previous batch committed
+                replaced, read = walk.collect()  # the previous batch committed
+                if flying is not None:
+                    account(replaced, flying)
+                    ahead = read  # the page after the one in hand, read with that batch
                 done += len(rows)
-                last = rows[-1][0]
-                rows = walk.page(last, self.batch) if len(rows) == self.batch else []
                 mark = self.seal.mark("sealed" if self.seal.marked else "migrating",
-                                      rewrap={"to": ring.primary.id, "after": last})
-                walk.submit(pairs, mark)
-                flying = olds
-            account(walk.collect(), flying)
+                                      rewrap={"to": ring.primary.id, "after": rows[-1][0]})
+                # This batch, and the read of the page after the next one.
+                walk.submit(pairs, mark, ahead[-1][0] if len(ahead) == size else None, size)
+                flying, rows = olds, ahead
+            replaced, _ = walk.collect()
+            account(replaced, flying)
             # the walk ended: clear the cursor (a later rotation starts at the beginning)
             final = self.seal.mark("sealed" if self.seal.marked else "migrating")
             walk.submit([], final)

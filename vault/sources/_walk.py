@@ -1,10 +1,11 @@
 """A walk over a table's rows in primary-key order: what a rewrap of sealed rows reads and
 writes (``vault.sources._sealed.TableTarget``).
 
-A walk hands out keyset pages (``page``), takes each batch's compare-and-set writes with
-the table mark (``submit``) and reports which rows they replaced (``collect``). A walk may
-send a batch and return before it commits, so that the next batch's cryptography runs while
-the server writes this one; ``collect`` waits for it. At most one batch is in flight, so
+A walk hands out keyset pages (``page``), takes each batch's compare-and-set writes with the
+table mark and the read of a page further on (``submit``), and reports which rows the batch
+replaced with the page read (``collect``). A walk may send a batch and return before it
+commits, so that the next batch's cryptography runs while the server writes this one and
+reads ahead; ``collect`` waits for it. At most one batch is in flight, so
 batches commit in order, each in one transaction with its cursor.
 
 :class:`SequentialWalk` does each call in turn with the source's own ``rows_after``,
@@ -35,13 +36,16 @@ class TableWalk(Protocol):
         """Up to ``limit`` (name, stored value) rows above ``after``, in name order."""
         ...
 
-    def submit(self, rows: list[tuple[str, Any, bytes]], mark: bytes | None) -> None:
+    def submit(self, rows: list[tuple[str, Any, bytes]], mark: bytes | None,
+               read_after: str | None = None, limit: int = 0) -> None:
         """Send one batch: each (name, old, new) replaced only where the value still is
-        ``old``, and ``mark`` written, in one transaction (it may commit later)."""
+        ``old``, and ``mark`` written, in one transaction (it may commit later); then, unless
+        ``read_after`` is None, the read of the page of ``limit`` rows above it."""
         ...
 
-    def collect(self) -> list[str]:
-        """Wait for the batch in flight; the names it replaced ([] if none is in flight).
+    def collect(self) -> tuple[list[str], list[tuple[str, bytes]]]:
+        """Wait for what is in flight: the names the batch replaced and the page read after
+        it (both [] if nothing is in flight).
 
         Raises whatever the batch's transaction raised (it did not commit)."""
         ...
@@ -52,7 +56,7 @@ class SequentialWalk:
 
     def __init__(self, source: Any) -> None:
         self.source = source
-        self._done: list[str] | None = None
+        self._done: tuple[list[str], list[tuple[str, bytes]]] | None = None
 
     def __enter__(self) -> SequentialWalk:
         return self
@@ -61,14 +65,18 @@ class SequentialWalk:
         self._done = None
 
     def count_after(self, after: str) -> int:
-        return int(self.source.count_after(after))
+        count = getattr(self.source, "count_after", None)
+        return 0 if count is None else int(count(after))  # 0: unknown
 
     def page(self, after: str, limit: int) -> list[tuple[str, bytes]]:
         return list(self.source.rows_after(after, limit))
 
-    def submit(self, rows: list[tuple[str, Any, bytes]], mark: bytes | None) -> None:
-        self._done = list(self.source.replace_rows(rows, mark))
+    def submit(self, rows: list[tuple[str, Any, bytes]], mark: bytes | None,
+               read_after: str | None = None, limit: int = 0) -> None:
+        done = list(self.source.replace_rows(rows, mark)) if rows or mark is not None else []
+        ahead = [] if read_after is None else self.page(read_after, limit)
+        self._done = (done, ahead)
 
-    def collect(self) -> list[str]:
-        done, self._done = self._done or [], None
+    def collect(self) -> tuple[list[str], list[tuple[str, bytes]]]:
+        done, self._done = self._done or ([], []), None
         return done

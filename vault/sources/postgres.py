@@ -289,8 +289,9 @@ def replace_parameters(rows: list[tuple[str, Any, Any]], mark: bytes | None,
 
 class _PipelinedWalk:
     """A walk (``vault.sources._walk``) on a connection of its own in pipeline mode: a batch
-    is sent whole (``BEGIN``, the batch's statement, ``COMMIT``) and ``submit`` returns at
-    once, so the next batch's cryptography runs while the server writes this one.
+    is sent whole (``BEGIN``, the batch's statement, ``COMMIT``, then the read of a page
+    further on) and ``submit`` returns at once, so the next batch's cryptography runs while
+    the server writes this one and reads ahead.
 
     ``plan_cache_mode = force_custom_plan``: each batch's statement is planned with its own
     key range (a generic plan could scan the whole table for every batch).
@@ -301,6 +302,7 @@ class _PipelinedWalk:
         self._stack = contextlib.ExitStack()
         self._conn: Conn | None = None
         self._pending: psycopg.RawCursor[Any] | None = None
+        self._reading: psycopg.Cursor[Any] | None = None
 
     def __enter__(self) -> _PipelinedWalk:
         assert self._source._conninfo is not None
@@ -317,7 +319,7 @@ class _PipelinedWalk:
 
     def __exit__(self, *exc_info: Any) -> None:
         # Leaving the pipeline syncs: a batch in flight commits (or fails) before the close.
-        self._pending, self._conn = None, None
+        self._pending, self._reading, self._conn = None, None, None
         self._stack.__exit__(*exc_info)
 
     def _connection(self) -> Conn:
@@ -335,19 +337,24 @@ class _PipelinedWalk:
         cursor.execute(self._source._page, (after, MARK_NAME, limit))
         return [(str(name), bytes(value)) for name, value in cursor.fetchall()]
 
-    def submit(self, rows: list[tuple[str, Any, bytes]], mark: bytes | None) -> None:
+    def submit(self, rows: list[tuple[str, Any, bytes]], mark: bytes | None,
+               read_after: str | None = None, limit: int = 0) -> None:
         conn = self._connection()
-        if self._pending is not None:
+        if self._pending is not None or self._reading is not None:
             raise RuntimeError("a batch is still in flight: collect() it first")
-        if not rows and mark is None:
-            return
-        digest = by_digest(rows)
-        statement = replace_statement(self._source._parts, len(rows), mark is not None, digest)
-        conn.execute("BEGIN")
-        cursor = psycopg.RawCursor(conn)
-        cursor.execute(statement, replace_parameters(rows, mark, digest), binary=True)
-        conn.execute("COMMIT")
-        self._pending = cursor
+        if rows or mark is not None:
+            digest = by_digest(rows)
+            statement = replace_statement(self._source._parts, len(rows), mark is not None,
+                                          digest)
+            conn.execute("BEGIN")
+            cursor = psycopg.RawCursor(conn)
+            cursor.execute(statement, replace_parameters(rows, mark, digest), binary=True)
+            conn.execute("COMMIT")
+            self._pending = cursor
+        if read_after is not None:
+            reading = conn.cursor(binary=True)
+            reading.execute(self._source._page, (read_after, MARK_NAME, limit))
+            self._reading = reading
         self._flush(conn)
 
     def _flush(self, conn: Conn) -> None:
@@ -367,11 +374,13 @@ class _PipelinedWalk:
                 if events & select.POLLIN:
                     pgconn.consume_input()
 
-    def collect(self) -> list[str]:
-        cursor, self._pending = self._pending, None
-        if cursor is None:
-            return []
-        return [str(row[0]) for row in cursor.fetchall()]
+    def collect(self) -> tuple[list[str], list[tuple[str, bytes]]]:
+        (cursor, reading), self._pending, self._reading = (self._pending, self._reading), \
+            None, None
+        done = [] if cursor is None else [str(row[0]) for row in cursor.fetchall()]
+        ahead = [] if reading is None else [(str(name), bytes(value))
+                                            for name, value in reading.fetchall()]
+        return done, ahead
 
 
 class PostgresSource(_Common):
