@@ -292,3 +292,63 @@ def test_a_table_target_needs_a_sync_source_and_a_sane_batch(tmp_path: Path) -> 
         for batch in (0, -1, 10_001, True):
             with pytest.raises(ConfigurationError, match="batch"):
                 TableTarget(source, batch=batch)
+
+
+def test_a_plaintext_row_planted_in_a_sealed_table_is_not_sealed(make_source: Any) -> None:
+    """A rotation never turns a planted plaintext row into an authenticated one: on a table
+    marked sealed it is a failure, left as it is (only a migration seals plaintext)."""
+    ring = vault.KeyRing([vault.Key.generate()])
+    source = make_source(keys=ring)
+    source.create_schema()  # an empty sealed table: marked sealed
+    source.save("a", 1)
+    plain = make_source()
+    plain.save("planted", {"i": "written by a writer of the table"})
+    new = ring.with_primary(vault.Key.generate())
+    for migrating in (False, True):
+        rotated = make_source(keys=new, migrating=migrating)
+        report = TableTarget(rotated).rewrap_batched(new)
+        assert [name for name, _ in report.failures] == ["planted"]
+        assert "plaintext" in report.failures[0][1]
+    assert key_ids(source)["plaintext"] == 1
+
+
+def test_pages_of_large_rows_are_cut_by_their_size(pg: PostgresServer) -> None:
+    """A page holds at most about 8 MiB of stored values (one row at least), whatever the
+    batch's row count: a batch's statement stays a few megabytes."""
+    from vault.sources.postgres import PAGE_BYTES
+
+    table = pg.fresh_table_name("large")
+    old = vault.KeyRing([vault.Key.generate()])
+    with PostgresSource(pg.dsn, table=table, keys=old) as source:
+        source.create_schema()
+        for i in range(60):
+            source.save(f"blob-{i:02d}", {"b": os.urandom(300_000), "i": i})
+    new = old.with_primary(vault.Key.generate())
+    with PostgresSource(pg.dsn, table=table, keys=new) as rotated:
+        sizes: list[int] = []
+        hook_walk(rotated, submit=lambda rows, mark: sizes.append(len(rows)))
+        report = TableTarget(rotated, batch=500).rewrap_batched(new)
+        assert report.rewrapped == 60 and sum(sizes) == 60
+        per_row = 300_000 * 4 // 3  # the codec's base64
+        assert max(sizes) <= PAGE_BYTES // per_row + 1 and len(sizes) >= 3, sizes
+        assert key_ids(rotated) == {new.primary.id: 60}
+
+
+def test_a_count_that_does_not_fit_the_timeout_falls_back_to_the_estimate(
+        pg: PostgresServer) -> None:
+    import psycopg
+
+    table = pg.fresh_table_name("count")
+    ring = vault.KeyRing([vault.Key.generate()])
+    with PostgresSource(pg.dsn, table=table, keys=ring, statement_timeout=0.5) as source:
+        source.create_schema()
+        for i, name in enumerate(NAMES):
+            source.save(name, {"i": i})
+        assert source.count_after("") == 230 and source.count_after(NAMES[99]) == 130
+        with pg.connect() as admin:
+            admin.execute(f"ANALYZE {table}")
+        with psycopg.connect(pg.dsn) as locker:  # the count waits for this lock: cancelled
+            locker.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+            estimate = source.count_after("")
+            locker.rollback()
+        assert 230 <= estimate <= 231  # the planner's estimate (the table mark included)

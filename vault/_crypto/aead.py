@@ -105,36 +105,25 @@ def seal_verified(material: bytes, material_id: bytes, *, kind: int, name: str,
     """:func:`seal`, then open the new envelope again before returning it (a rewrap's check,
     Tink's rule: nothing replaces an old envelope before its successor has been opened).
 
-    The new bytes are parsed as any reader parses them, every header field is checked
-    against what was sealed (kind, name, key id, salt, nonce, timestamps), the commitment
-    against the derived key and the tag by decrypting; the plaintext must come back equal.
-    Only the derivation (deterministic: the same ring key and salt give the same key) is not
-    run a second time: its result is kept from the seal.
+    The new bytes are opened as any reader opens them: parsed, every header field checked
+    against what was sealed (kind, name, key id, timestamps), the key derived again from the
+    ring key and the salt (a fault in the first derivation shows here), the commitment
+    checked and the payload decrypted with a cipher of its own; the plaintext must come back
+    equal.
 
     Raises:
         FormatError: as :func:`seal`. RewrapError: the new envelope did not open to the same
         plaintext (nothing should replace anything).
     """
-    if len(plaintext) > fmt.MAX_PLAINTEXT_LENGTH:
-        raise FormatError(f"plaintext of {len(plaintext)} bytes exceeds the format limit of "
-                          f"{fmt.MAX_PLAINTEXT_LENGTH}")
-    fresh = os.urandom(_FRESH_SIZE)
-    salt, nonce = fresh[:fmt.SALT_SIZE], fresh[fmt.SALT_SIZE:]
-    okm = _hkdf_sha256_64(material, salt, HKDF_INFO)
-    header = fmt.pack_fields(kind, material_id, salt, nonce, okm[32:], created_at, expires_at,
-                             len(plaintext) + fmt.TAG_SIZE, name)
-    cipher = AESGCM(okm[:32])
-    envelope = header + cipher.encrypt(nonce, plaintext, header)
-    # Opened again from the bytes that will be stored.
-    parsed, header_bytes, payload = fmt.parse(envelope)
-    if parsed[:7] != (kind, material_id, salt, nonce, okm[32:], created_at, expires_at) \
-            or parsed.name != name:
+    envelope = seal(material, material_id, kind=kind, name=name, plaintext=plaintext,
+                    created_at=created_at, expires_at=expires_at)
+    header, header_bytes, payload = fmt.parse(envelope)
+    if (header.kind, header.key_id, header.name, header.created_at, header.expires_at) != \
+            (kind, material_id, name, created_at, expires_at):
         raise RewrapError("the new envelope's header is not the one sealed")
-    if not hmac.compare_digest(okm[32:], parsed.commitment):
-        raise RewrapError("the new envelope failed its key commitment")
     try:
-        reopened = cipher.decrypt(parsed.nonce, payload, header_bytes)
-    except InvalidTag:
+        reopened = open_payload(material, header, header_bytes, payload)
+    except DecryptionError:
         raise RewrapError("the new envelope failed authentication") from None
     if reopened != plaintext:
         raise RewrapError("the new envelope did not open to the same plaintext")

@@ -275,8 +275,8 @@ def _rewrap_target(target: RewrapTarget, ring: KeyRing,
     if target.name == "entries":  # many items: batched, with overlapping writes
         return rewrap(target, ring, progress=report, workers=REWRAP_WORKERS, batch=REWRAP_BATCH)
     batched = getattr(target, "rewrap_batched", None)  # a sealed primary table: its own walk
-    if batched is not None:
-        result: RewrapReport = batched(ring, report)
+    if batched is not None:  # (no progress: nothing is counted up front)
+        result: RewrapReport = batched(ring, report if progress is not None else None)
         return result
     return rewrap(target, ring, progress=report)
 
@@ -494,7 +494,8 @@ def migrate_primary(vault: Vault, primary: Any, *, apply: bool,
         if progress is not None:
             progress("primary", done, total)
 
-    report = target.rewrap_batched(vault.keys, report_progress)
+    report = target.rewrap_batched(vault.keys,
+                                   report_progress if progress is not None else None)
     marked = report.failed == 0 and bool(primary.mark_sealed())
     audit_of(vault, context or current_context()).append(
         "migrate-primary", outcome="sealed" if marked else "failed", rows=report.rewrapped,

@@ -286,8 +286,10 @@ class TableTarget:
         with walk:
             total = walk.count_after(after) if progress is not None else 0
             size = self.batch
+            # A page may hold fewer rows than asked (PostgreSQL cuts pages of large rows):
+            # the walk ends at the first empty page.
             rows = walk.page(after, size)
-            ahead = walk.page(rows[-1][0], size) if len(rows) == size else []
+            ahead = walk.page(rows[-1][0], size) if rows else []
             flying: dict[str, str] | None = None  # the batch in flight: name -> old key id
             while rows:
                 pairs: list[tuple[str, Any, bytes]] = []
@@ -312,7 +314,7 @@ class TableTarget:
                 mark = self.seal.mark("sealed" if self.seal.marked else "migrating",
                                       rewrap={"to": ring.primary.id, "after": rows[-1][0]})
                 # This batch, and the read of the page after the next one.
-                walk.submit(pairs, mark, ahead[-1][0] if len(ahead) == size else None, size)
+                walk.submit(pairs, mark, ahead[-1][0] if ahead else None, size)
                 flying, rows = olds, ahead
             replaced, _ = walk.collect()
             account(replaced, flying)
@@ -330,7 +332,10 @@ class TableTarget:
         The new envelope is opened again before it is returned (``KeyRing.reseal``, Tink's
         rule); a failure raises ``RewrapError`` and the row stays as it is."""
         prefix = self.seal.prefix
-        if not is_sealed(stored):  # plaintext (a migration): sealed as it is
+        if not is_sealed(stored):  # plaintext: sealed as it is, in a migration only
+            if not self.seal.migrating or self.seal.marked:
+                raise FormatError(f"row {name!r} is plaintext, but the table is sealed: left "
+                                  "as it is (a writer of the table put it there)")
             plaintext = stored.encode("utf-8") if isinstance(stored, str) else bytes(stored)
             codec.loads(plaintext)  # raises SerializationError: not a value, left alone
             return ring.seal_verified(kind=fmt.KIND_ROW, name=name, plaintext=prefix + plaintext,

@@ -47,7 +47,8 @@ class TableWalk(Protocol):
         """Wait for what is in flight: the names the batch replaced and the page read after
         it (both [] if nothing is in flight).
 
-        Raises whatever the batch's transaction raised (it did not commit)."""
+        Raises whatever the batch's transaction raised (it did not commit); an error the
+        server reports at once may be raised by :meth:`submit` already."""
         ...
 
 

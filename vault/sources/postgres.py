@@ -78,6 +78,9 @@ __all__ = ["DEFAULT_CONNECT_TIMEOUT", "DEFAULT_STATEMENT_TIMEOUT", "DEFAULT_TABL
 DEFAULT_TABLE = "credvault_credentials"
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_STATEMENT_TIMEOUT = 5.0
+#: the stored bytes a page of a walk holds at most (one row at least): a batch's statement
+#: carries its old and new values, about twice as much
+PAGE_BYTES = 8 * 1024 * 1024
 T = TypeVar("T")
 Conn = psycopg.Connection[Any]
 AConn = psycopg.AsyncConnection[Any]
@@ -108,10 +111,17 @@ class _Common:
             "RETURNING {}").format(ident, _micros(sql.SQL("cur.updated_at")))
         self._delete = sql.SQL("DELETE FROM {} WHERE name = %s").format(ident)
         self._any_row = sql.SQL("SELECT 1 FROM {} LIMIT 1").format(ident)
-        self._page = sql.SQL("SELECT name, value FROM {} WHERE name > %s AND name <> %s "
-                             "ORDER BY name LIMIT %s").format(ident)
+        # A page: up to LIMIT rows above the cursor, cut once their stored bytes pass the
+        # budget (always one row at least): octet_length reads a TOAST pointer, not the value.
+        self._page = sql.SQL(
+            "SELECT name, value FROM (SELECT name, value, sum(octet_length(value)) OVER "
+            "(ORDER BY name) AS upto FROM {} WHERE name > %s AND name <> %s ORDER BY name "
+            "LIMIT %s) AS page WHERE upto - octet_length(value) < %s ORDER BY name"
+        ).format(ident)
         self._count_after = sql.SQL("SELECT count(*) FROM {} WHERE name > %s AND name <> %s"
                                     ).format(ident)
+        self._estimate = sql.SQL("SELECT reltuples::bigint FROM pg_class "
+                                 "WHERE oid = to_regclass(%s)")
         self._parts = parts
         # One statement each, always one row; greatest() ignores NULL (no deleted row).
         self._delete_versioned = sql.SQL(
@@ -328,13 +338,12 @@ class _PipelinedWalk:
         return self._conn
 
     def count_after(self, after: str) -> int:
-        row = self._connection().execute(self._source._count_after,
-                                         (after, MARK_NAME)).fetchone()
-        return int(row[0]) if row else 0
+        # the source's own connection: a cancelled count stays out of the pipeline
+        return self._source.count_after(after)
 
     def page(self, after: str, limit: int) -> list[tuple[str, bytes]]:
         cursor = self._connection().cursor(binary=True)  # bytea as bytes, no hex on the wire
-        cursor.execute(self._source._page, (after, MARK_NAME, limit))
+        cursor.execute(self._source._page, (after, MARK_NAME, limit, PAGE_BYTES))
         return [(str(name), bytes(value)) for name, value in cursor.fetchall()]
 
     def submit(self, rows: list[tuple[str, Any, bytes]], mark: bytes | None,
@@ -352,8 +361,11 @@ class _PipelinedWalk:
             conn.execute("COMMIT")
             self._pending = cursor
         if read_after is not None:
+            # a transaction of its own: the connection is outside any while the client seals
+            conn.execute("BEGIN READ ONLY")
             reading = conn.cursor(binary=True)
-            reading.execute(self._source._page, (read_after, MARK_NAME, limit))
+            reading.execute(self._source._page, (read_after, MARK_NAME, limit, PAGE_BYTES))
+            conn.execute("COMMIT")
             self._reading = reading
         self._flush(conn)
 
@@ -362,17 +374,21 @@ class _PipelinedWalk:
         commands are queued; a batch larger than the socket's buffer would wait for the
         next call, and the server with it), reading results meanwhile."""
         pgconn = conn.pgconn
-        deadline = time.monotonic() + self._source.statement_timeout
+        patience = self._source.statement_timeout
+        deadline = time.monotonic() + patience
         poller = select.poll()
         poller.register(pgconn.socket, select.POLLIN | select.POLLOUT)
         while pgconn.flush():  # 1: more to send
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise psycopg.OperationalError("the server took no data for the statement "
-                                               "timeout: a rewrap batch was not sent")
+                raise psycopg.OperationalError(
+                    f"the server took no data for {patience:g} s (the statement timeout): "
+                    "a rewrap batch was not sent")
             for _fd, events in poller.poll(remaining * 1000):
                 if events & select.POLLIN:
                     pgconn.consume_input()
+                if events & select.POLLOUT:  # the socket took data: patience starts again
+                    deadline = time.monotonic() + patience
 
     def collect(self) -> tuple[list[str], list[tuple[str, bytes]]]:
         (cursor, reading), self._pending, self._reading = (self._pending, self._reading), \
@@ -463,15 +479,22 @@ class PostgresSource(_Common):
     def rows_after(self, after: str, limit: int) -> list[tuple[str, Any]]:
         """Up to ``limit`` (name, stored value) rows with names above ``after`` in name order
         (keyset pagination on the primary key), the table mark excluded."""
-        rows = self._run(lambda conn: conn.execute(self._page, (after, MARK_NAME, limit),
+        rows = self._run(lambda conn: conn.execute(self._page,
+                                                   (after, MARK_NAME, limit, PAGE_BYTES),
                                                    binary=True).fetchall())
         return [(str(name), bytes(value)) for name, value in rows]
 
     def count_after(self, after: str) -> int:
-        """How many rows have names above ``after`` (the table mark excluded)."""
-        row = self._run(lambda conn: conn.execute(self._count_after, (after, MARK_NAME))
-                        .fetchone())
-        return int(row[0]) if row else 0
+        """How many rows have names above ``after`` (the table mark excluded), for a
+        progress bar: counted if that fits in the statement timeout, else the planner's
+        estimate of the whole table (0: unknown)."""
+        try:
+            row = self._run(lambda conn: conn.execute(self._count_after, (after, MARK_NAME))
+                            .fetchone())
+        except psycopg.errors.QueryCanceled:  # a table too large to count in time
+            row = self._run(lambda conn: conn.execute(self._estimate, (self.table,))
+                            .fetchone())
+        return max(0, int(row[0])) if row and row[0] is not None else 0
 
     def replace_rows(self, rows: list[tuple[str, Any, Any]], mark: bytes | None = None
                      ) -> list[str]:
