@@ -1,6 +1,6 @@
 """Rotation of a sealed primary table: ``TableTarget.rewrap_batched`` on PostgreSQL vs its floor.
 
-Run: python -m bench.bench_primary [--quick | --full] [--small] [--profile]
+Run: python -m bench.bench_primary [--quick | --full] [--small] [--sized] [--profile]
 Starts a throwaway PostgreSQL cluster (the tests' helper, ``tests.realparts.PostgresServer``,
 as ``bench_cache`` does: ``fsync``, ``synchronous_commit`` and ``full_page_writes`` off), which
 needs ``postgresql`` installed; removes it at the end.
@@ -11,6 +11,7 @@ drawn uniformly with a fixed seed, written in random physical order: 1.17 KB mea
 median (the issue's "about 0.6 KB mean" cannot hold with these shares and ranges: their
 smallest possible mean is 0.39 KB, uniform draws give 1.15 KB). ``--small``: every row of
 200-800 bytes, nothing in TOAST. 100,000 rows (``--full``: 1,000,000; ``--quick``: 3,000).
+``--sized``: the server sized for the table (``shared_buffers`` 3 GB, ``max_wal_size`` 8 GB).
 Every row is sealed under key A once, in memory; before every
 measured run the table is emptied and re-seeded with those envelopes (``TRUNCATE``, binary
 ``COPY``, ``VACUUM (ANALYZE)``, ``CHECKPOINT``: not measured), so every candidate starts from
@@ -210,6 +211,10 @@ class Database:
                 return
             time.sleep(0.05)
         raise RuntimeError("full_page_writes did not change")
+
+    def setting(self, name: str) -> str:
+        row = self.conn.execute(sql.SQL("SHOW {}").format(sql.Identifier(name))).fetchone()
+        return str(row[0]) if row else "?"
 
     def server_version(self) -> str:
         row = self.conn.execute("SHOW server_version").fetchone()
@@ -517,7 +522,9 @@ def bench(server: PostgresServer, *, count: int, sizes: list[int], rounds: int,
             f"{SMALL_SIZES[0]}-{SMALL_SIZES[1]} B, {large:,} of {LARGE_SIZES[0] // 1024}-"
             f"{LARGE_SIZES[1] // 1024} KB; stored values {statistics.mean(stored):,.0f} B mean "
             f"(median {statistics.median(stored):,.0f} B), {_mb(sum(stored))} in all; "
-            f"sealed under A in {sealed_in:.1f} s (not measured)")
+            f"sealed under A in {sealed_in:.1f} s (not measured); server: "
+            f"shared_buffers {db.setting('shared_buffers')}, max_wal_size "
+            f"{db.setting('max_wal_size')}")
         names = list(CANDIDATES)
         main = measure(db, count, names, rounds)
         best = {name: min(r.seconds for r in runs) for name, runs in main.items()}
@@ -576,6 +583,12 @@ def bench(server: PostgresServer, *, count: int, sizes: list[int], rounds: int,
             judged = f"goal <= {GOAL_LINEAR}x: {verdict(spread, '<=', GOAL_LINEAR)}" \
                 if name == OURS else "context"
             out(f"  {name:<36} {points}; largest/smallest {spread:.2f}x ({judged})")
+        # What our code adds, size by size: the server's own growth (a table outgrowing its
+        # caches, checkpoints) is the floor's too.
+        ratios = ", ".join(
+            f"{size:,}: {statistics.median(t[OURS]) / statistics.median(t[FLOOR]):.2f}x"
+            for size, t in growth.items())
+        out(f"  ours / the floor, time per row (context): {ratios}")
 
         if profile:
             db.seed(count)
@@ -604,6 +617,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="one more run of ours under cProfile")
     parser.add_argument("--small", action="store_true",
                         help="every row of 200-800 bytes (no large rows, nothing in TOAST)")
+    parser.add_argument("--sized", action="store_true",
+                        help="a server sized for the table: shared_buffers 3 GB, "
+                             "max_wal_size 8 GB (the defaults otherwise)")
     args = parser.parse_args(argv)
     if args.quick:
         plan: dict[str, Any] = {"count": 3_000, "sizes": [1_000], "rounds": 1,
@@ -615,6 +631,11 @@ def main(argv: list[str] | None = None) -> None:
         plan = {"count": 100_000, "sizes": [10_000, 30_000], "rounds": 3, "growth_rounds": 3}
     server = start_server()
     try:
+        if args.sized:
+            with server.connect(dbname="postgres") as conn:
+                conn.execute("ALTER SYSTEM SET shared_buffers = '3GB'")
+                conn.execute("ALTER SYSTEM SET max_wal_size = '8GB'")
+            server.restart()
         bench(server, **plan, profile=args.profile, small=args.small,
               out=lambda s: print(s, flush=True))
     finally:
