@@ -72,17 +72,22 @@ def hook_walk(source: Any, *, submit: Any = None, page: Any = None) -> None:
     source.walk = walk
 
 
-def key_ids(source: Any) -> dict[str, int]:
-    return dict(TableTarget(source).key_ids())
-
-
-def test_rotation_rewraps_every_row_and_keeps_newer_writes(make_source: Any) -> None:
+def seeded(make_source: Any) -> tuple[vault.KeyRing, Any, vault.KeyRing]:
+    """A sealed table of NAMES ({"i": i}) under a ring A: (A, its source, the ring [B, A])."""
     old = vault.KeyRing([vault.Key.generate()])
     source = make_source(keys=old)
     source.create_schema()
     for i, name in enumerate(NAMES):
         source.save(name, {"i": i})
-    new = old.with_primary(vault.Key.generate())
+    return old, source, old.with_primary(vault.Key.generate())
+
+
+def key_ids(source: Any) -> dict[str, int]:
+    return dict(TableTarget(source).key_ids())
+
+
+def test_rotation_rewraps_every_row_and_keeps_newer_writes(make_source: Any) -> None:
+    old, source, new = seeded(make_source)
     rotated = make_source(keys=new)
     target = TableTarget(rotated, batch=50)
 
@@ -115,12 +120,7 @@ def test_rotation_rewraps_every_row_and_keeps_newer_writes(make_source: Any) -> 
 
 
 def test_a_crashed_rotation_resumes_after_its_last_batch(make_source: Any) -> None:
-    old = vault.KeyRing([vault.Key.generate()])
-    source = make_source(keys=old)
-    source.create_schema()
-    for i, name in enumerate(NAMES):
-        source.save(name, {"i": i})
-    new = old.with_primary(vault.Key.generate())
+    old, _source, new = seeded(make_source)
     crashing = make_source(keys=new)
     calls = 0
 
@@ -194,12 +194,7 @@ def test_a_forged_row_fails_and_stays(make_source: Any) -> None:
 
 
 def test_progress_counts_up_to_the_rows_left(make_source: Any) -> None:
-    old = vault.KeyRing([vault.Key.generate()])
-    source = make_source(keys=old)
-    source.create_schema()
-    for i, name in enumerate(NAMES):
-        source.save(name, {"i": i})
-    new = old.with_primary(vault.Key.generate())
+    _old, _source, new = seeded(make_source)
     calls: list[tuple[int, int]] = []
     report = TableTarget(make_source(keys=new), batch=100).rewrap_batched(
         new, progress=lambda done, total: calls.append((done, total)))
