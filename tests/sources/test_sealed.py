@@ -6,6 +6,7 @@ is scanned for plaintext).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -191,13 +192,24 @@ def test_a_fallback_cache_over_a_sealed_source(db: Path, ring: vault.KeyRing,
     source.close()
 
 
-def test_postgres_sees_ciphertext_only(pg: PostgresServer, table: str,
-                                       ring: vault.KeyRing) -> None:
-    """With log_statement = all, neither the server log nor the table holds the value."""
+@contextlib.contextmanager
+def statements_logged(pg: PostgresServer) -> Iterator[None]:
+    """``log_statement = all`` on the test cluster for the block, reset after it."""
     with pg.connect() as conn:
         conn.execute("ALTER SYSTEM SET log_statement = 'all'")
         conn.execute("SELECT pg_reload_conf()")
     try:
+        yield
+    finally:
+        with pg.connect() as conn:
+            conn.execute("ALTER SYSTEM RESET log_statement")
+            conn.execute("SELECT pg_reload_conf()")
+
+
+def test_postgres_sees_ciphertext_only(pg: PostgresServer, table: str,
+                                       ring: vault.KeyRing) -> None:
+    """With log_statement = all, neither the server log nor the table holds the value."""
+    with statements_logged(pg):
         start = pg.log_path.stat().st_size
         with PostgresSource(pg.dsn, table=table, keys=ring) as source:
             source.create_schema()
@@ -230,10 +242,6 @@ def test_postgres_sees_ciphertext_only(pg: PostgresServer, table: str,
             plain.create_schema()
             plain.save("c1", CRED)
         assert "hex" in leaks(logged_since(start))
-    finally:
-        with pg.connect() as conn:
-            conn.execute("ALTER SYSTEM RESET log_statement")
-            conn.execute("SELECT pg_reload_conf()")
 
 
 def test_migration_and_rotation_log_ciphertext_only(pg: PostgresServer, table: str,
@@ -246,10 +254,7 @@ def test_migration_and_rotation_log_ciphertext_only(pg: PostgresServer, table: s
         plain.create_schema()
         for i in range(30):
             plain.save(f"c{i}", {"token": f"{CANARY_VALUE}-{i}", "n": i})
-    with pg.connect() as conn:
-        conn.execute("ALTER SYSTEM SET log_statement = 'all'")
-        conn.execute("SELECT pg_reload_conf()")
-    try:
+    with statements_logged(pg):
         start = pg.log_path.stat().st_size
         with PostgresSource(pg.dsn, table=table, keys=ring, migrating=True) as migrating:
             report = TableTarget(migrating, batch=8).rewrap_batched(ring)
@@ -265,10 +270,6 @@ def test_migration_and_rotation_log_ciphertext_only(pg: PostgresServer, table: s
         assert text.count(b"parameters:") >= 8  # the batches were logged with parameters
         assert CANARY_VALUE.encode().lower() not in text
         assert CANARY_VALUE.encode().hex().encode() not in text
-    finally:
-        with pg.connect() as conn:
-            conn.execute("ALTER SYSTEM RESET log_statement")
-            conn.execute("SELECT pg_reload_conf()")
 
 
 def test_postgres_refuses_plaintext_and_moved_rows(pg: PostgresServer, table: str,
