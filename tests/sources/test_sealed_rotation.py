@@ -204,8 +204,8 @@ def test_progress_counts_up_to_the_rows_left(make_source: Any) -> None:
 
 
 def test_a_batch_larger_than_the_socket_buffer(pg: PostgresServer) -> None:
-    """Batches of megabytes (12 KB rows, 300 a batch: about 7 MB of parameters) are sent
-    whole while the walk seals the next page, and every row comes back intact."""
+    """Batches of megabytes (12 KB rows, 300 a batch: about 7 MB of parameters), one of them
+    sent while the walk's backend is frozen, all commit, and every row comes back intact."""
     table = pg.fresh_table_name("big")
     old = vault.KeyRing([vault.Key.generate()])
     values = {f"creds-{i:03d}": {"blob": bytes([i % 256]) * 9_000, "i": i} for i in range(650)}

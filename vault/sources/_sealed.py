@@ -275,9 +275,11 @@ class TableTarget:
         def account(replaced: list[str], olds: dict[str, str] | None) -> None:
             if olds is None:  # nothing was in flight
                 return
-            counts["rewrapped"] += len(replaced)
-            counts["skipped"] += len(olds) - len(replaced)
-            for name in replaced:
+            # the database's answer is not trusted: only names of the batch count, once each
+            replaced_names = set(replaced) & olds.keys()
+            counts["rewrapped"] += len(replaced_names)
+            counts["skipped"] += len(olds) - len(replaced_names)
+            for name in replaced_names:
                 old_id = olds[name]
                 by_key[old_id] = by_key.get(old_id, 0) + 1
             if progress is not None:
